@@ -1,0 +1,263 @@
+"""The public Python API: ``plan``, ``submit``, ``get``, ``runs`` and the ``Run`` handle.
+
+The CLI is a thin shell over these calls.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from multispot import registry
+from multispot.billing import CostReport, cost_report
+from multispot.checkpoint import CheckpointStore
+from multispot.controller import STALE_AFTER, candidates, ensure_controller, spawn
+from multispot.job import Job, JobSpecError
+from multispot.provider import LaunchContext, ValidationFailed
+from multispot.status import Attempt, JobState, Placement, iso_time
+from multispot.store import Event, JobRecord, JobStore, new_job_id
+from multispot.units import format_duration
+
+DEFAULT_PROVIDER = "local"
+
+
+def _provider_name(job: Job, provider: str | None) -> str:
+    return provider or (job.targets[0].provider if job.targets else DEFAULT_PROVIDER)
+
+
+def _with_injection(job: Job, spec: str | None) -> Job:
+    if spec is None:
+        return job
+    options = {key: dict(value) for key, value in job.provider_options.items()}
+    options.setdefault("local", {})["preemptions"] = spec
+    return Job.validate_data({**job.to_data(), "provider_options": options})
+
+
+def plan(job: Job, provider: str | None = None) -> list[Placement]:
+    """The placements the job may run on, in the order they would be tried."""
+    return candidates(job, _provider_name(job, provider))
+
+
+def check(job: Job, provider: str | None = None) -> list[Placement]:
+    """Everything that can be checked before submitting: providers installed, options, command, env.
+
+    Raises ``JobSpecError``/``ValidationFailed``/``ProviderNotFound``; nothing is uploaded or started.
+    """
+    placements = plan(job, provider)
+    if not placements:
+        raise ValidationFailed(
+            _provider_name(job, provider), [("targets", "no placement matches the targets")]
+        )
+    seen: set[str] = set()
+    for placement in placements:
+        if placement.provider not in seen:
+            registry.get(placement.provider).validate(job, placement)
+            seen.add(placement.provider)
+    job.resolve_env()  # a missing ${VAR} fails here, before anything starts
+    return placements
+
+
+def dry_run(job: Job, provider: str | None = None, inject_preemptions: str | None = None) -> dict[str, Any]:
+    """What would be submitted: the first placement's native request. Submits nothing."""
+    job = _with_injection(job, inject_preemptions)
+    placements = check(job, provider)
+    first = placements[0]
+    prov = registry.get(first.provider)
+    job_id = f"{job.name}-dryrun"
+    ctx = LaunchContext(
+        job_id=job_id,
+        attempt=1,
+        checkpoint_uri=job.checkpoint.uri or prov.default_uri("checkpoints", job_id, job),
+        output_uri=job.output_uri or prov.default_uri("outputs", job_id, job),
+        env=dict(job.env),  # ${VAR} references stay unresolved: a dry run never prints secrets
+        workdir=os.getcwd(),
+    )
+    return {
+        "provider": first.provider,
+        "placement": first.to_dict(),
+        "placements": [p.to_dict() for p in placements],
+        "request": prov.render(job, first, ctx),
+        "capabilities": [
+            {"name": c.name, "supported": c.supported, "reason": c.reason} for c in prov.capabilities
+        ],
+    }
+
+
+def submit(
+    job: Job,
+    provider: str | None = None,
+    *,
+    inject_preemptions: str | None = None,
+    store: JobStore | None = None,
+    start_controller: bool = True,
+) -> Run:
+    """Validate, record and start the job; a detached controller drives it from then on."""
+    job = _with_injection(job, inject_preemptions)
+    name = _provider_name(job, provider)
+    check(job, name)
+    store = store or JobStore()
+    job_id = new_job_id(job.name)
+    prov = registry.get(name)
+    record = JobRecord(
+        id=job_id,
+        name=job.name,
+        spec=job.to_data(),
+        provider=name,
+        state=JobState.PENDING,
+        checkpoint_uri=job.checkpoint.uri or prov.default_uri("checkpoints", job_id, job),
+        output_uri=job.output_uri or prov.default_uri("outputs", job_id, job),
+        options={"workdir": os.getcwd()},
+    )
+    store.create_job(record)
+    if start_controller:
+        spawn(job_id)
+    return Run(job_id, store)
+
+
+def get(ref: str, store: JobStore | None = None) -> Run:
+    store = store or JobStore()
+    return Run(store.get_job(ref).id, store)
+
+
+def runs(limit: int = 50, store: JobStore | None = None) -> list[Run]:
+    store = store or JobStore()
+    return [Run(record.id, store) for record in store.jobs(limit)]
+
+
+class Run:
+    """A submitted job: its state, attempts, logs, cost; the same thing ``multispot status`` shows."""
+
+    def __init__(self, job_id: str, store: JobStore | None = None) -> None:
+        self.id = job_id
+        self.store = store or JobStore()
+
+    @property
+    def record(self) -> JobRecord:
+        return self.store.get_job(self.id)
+
+    @property
+    def job(self) -> Job:
+        return Job.validate_data(self.record.spec)
+
+    @property
+    def status(self) -> JobState:
+        return self.record.state
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        return self.store.attempts(self.id)
+
+    def events(self, after: int = 0) -> list[tuple[int, Event]]:
+        return self.store.events(self.id, after)
+
+    def progress(self) -> tuple[int, int | None] | None:
+        """(step, total) from the newest committed checkpoint's manifest."""
+        try:
+            return CheckpointStore(self.record.checkpoint_uri).progress()
+        except (OSError, ValueError):
+            return None
+
+    def ensure_driven(self) -> bool:
+        """Restart the controller if the job is unfinished and nobody drives it."""
+        return ensure_controller(self.store, self.id)
+
+    def wait(self, timeout: float | None = None, poll: float = 0.5, show: bool = False) -> JobState:
+        """Block until the job ends (or ``timeout``); ``show`` prints live progress."""
+        if show:
+            from multispot.display import follow
+
+            return follow(self, timeout=timeout)
+        deadline = None if timeout is None else time.time() + timeout
+        last_check = 0.0
+        while True:
+            state = self.status
+            if state.job_terminal:
+                return state
+            if deadline is not None and time.time() > deadline:
+                raise TimeoutError(f"{self.id} is still {state.value} after {timeout:g}s")
+            if time.time() - last_check > STALE_AFTER / 2:
+                self.ensure_driven()
+                last_check = time.time()
+            time.sleep(poll)
+
+    def cancel(self) -> None:
+        """Ask the controller to stop the job; the current attempt is cancelled at the provider."""
+        self.store.request_cancel(self.id)
+        self.ensure_driven()
+
+    def logs(self, follow: bool = False, attempt: int | None = None) -> Iterator[str]:
+        """The job's output, attempt after attempt (each begins with a header line)."""
+        n = 0
+        while True:
+            attempts = [
+                a for a in self.attempts if a.handle is not None and (attempt is None or a.n == attempt)
+            ]
+            for item in attempts[n:]:
+                assert item.handle is not None
+                yield f"--- attempt {item.n} ({item.placement}) ---\n"
+                last = item.n == attempts[-1].n
+                yield from registry.get(item.handle.provider).logs(item.handle, follow=follow and last)
+                n += 1
+            if not follow or self.status.job_terminal or attempt is not None:
+                if follow and len([a for a in self.attempts if a.handle is not None]) > n and attempt is None:
+                    continue
+                return
+            time.sleep(0.3)
+
+    def cost(self) -> CostReport:
+        attempts = self.attempts
+        on_demand = None
+        for placement in plan(self.job, self.record.provider):
+            if placement.market == "on-demand" and placement.price_per_hour is not None:
+                on_demand = placement.price_per_hour
+                break
+        times = {a.n: a.last_checkpoint for a in attempts if a.last_checkpoint}
+        return cost_report(self.id, attempts, on_demand, times)
+
+    def to_dict(self) -> dict[str, Any]:
+        record, attempts = self.record, self.attempts
+        progress = self.progress()
+        return {
+            "id": record.id,
+            "name": record.name,
+            "state": record.state.value,
+            "message": record.message,
+            "provider": record.provider,
+            "created": iso_time(record.created),
+            "ended": iso_time(record.ended),
+            "checkpoint_uri": record.checkpoint_uri,
+            "output_uri": record.output_uri,
+            "progress": {"step": progress[0], "total_steps": progress[1]} if progress else None,
+            "preemptions": sum(a.state is JobState.PREEMPTED for a in attempts)
+            + sum(a.interruptions for a in attempts),
+            "attempts": [a.to_dict() for a in attempts],
+        }
+
+    def __repr__(self) -> str:
+        record = self.record
+        return f"Run({record.id!r}, {record.state.value}, attempts={len(self.attempts)})"
+
+    def _repr_html_(self) -> str:
+        data = self.to_dict()
+        rows = "".join(
+            f"<tr><td>{a['n']}</td><td>{a['market']}</td><td>{a['state']}</td>"
+            f"<td>{html.escape(a['message'] or '')}</td></tr>"
+            for a in data["attempts"]
+        )
+        progress = data["progress"]
+        step = f" — step {progress['step']}/{progress['total_steps'] or '?'}" if progress else ""
+        return (
+            f"<b>{html.escape(data['id'])}</b>: {data['state']}{step}"
+            f"<table><tr><th>attempt</th><th>market</th><th>state</th><th>message</th></tr>{rows}</table>"
+        )
+
+
+def elapsed(run: Run) -> str:
+    record = run.record
+    return format_duration((record.ended or time.time()) - record.created)
+
+
+__all__ = ["JobSpecError", "Run", "check", "dry_run", "get", "plan", "runs", "submit"]

@@ -1,0 +1,30 @@
+"""The checkpoint contract: the same layout, commit and "latest" rule on every storage."""
+
+from multispot.checkpoint.manifest import FORMAT_VERSION, LATEST, MANIFEST, FileEntry, Manifest, step_dir
+from multispot.checkpoint.store import (
+    CheckpointError,
+    CheckpointExists,
+    CheckpointStore,
+    CheckpointWriter,
+    NoCheckpoint,
+    RestoredCheckpoint,
+    Verdict,
+    copy_checkpoint,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "LATEST",
+    "MANIFEST",
+    "CheckpointError",
+    "CheckpointExists",
+    "CheckpointStore",
+    "CheckpointWriter",
+    "FileEntry",
+    "Manifest",
+    "NoCheckpoint",
+    "RestoredCheckpoint",
+    "Verdict",
+    "copy_checkpoint",
+    "step_dir",
+]

@@ -1,0 +1,98 @@
+"""Checkpoint layout names and the MANIFEST that commits a step."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+FORMAT_VERSION = 1
+MANIFEST = "MANIFEST.json"
+LATEST = "LATEST"
+HASH = "sha256"
+_STEP_DIR = re.compile(r"^step-(\d{12})$")
+_RESERVED = {MANIFEST, LATEST}
+
+
+class ManifestError(ValueError):
+    pass
+
+
+def step_dir(step: int) -> str:
+    """``step-000000001200``: zero-padded so names sort as numbers on every store."""
+    if step < 0 or step >= 10**12:
+        raise ValueError(f"step {step} is out of range 0..999999999999")
+    return f"step-{step:012d}"
+
+
+def parse_step_dir(name: str) -> int | None:
+    match = _STEP_DIR.match(name.rstrip("/").rsplit("/", 1)[-1])
+    return int(match.group(1)) if match else None
+
+
+def check_file_name(name: str) -> str:
+    """A relative, normalised name inside a step directory."""
+    parts = name.replace("\\", "/").split("/")
+    if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"{name!r} is not a plain relative file name inside a checkpoint")
+    if name in _RESERVED or name.endswith(".tmp-manifest"):
+        raise ValueError(f"{name!r} is reserved by the checkpoint contract")
+    return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Written last: a checkpoint exists iff its manifest exists and every file matches it."""
+
+    step: int
+    files: dict[str, FileEntry]
+    time: str  # ISO 8601, UTC
+    total_steps: int | None = None
+    attempt: int | None = None
+    job_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    format: int = FORMAT_VERSION
+
+    @property
+    def size(self) -> int:
+        return sum(entry.size for entry in self.files.values())
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["hash"] = HASH
+        return json.dumps(data, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Manifest:
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ManifestError("manifest is not a JSON object")
+            if data.get("format") != FORMAT_VERSION:
+                raise ManifestError(f"manifest format {data.get('format')!r}, expected {FORMAT_VERSION}")
+            if data.get("hash", HASH) != HASH:
+                raise ManifestError(f"manifest hash {data.get('hash')!r} is not {HASH}")
+            files = {
+                check_file_name(name): FileEntry(size=int(e["size"]), sha256=str(e["sha256"]))
+                for name, e in data["files"].items()
+            }
+            return cls(
+                step=int(data["step"]),
+                files=files,
+                time=str(data["time"]),
+                total_steps=None if data.get("total_steps") is None else int(data["total_steps"]),
+                attempt=None if data.get("attempt") is None else int(data["attempt"]),
+                job_id=data.get("job_id"),
+                metadata=dict(data.get("metadata") or {}),
+            )
+        except ManifestError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ManifestError(f"unreadable manifest: {exc}") from exc

@@ -1,0 +1,526 @@
+"""The checkpoint contract over fsspec: commit, verify, restore, retention, copy.
+
+Layout under a checkpoint URI::
+
+    step-000000001200/      the user's files, then MANIFEST.json (written last)
+    LATEST                  a hint: the name of the newest committed step
+
+No rename is needed, so the same rules hold on object stores and on synced folders whose
+upload order is not guaranteed: a step counts only when its manifest exists and every file
+listed there has the recorded size and checksum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from multispot.checkpoint.manifest import (
+    LATEST,
+    MANIFEST,
+    FileEntry,
+    Manifest,
+    ManifestError,
+    check_file_name,
+    parse_step_dir,
+    step_dir,
+)
+from multispot.provider import MultispotError
+
+CHUNK = 8 * 1024 * 1024  # large enough to run at storage bandwidth, small enough to stream
+
+
+class CheckpointError(MultispotError):
+    pass
+
+
+class NoCheckpoint(CheckpointError):
+    pass
+
+
+class CheckpointExists(CheckpointError):
+    pass
+
+
+@dataclass(frozen=True)
+class Verdict:
+    step: int
+    ok: bool
+    reason: str = ""
+
+
+def _sha256_of(stream: IO[bytes]) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    while chunk := stream.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
+
+
+class CheckpointStore:
+    """All checkpoints of one job under one URI (``file://``, ``memory://``, ``s3://``, …)."""
+
+    def __init__(self, uri: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.uri = uri.rstrip("/") if uri.rstrip("/") else uri
+        self.fs, root = fsspec.core.url_to_fs(self.uri, **(storage_options or {}))
+        self.root = root.rstrip("/")
+        self.local = isinstance(self.fs, LocalFileSystem)
+        # Steps whose every byte this instance has hashed (written or fully verified): never re-read.
+        self._verified: set[int] = set()
+
+    def __repr__(self) -> str:
+        return f"CheckpointStore({self.uri!r})"
+
+    # ----------------------------------------------------------------- paths and raw I/O
+
+    def _path(self, *parts: str) -> str:
+        return "/".join((self.root, *parts))
+
+    def open_read(self, path: str) -> IO[bytes]:
+        if self.local:
+            return open(path, "rb", buffering=0)
+        return self.fs.open(path, "rb", block_size=CHUNK)  # type: ignore[no-any-return]
+
+    def open_write(self, path: str) -> IO[bytes]:
+        if self.local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            return open(path, "wb")
+        return self.fs.open(path, "wb", block_size=CHUNK)  # type: ignore[no-any-return]
+
+    def _write_small(self, path: str, data: bytes) -> None:
+        """Atomic where the store allows it: local files go through a temp name and rename."""
+        if not self.local:
+            self.fs.pipe_file(path, data)
+            return
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp-manifest"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(os.path.dirname(path))
+
+    def _read_small(self, path: str) -> bytes | None:
+        try:
+            if self.local:
+                return Path(path).read_bytes()
+            return self.fs.cat_file(path)  # type: ignore[no-any-return]
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+    # ----------------------------------------------------------------- listing and verifying
+
+    def steps(self) -> list[int]:
+        """Steps that have a directory, committed or not, oldest first."""
+        if not self.local:
+            self.fs.invalidate_cache(self.root)
+        try:
+            names = self.fs.ls(self.root, detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted({s for s in (parse_step_dir(str(n)) for n in names) if s is not None})
+
+    def manifest(self, step: int) -> Manifest | None:
+        """The step's manifest if it exists and parses; a torn or foreign one reads as None."""
+        raw = self._read_small(self._path(step_dir(step), MANIFEST))
+        if raw is None:
+            return None
+        try:
+            manifest = Manifest.from_json(raw)
+        except ManifestError:
+            return None
+        return manifest if manifest.step == step else None
+
+    def _sizes(self, step: int) -> dict[str, int]:
+        base = self._path(step_dir(step))
+        try:
+            found = self.fs.find(base, detail=True)
+        except FileNotFoundError:
+            return {}
+        prefix = base.rstrip("/") + "/"
+        return {
+            str(p)[len(prefix) :]: int(info.get("size") or 0)
+            for p, info in found.items()
+            if str(p).startswith(prefix)
+        }
+
+    def verify(self, step: int, full: bool = True) -> Verdict:
+        """Does ``step`` hold a committed checkpoint? ``full`` re-reads every file's checksum
+        (once per store instance: a step hashed here before is not read again)."""
+        manifest = self.manifest(step)
+        if manifest is None:
+            self._verified.discard(step)
+            return Verdict(step, False, "no readable MANIFEST.json (never committed, or torn)")
+        sizes = self._sizes(step)
+        for name, entry in manifest.files.items():
+            if name not in sizes:
+                return Verdict(step, False, f"{name} is missing")
+            if sizes[name] != entry.size:
+                return Verdict(step, False, f"{name} has {sizes[name]} bytes, manifest says {entry.size}")
+        if full and manifest.files and step not in self._verified:
+            base = self._path(step_dir(step))
+
+            def check(item: tuple[str, FileEntry]) -> str:
+                with self.open_read(f"{base}/{item[0]}") as stream:
+                    size, digest = _sha256_of(stream)
+                return "" if (size, digest) == (item[1].size, item[1].sha256) else item[0]
+
+            with ThreadPoolExecutor(max_workers=min(8, len(manifest.files))) as pool:
+                bad = [name for name in pool.map(check, manifest.files.items()) if name]
+            if bad:
+                return Verdict(step, False, f"checksum mismatch in {', '.join(sorted(bad))}")
+        if full:
+            self._verified.add(step)
+        return Verdict(step, True)
+
+    def latest_hint(self) -> int | None:
+        raw = self._read_small(self._path(LATEST))
+        return None if raw is None else parse_step_dir(raw.decode(errors="replace").strip())
+
+    def latest(self, full: bool = True) -> Manifest | None:
+        """The newest checkpoint that verifies; LATEST is only a hint and never trusted alone."""
+        for step in reversed(self.steps()):
+            if self.verify(step, full=full).ok:
+                return self.manifest(step)
+        return None
+
+    def newest_manifest(self) -> Manifest | None:
+        """The newest readable manifest, without reading the files: cheap, for status displays."""
+        for step in reversed(self.steps()):
+            manifest = self.manifest(step)
+            if manifest is not None:
+                return manifest
+        return None
+
+    def progress(self) -> tuple[int, int | None] | None:
+        """(step, total_steps) of the newest committed manifest."""
+        manifest = self.newest_manifest()
+        return None if manifest is None else (manifest.step, manifest.total_steps)
+
+    # ----------------------------------------------------------------- save and restore
+
+    def writer(
+        self,
+        step: int,
+        *,
+        total_steps: int | None = None,
+        attempt: int | None = None,
+        job_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> CheckpointWriter:
+        return CheckpointWriter(self, step, total_steps, attempt, job_id, metadata or {})
+
+    def restore(self, step: int | None = None, full: bool = True) -> RestoredCheckpoint:
+        """The newest valid checkpoint (or ``step``, which must verify)."""
+        if step is None:
+            manifest = self.latest(full=full)
+            if manifest is None:
+                raise NoCheckpoint(f"no valid checkpoint under {self.uri}")
+        else:
+            verdict = self.verify(step, full=full)
+            if not verdict.ok:
+                raise NoCheckpoint(f"step {step} under {self.uri} is not valid: {verdict.reason}")
+            manifest = self.manifest(step)
+            assert manifest is not None
+        return RestoredCheckpoint(self, manifest)
+
+    # ----------------------------------------------------------------- retention
+
+    def delete(self, step: int) -> None:
+        """Uncommit first (manifest), then remove the files: a crash midway leaves no half-valid step."""
+        base = self._path(step_dir(step))
+        self._verified.discard(step)
+        try:
+            self.fs.rm_file(f"{base}/{MANIFEST}")
+        except FileNotFoundError:
+            pass
+        try:
+            self.fs.rm(base, recursive=True)
+        except FileNotFoundError:
+            pass
+
+    def retain(self, keep: int, protect: set[int] | frozenset[int] = frozenset()) -> list[int]:
+        """Keep the newest ``keep`` valid checkpoints; drop older ones and torn steps older than them.
+
+        Validity is the full checksum (hashed once per store instance), so a corrupt step never
+        pushes the last good one out. Steps in ``protect`` (the one being restored) are never
+        deleted. Torn steps newer than the newest valid one are left alone: a concurrent writer
+        may still be saving them.
+        """
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
+        steps = self.steps()
+        valid: list[int] = []
+        for step in reversed(steps):
+            if len(valid) == keep:
+                break
+            if self.verify(step, full=True).ok:
+                valid.insert(0, step)
+        kept = set(valid) | set(protect)
+        newest_valid = valid[-1] if valid else -1
+        doomed = [s for s in steps if s not in kept and s < newest_valid]
+        for step in doomed:
+            self.delete(step)
+        return doomed
+
+
+class _HashingWriter(io.RawIOBase):
+    """Streams to the store and hashes on the way: no second read to checksum."""
+
+    def __init__(self, target: IO[bytes], local: bool, on_close: Any) -> None:
+        self._target, self._local, self._on_close = target, local, on_close
+        self._digest, self._size = hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self._target.write(view)
+        self._digest.update(view)
+        self._size += len(view)
+        return len(view)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        if self._local:
+            self._target.flush()
+            os.fsync(self._target.fileno())
+        self._target.close()
+        self._on_close(FileEntry(self._size, self._digest.hexdigest()))
+        super().close()
+
+
+class CheckpointWriter:
+    """Writes one step: files through ``open``/``write_bytes``/``local_dir``, then ``commit``."""
+
+    def __init__(
+        self,
+        store: CheckpointStore,
+        step: int,
+        total_steps: int | None,
+        attempt: int | None,
+        job_id: str | None,
+        metadata: dict[str, Any],
+    ) -> None:
+        self.store, self.step = store, step
+        self._meta = (total_steps, attempt, job_id, metadata)
+        self._entries: dict[str, FileEntry] = {}
+        self._base = store._path(step_dir(step))
+        self._staging: str | None = None
+        self.committed: Manifest | None = None
+        if store.manifest(step) is not None:
+            raise CheckpointExists(f"step {step} is already committed under {store.uri}")
+        store.delete(step)  # leftovers of a save that never committed
+
+    @property
+    def local_dir(self) -> Path:
+        """A local folder for libraries that want a path; its files join the step at commit."""
+        if self.store.local:
+            os.makedirs(self._base, exist_ok=True)
+            return Path(self._base)
+        if self._staging is None:
+            self._staging = tempfile.mkdtemp(prefix=f"multispot-{step_dir(self.step)}-")
+        return Path(self._staging)
+
+    def open(self, name: str) -> IO[bytes]:
+        name = check_file_name(name)
+
+        def record(entry: FileEntry) -> None:
+            self._entries[name] = entry
+
+        target = self.store.open_write(f"{self._base}/{name}")
+        return io.BufferedWriter(_HashingWriter(target, self.store.local, record), buffer_size=CHUNK)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        with self.open(name) as f:
+            f.write(data)
+
+    def _collect_local_dir(self) -> None:
+        """Hash (and for remote stores, upload) files placed in ``local_dir`` by other libraries."""
+        root = Path(self._base) if self.store.local else (Path(self._staging) if self._staging else None)
+        if root is None or not root.is_dir():
+            return
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            name = path.relative_to(root).as_posix()
+            if name in self._entries or name.endswith(".tmp-manifest"):
+                continue
+            check_file_name(name)
+            if self.store.local:
+                with open(path, "rb+") as f:
+                    os.fsync(f.fileno())
+                    f.seek(0)
+                    size, digest = _sha256_of(f)
+                self._entries[name] = FileEntry(size, digest)
+            else:
+                with open(path, "rb") as src, self.open(name) as dst:
+                    shutil.copyfileobj(src, dst, CHUNK)
+
+    def commit(self) -> Manifest:
+        """Seal the step: fsync what is local, then write MANIFEST.json, then the LATEST hint."""
+        self._collect_local_dir()
+        if self.store.local:
+            for d in {os.path.dirname(f"{self._base}/{n}") for n in self._entries} | {self._base}:
+                _fsync_dir(d)
+        total_steps, attempt, job_id, metadata = self._meta
+        manifest = Manifest(
+            step=self.step,
+            files=dict(sorted(self._entries.items())),
+            time=datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            total_steps=total_steps,
+            attempt=attempt,
+            job_id=job_id,
+            metadata=metadata,
+        )
+        self.store._write_small(f"{self._base}/{MANIFEST}", manifest.to_json().encode())
+        self.store._verified.add(self.step)
+        hint = self.store.latest_hint()
+        if hint is None or hint <= self.step:
+            self.store._write_small(self.store._path(LATEST), step_dir(self.step).encode())
+        self.committed = manifest
+        self._cleanup()
+        return manifest
+
+    def abort(self) -> None:
+        """Leave nothing that could be mistaken for a checkpoint (nothing was committed anyway)."""
+        self._cleanup()
+        self.store.delete(self.step)
+
+    def _cleanup(self) -> None:
+        if self._staging:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
+
+    def __enter__(self) -> CheckpointWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class RestoredCheckpoint:
+    """A verified checkpoint to read from."""
+
+    def __init__(self, store: CheckpointStore, manifest: Manifest) -> None:
+        self.store, self.manifest = store, manifest
+        self._base = store._path(step_dir(manifest.step))
+        self._download: str | None = None
+
+    @property
+    def step(self) -> int:
+        return self.manifest.step
+
+    @property
+    def files(self) -> list[str]:
+        return list(self.manifest.files)
+
+    def open(self, name: str) -> IO[bytes]:
+        if check_file_name(name) not in self.manifest.files:
+            raise FileNotFoundError(f"{name!r} is not in checkpoint step {self.step}")
+        raw: Any = self.store.open_read(f"{self._base}/{name}")
+        return io.BufferedReader(raw, buffer_size=CHUNK)
+
+    def read_bytes(self, name: str) -> bytes:
+        with self.open(name) as f:
+            return f.read()
+
+    @property
+    def local_dir(self) -> Path:
+        """A local folder with the checkpoint's files (the step dir itself on local storage)."""
+        if self.store.local:
+            return Path(self._base)
+        if self._download is None:
+            target = tempfile.mkdtemp(prefix=f"multispot-restore-{step_dir(self.step)}-")
+            for name in self.manifest.files:
+                dest = Path(target, name)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with self.open(name) as src, open(dest, "wb") as dst:
+                    shutil.copyfileobj(src, dst, CHUNK)
+            self._download = target
+        return Path(self._download)
+
+    def __repr__(self) -> str:
+        return f"RestoredCheckpoint(step={self.step}, files={len(self.files)}, uri={self.store.uri!r})"
+
+
+def copy_checkpoint(
+    src: CheckpointStore | str, dst: CheckpointStore | str, step: int | None = None
+) -> Manifest:
+    """Copy one checkpoint (the newest valid by default) to another URI, e.g. ``s3://`` → ``gs://``.
+
+    Files stream through this process and are hashed on the way, so the source is read once; the
+    manifest is written on the destination only after every byte matched the source manifest. A
+    source step that fails its checksums is skipped for the next older one (unless ``step`` is given).
+    """
+    src = src if isinstance(src, CheckpointStore) else CheckpointStore(src)
+    dst = dst if isinstance(dst, CheckpointStore) else CheckpointStore(dst)
+    candidates = [step] if step is not None else list(reversed(src.steps()))
+    for candidate in candidates:
+        if not src.verify(candidate, full=False).ok:
+            continue
+        manifest = src.manifest(candidate)
+        assert manifest is not None
+        if dst.verify(candidate).ok:
+            return manifest
+        if _copy_step(src, dst, manifest):
+            return manifest
+    at = f"at step {step} " if step is not None else ""
+    raise NoCheckpoint(f"no valid checkpoint {at}under {src.uri}")
+
+
+def _copy_step(src: CheckpointStore, dst: CheckpointStore, manifest: Manifest) -> bool:
+    restored = RestoredCheckpoint(src, manifest)
+    writer = dst.writer(manifest.step)
+    try:
+        for name in manifest.files:
+            with restored.open(name) as source, writer.open(name) as target:
+                shutil.copyfileobj(source, target, CHUNK)
+        if writer._entries != manifest.files:
+            writer.abort()
+            return False
+        base = dst._path(step_dir(manifest.step))
+        dst._write_small(f"{base}/{MANIFEST}", manifest.to_json().encode())
+        hint = dst.latest_hint()
+        if hint is None or hint <= manifest.step:
+            dst._write_small(dst._path(LATEST), step_dir(manifest.step).encode())
+    except BaseException:
+        writer.abort()
+        raise
+    dst._verified.add(manifest.step)
+    return True
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def iter_checkpoints(store: CheckpointStore) -> Iterator[tuple[int, Verdict]]:
+    """Every step directory with its verdict (cheap size check), newest first: for ``status``/tools."""
+    for step in reversed(store.steps()):
+        yield step, store.verify(step, full=False)

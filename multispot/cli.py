@@ -1,0 +1,356 @@
+"""The ``multispot`` command: a thin shell over the Python API.
+
+Only click is imported at start-up; each command imports what it needs, so ``--help`` stays
+fast and never loads pydantic models, a cloud SDK or torch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_BAD_INPUT = 2
+
+output_option = click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json for scripts",
+)
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def handles_errors(func: F) -> F:
+    """Turn multispot's own errors into a clear message and exit status 2 (JSON with --output json)."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from multispot.provider import MultispotError
+
+        try:
+            return func(*args, **kwargs)
+        except MultispotError as exc:
+            problems = getattr(exc, "problems", None)
+            if kwargs.get("output") == "json":
+                payload: dict[str, Any] = {"error": str(exc), "type": type(exc).__name__}
+                if problems:
+                    payload["problems"] = [
+                        {"path": p[0], "message": p[1]}
+                        if isinstance(p, tuple) and len(p) == 2
+                        else {"path": p.path, "message": p.message, "line": p.line}
+                        for p in problems
+                    ]
+                _emit_json(payload)
+            _console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            sys.exit(EXIT_BAD_INPUT)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="multispot")
+def cli() -> None:
+    """Run ML training on spot capacity (SageMaker, Vertex AI, Azure ML, or this machine),
+    with checkpoints that resume anywhere and proof of what you saved.
+
+    \b
+    Start with:  multispot submit job.yaml --dry-run
+                 multispot submit job.yaml --inject-preemptions every=20s,max=3
+    """
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--provider", "-p", help="provider to run on (default: the job's first target, else local)")
+@click.option("--dry-run", is_flag=True, help="print what would be submitted; submit nothing")
+@click.option(
+    "--inject-preemptions",
+    metavar="SPEC",
+    help="local provider: none | at=20s,45s | every=30s,max=3 | rate=6/h,seed=1 | trace=FILE",
+)
+@click.option("--wait/--detach", default=True, show_default=True, help="follow the job until it ends")
+@output_option
+@handles_errors
+def submit(
+    file: str, provider: str | None, dry_run: bool, inject_preemptions: str | None, wait: bool, output: str
+) -> None:
+    """Validate FILE and run it. Nothing is uploaded or started unless every check passes."""
+    from multispot import api
+    from multispot.job import Job
+
+    job = Job.from_yaml(file)
+    if dry_run:
+        result = api.dry_run(job, provider, inject_preemptions)
+        if output == "json":
+            _emit_json(
+                {
+                    "provider": result["provider"],
+                    "request": result["request"],
+                    "placements": result["placements"],
+                }
+            )
+        else:
+            _print_dry_run(result)
+        return
+    run = api.submit(job, provider, inject_preemptions=inject_preemptions)
+    if not wait:
+        if output == "json":
+            _emit_json(run.to_dict())
+        else:
+            click.echo(f"submitted {run.id}; follow it with: multispot watch {run.id}")
+        return
+    if output == "json":
+        state = run.wait()
+        _emit_json(run.to_dict())
+    else:
+        _console().print(f"submitted [bold]{run.id}[/]  (Ctrl-C detaches; the job goes on)")
+        try:
+            state = run.wait(show=True)
+        except KeyboardInterrupt:
+            click.echo(f"\ndetached: {run.id} goes on. `multispot watch {run.id}` to follow it again.")
+            sys.exit(0)
+        _print_status(run)
+    sys.exit(0 if state.value == "SUCCEEDED" else 1)
+
+
+@cli.command()
+@click.argument("job")
+@output_option
+@handles_errors
+def status(job: str, output: str) -> None:
+    """State, attempts and checkpoint progress of JOB (id, name, or id prefix)."""
+    from multispot import api
+
+    run = api.get(job)
+    run.ensure_driven()
+    if output == "json":
+        _emit_json(run.to_dict())
+    else:
+        _print_status(run)
+
+
+@cli.command()
+@click.argument("job")
+@handles_errors
+def watch(job: str) -> None:
+    """Follow JOB until it ends, restarting its controller if it died."""
+    from multispot import api
+
+    run = api.get(job)
+    run.ensure_driven()
+    try:
+        state = run.wait(show=True)
+    except KeyboardInterrupt:
+        sys.exit(0)
+    _print_status(run)
+    sys.exit(0 if state.value == "SUCCEEDED" else 1)
+
+
+@cli.command()
+@click.argument("job")
+@click.option("--follow", "-f", is_flag=True, help="keep printing until the job ends")
+@click.option("--attempt", "-a", type=int, help="only this attempt")
+@handles_errors
+def logs(job: str, follow: bool, attempt: int | None) -> None:
+    """The output of JOB's attempts."""
+    from multispot import api
+
+    run = api.get(job)
+    if follow:
+        run.ensure_driven()
+    try:
+        for line in run.logs(follow=follow, attempt=attempt):
+            click.echo(line, nl=False)
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+@click.argument("job")
+@handles_errors
+def cancel(job: str) -> None:
+    """Stop JOB: the running attempt is cancelled and no new one is started."""
+    from multispot import api
+
+    run = api.get(job)
+    if run.status.job_terminal:
+        click.echo(f"{run.id} already ended: {run.status.value}")
+        return
+    run.cancel()
+    click.echo(f"cancelling {run.id}")
+
+
+@cli.command(name="list")
+@click.option("--limit", "-n", default=20, show_default=True)
+@output_option
+@handles_errors
+def list_(limit: int, output: str) -> None:
+    """Recent jobs, newest first."""
+    from multispot import api
+
+    runs = api.runs(limit)
+    if output == "json":
+        _emit_json([r.to_dict() for r in runs])
+        return
+    from rich.table import Table
+
+    table = Table("job", "state", "provider", "attempts", "preemptions", "progress", "age")
+    for run in runs:
+        data = run.to_dict()
+        if not run.status.job_terminal:
+            run.ensure_driven()
+        progress = data["progress"]
+        table.add_row(
+            data["id"],
+            data["state"],
+            data["provider"],
+            str(len(data["attempts"])),
+            str(data["preemptions"]),
+            f"{progress['step']}/{progress['total_steps'] or '?'}" if progress else "-",
+            api.elapsed(run),
+        )
+    _console().print(table)
+
+
+@cli.command()
+@click.argument("job")
+@output_option
+@handles_errors
+def cost(job: str, output: str) -> None:
+    """What JOB's attempts were billed, against the on-demand counterfactual."""
+    from multispot import api
+
+    report = api.get(job).cost()
+    if output == "json":
+        _emit_json(report.to_dict())
+        return
+    from rich.table import Table
+
+    table = Table(*report.HEADERS, title=f"cost of {report.job_id}")
+    for row in report.rows():
+        table.add_row(*row)
+    console = _console()
+    console.print(table)
+    console.print(report.summary())
+    for note in report.notes:
+        console.print(f"[dim]note: {note}[/]")
+
+
+@cli.command()
+@click.argument("target")
+@output_option
+@handles_errors
+def checkpoints(target: str, output: str) -> None:
+    """Checkpoints of a job (or under a URI): each step, committed or not, and why."""
+    from multispot.checkpoint import CheckpointStore
+    from multispot.provider import JobNotFound
+    from multispot.store import JobStore
+
+    if "://" in target:
+        uri = target
+    else:
+        try:
+            uri = JobStore().get_job(target).checkpoint_uri
+        except JobNotFound:
+            from pathlib import Path
+
+            uri = Path(target).resolve().as_uri()
+    store = CheckpointStore(uri)
+    rows = []
+    for step in reversed(store.steps()):
+        verdict = store.verify(step)
+        manifest = store.manifest(step)
+        rows.append(
+            {
+                "step": step,
+                "valid": verdict.ok,
+                "reason": verdict.reason,
+                "bytes": manifest.size if manifest else None,
+                "time": manifest.time if manifest else None,
+                "attempt": manifest.attempt if manifest else None,
+            }
+        )
+    if output == "json":
+        _emit_json({"uri": uri, "latest_hint": store.latest_hint(), "checkpoints": rows})
+        return
+    from rich.table import Table
+
+    table = Table("step", "valid", "bytes", "attempt", "time", "reason", title=uri)
+    for row in rows:
+        table.add_row(
+            str(row["step"]),
+            "yes" if row["valid"] else "[red]no[/]",
+            str(row["bytes"] or "-"),
+            str(row["attempt"] or "-"),
+            str(row["time"] or "-"),
+            str(row["reason"]),
+        )
+    _console().print(table)
+
+
+def _print_dry_run(result: dict[str, Any]) -> None:
+    from rich.syntax import Syntax
+
+    console = _console()
+    console.print(
+        f"[bold]dry run[/]: nothing submitted. Provider [bold]{result['provider']}[/], placements in order:"
+    )
+    for p in result["placements"]:
+        price = f" ${p['price_per_hour']}/h" if p.get("price_per_hour") is not None else ""
+        console.print(
+            f"  - {p['provider']} {p['region'] or ''} {p['instance_type'] or ''} {p['market']}{price}"
+        )
+    for cap in result["capabilities"]:
+        if not cap["supported"]:
+            console.print(f"  [yellow]note[/]: {cap['name']}: {cap['reason']}")
+    console.print("request:")
+    console.print(Syntax(json.dumps(result["request"], indent=2, default=str), "json", word_wrap=True))
+
+
+def _print_status(run: Any) -> None:
+    from rich.table import Table
+
+    from multispot.units import format_duration
+
+    data = run.to_dict()
+    console = _console()
+    progress = data["progress"]
+    step = f"  step {progress['step']}/{progress['total_steps'] or '?'}" if progress else ""
+    console.print(f"[bold]{data['id']}[/]  {data['state']}{step}  preemptions: {data['preemptions']}")
+    if data["message"]:
+        console.print(f"  {data['message']}")
+    console.print(f"  checkpoints: {data['checkpoint_uri']}\n  outputs:     {data['output_uri']}")
+    table = Table("attempt", "market", "state", "ran", "message")
+    for a in run.attempts:
+        ran = format_duration((a.ended or __import__("time").time()) - a.started) if a.started else "-"
+        table.add_row(str(a.n), a.placement.market, a.state.value, ran, a.message)
+    console.print(table)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""Drives one job across attempts under its policy; restartable at any point.
+
+Everything the controller knows is in the job store, and every step is a reconciliation of
+the store against the provider: a controller killed at any instant is replaced by the next
+one (``multispot watch``, any ``status``/``logs``/``list`` call, or ``python -m
+multispot.controller JOB``), which continues without losing or duplicating an attempt. The
+one rule that makes this safe: the attempt row is written before the provider is asked to
+start it, and provider submits are idempotent on (job, attempt).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime
+
+from multispot import registry
+from multispot.checkpoint import CheckpointStore
+from multispot.job import Job, JobSpecError
+from multispot.policy import PolicyContext, policy_for
+from multispot.provider import CapacityError, LaunchContext, MultispotError
+from multispot.status import Attempt, JobState, Placement
+from multispot.store import JobRecord, JobStore, home, owner_id
+
+STALE_AFTER = 10.0  # seconds without a heartbeat before another process may take the job over
+
+
+def candidates(job: Job, provider_name: str) -> list[Placement]:
+    """Every placement the job's targets allow (or the chosen provider's own), in the user's order."""
+    out: list[Placement] = []
+    targets = job.targets or []
+    if not targets:
+        return registry.get(provider_name).placements(job)
+    for target in targets:
+        for placement in registry.get(target.provider).placements(job):
+            if target.market and placement.market != target.market:
+                continue
+            out.append(
+                Placement(
+                    placement.provider,
+                    placement.market,
+                    target.region or placement.region,
+                    target.instance_type or placement.instance_type,
+                    placement.count,
+                    placement.price_per_hour,
+                )
+            )
+    return out
+
+
+class Controller:
+    def __init__(
+        self,
+        job_id: str,
+        store: JobStore | None = None,
+        poll_interval: float = 0.5,
+        stale_after: float = STALE_AFTER,
+    ) -> None:
+        self.store = store or JobStore()
+        self.job_id = job_id
+        self.poll_interval = poll_interval
+        self.stale_after = stale_after
+        self.owner = owner_id()
+        self._cancel_sent: set[int] = set()
+        self._not_before = 0.0
+
+    # ----------------------------------------------------------------- loop
+
+    def run(self) -> JobRecord:
+        """Drive the job to a terminal state, unless another live controller already does."""
+        if not self.store.acquire(self.job_id, self.owner, self.stale_after):
+            return self.store.get_job(self.job_id)
+        try:
+            while not self.step():
+                time.sleep(self.poll_interval)
+                if not self.store.heartbeat(self.job_id, self.owner):
+                    break  # another controller took over (we were presumed dead): stop quietly
+        finally:
+            self.store.release(self.job_id, self.owner)
+        return self.store.get_job(self.job_id)
+
+    def step(self) -> bool:
+        """One reconciliation; True when the job is over (or cannot go on from this process)."""
+        record = self.store.get_job(self.job_id)
+        if record.state.job_terminal:
+            return True
+        job = Job.validate_data(record.spec)
+        attempts = self.store.attempts(self.job_id)
+        current = attempts[-1] if attempts else None
+
+        if record.cancel_requested:
+            return self._cancel(record, current)
+
+        if current is None or current.state.terminal:
+            if current is not None and current.state.job_terminal:
+                self._finish(record, current.state, current.message)
+                return True
+            if time.time() < self._not_before:
+                return False
+            current = self._next_attempt(record, job, attempts)
+            if current is None:
+                return True
+            if current.state.terminal:
+                return False  # waiting out a backoff
+
+        if current.handle is None:
+            return self._submit(record, job, current)
+
+        self._observe(record, current)
+        return False
+
+    # ----------------------------------------------------------------- pieces
+
+    def _next_attempt(self, record: JobRecord, job: Job, attempts: list[Attempt]) -> Attempt | None:
+        decision = policy_for(job).decide(
+            PolicyContext(job, attempts, candidates(job, record.provider), time.time(), record.created)
+        )
+        if decision.placement is None:
+            self._finish(record, decision.final_state, decision.reason)
+            return None
+        if decision.delay and attempts and time.time() - (attempts[-1].ended or 0) < decision.delay:
+            self._not_before = (attempts[-1].ended or time.time()) + decision.delay
+            return attempts[-1]  # terminal: the loop comes back after the delay
+        attempt = Attempt(self.job_id, len(attempts) + 1, decision.placement, message=decision.reason)
+        if not self.store.add_attempt(attempt):
+            return self.store.attempts(self.job_id)[-1]  # someone else inserted it: reconcile that one
+        if attempts and decision.placement.market != attempts[-1].placement.market:
+            self.store.add_event(
+                self.job_id,
+                attempt.n,
+                "fallback",
+                f"switching to {decision.placement.market}: {decision.reason}",
+            )
+        return attempt
+
+    def _submit(self, record: JobRecord, job: Job, attempt: Attempt) -> bool:
+        provider = registry.get(attempt.placement.provider)
+        try:
+            env = job.resolve_env()
+        except JobSpecError as exc:
+            message = f"cannot submit attempt {attempt.n}: {exc.problems[0]}; run `multispot watch {record.id}` where it is set"
+            self.store.update_job(self.job_id, message=message)
+            self.store.add_event(self.job_id, attempt.n, "blocked", message)
+            return True  # leave the job for a controller that has the variables
+        ctx = LaunchContext(
+            job_id=record.id,
+            attempt=attempt.n,
+            checkpoint_uri=record.checkpoint_uri,
+            output_uri=record.output_uri,
+            env=env,
+            submitted_at=record.created,
+            workdir=record.options.get("workdir"),
+        )
+        now = time.time()
+        try:
+            provider.validate(job, attempt.placement)
+            handle = provider.submit(job, attempt.placement, ctx)
+        except CapacityError as exc:
+            self.store.update_attempt(
+                self.job_id, attempt.n, state=JobState.NO_CAPACITY, message=str(exc), ended=now
+            )
+            return False
+        except MultispotError as exc:
+            self.store.update_attempt(
+                self.job_id, attempt.n, state=JobState.FAILED, message=str(exc), ended=now
+            )
+            self._finish(record, JobState.FAILED, f"attempt {attempt.n} could not be submitted: {exc}")
+            return True
+        self.store.update_attempt(
+            self.job_id, attempt.n, handle=handle, state=JobState.SUBMITTED, submitted=now
+        )
+        self.store.update_job(
+            self.job_id, state=JobState.SUBMITTED if attempt.n == 1 else JobState.RECOVERING
+        )
+        self.store.add_event(
+            self.job_id, attempt.n, "submitted", f"attempt {attempt.n} submitted: {handle.id}"
+        )
+        return False
+
+    def _observe(self, record: JobRecord, attempt: Attempt) -> None:
+        assert attempt.handle is not None
+        provider = registry.get(attempt.handle.provider)
+        status = provider.status(attempt.handle)
+        changes: dict[str, object] = {}
+        if status.message != attempt.message:
+            changes["message"] = status.message
+        if status.native_state != attempt.native_state:
+            changes["native_state"] = status.native_state
+        if status.interruptions != attempt.interruptions:
+            changes["interruptions"] = status.interruptions
+        if status.state != attempt.state:
+            changes["state"] = status.state
+            if status.state is JobState.RUNNING and attempt.started is None:
+                changes["started"] = time.time()
+                self._event_resume(record, attempt)
+            if status.state.terminal:
+                changes["ended"] = time.time()
+                changes["last_checkpoint"] = _last_checkpoint(record.checkpoint_uri, attempt.n)
+                try:
+                    changes["usage"] = provider.usage(attempt.handle)
+                except MultispotError:
+                    pass
+                self.store.add_event(
+                    self.job_id,
+                    attempt.n,
+                    status.state.value.lower(),
+                    f"attempt {attempt.n}: {status.message}",
+                )
+        elif status.message != attempt.message and status.message.startswith("preemption notice"):
+            self.store.add_event(self.job_id, attempt.n, "notice", status.message)
+        self.store.update_attempt(self.job_id, attempt.n, **changes)
+        job_state = _job_state(status.state, attempt.n)
+        if job_state != record.state and not record.state.job_terminal:
+            self.store.update_job(self.job_id, state=job_state, message=status.message)
+
+    def _event_resume(self, record: JobRecord, attempt: Attempt) -> None:
+        if attempt.n == 1:
+            self.store.add_event(self.job_id, attempt.n, "running", "attempt 1 running")
+            return
+        try:
+            progress = CheckpointStore(record.checkpoint_uri).progress()
+        except (OSError, ValueError):
+            progress = None
+        where = f"from step {progress[0]}" if progress else "from scratch (no checkpoint yet)"
+        self.store.add_event(
+            self.job_id, attempt.n, "resumed", f"attempt {attempt.n} running, resuming {where}"
+        )
+
+    def _cancel(self, record: JobRecord, current: Attempt | None) -> bool:
+        if current is not None and current.handle is not None and not current.state.terminal:
+            if current.n not in self._cancel_sent:
+                registry.get(current.handle.provider).cancel(current.handle)
+                self._cancel_sent.add(current.n)
+            self._observe(record, current)
+            current = self.store.attempts(self.job_id)[-1]
+            if not current.state.terminal:
+                return False
+        if current is not None and current.handle is None and not current.state.terminal:
+            self.store.update_attempt(self.job_id, current.n, state=JobState.CANCELLED, ended=time.time())
+        self._finish(record, JobState.CANCELLED, "cancelled by the user")
+        return True
+
+    def _finish(self, record: JobRecord, state: JobState, message: str) -> None:
+        self.store.update_job(self.job_id, state=state, message=message, ended=time.time())
+        self.store.add_event(self.job_id, None, "finished", f"job {state.value}: {message}")
+
+
+def _last_checkpoint(uri: str, attempt: int) -> float | None:
+    """When ``attempt`` last committed a checkpoint (what a preemption did not lose), if it did."""
+    try:
+        manifest = CheckpointStore(uri).newest_manifest()
+    except (OSError, ValueError):
+        return None
+    if manifest is None or manifest.attempt != attempt:
+        return None
+    return datetime.fromisoformat(manifest.time).timestamp()
+
+
+def _job_state(attempt_state: JobState, n: int) -> JobState:
+    if attempt_state in (JobState.SUBMITTED, JobState.STARTING, JobState.PENDING):
+        return attempt_state if n == 1 else JobState.RECOVERING
+    if attempt_state in (JobState.PREEMPTED, JobState.NO_CAPACITY):
+        return JobState.RECOVERING
+    return attempt_state
+
+
+def spawn(job_id: str) -> int:
+    """Start a detached controller process for ``job_id``; it exits at once if one is alive."""
+    env = dict(os.environ, MULTISPOT_HOME=str(home()))
+    log = home() / "controllers.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "multispot.controller", job_id],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return proc.pid
+
+
+def ensure_controller(store: JobStore, job_id: str) -> bool:
+    """If the job is unfinished and nobody drives it, start a controller; True if one was started."""
+    record = store.get_job(job_id)
+    if record.state.job_terminal or store.controller_alive(job_id, STALE_AFTER):
+        return False
+    spawn(job_id)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    if len(args) != 1:
+        print("usage: python -m multispot.controller JOB_ID", file=sys.stderr)
+        return 2
+    record = Controller(args[0]).run()
+    return 0 if record.state.job_terminal else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""When the local provider takes capacity away: a schedule, a seeded rate, or a real spot trace.
+
+Spec strings (``--inject-preemptions`` or ``provider_options.local.preemptions``):
+
+- ``none``
+- ``at=20s,45s,70s``      attempt k is preempted that long after its command starts
+- ``every=20s[,max=3]``   each attempt after 20 s, at most ``max`` preemptions in all
+- ``rate=6/h[,seed=1][,max=5]``  exponential gaps with that mean rate, reproducible by seed
+- ``trace=FILE[,offset=N]``  a spot trace (``{"metadata": {"gap_seconds": g}, "data": [n, ...]}``):
+  a tick with 0 instances means no capacity, so a running attempt is preempted and a new one
+  waits; trace time runs ``time_scale`` times faster than the cloud's (like the notice period)
+
+Schedule and rate times are wall-clock seconds on this machine; trace ticks are cloud seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from multispot.units import parse_duration
+
+_RATE = re.compile(r"^(\d+(?:\.\d+)?)/(s|m|h|d)$")
+
+
+@dataclass(frozen=True)
+class AttemptPlan:
+    """What the emulated cloud does to one attempt."""
+
+    wait_seconds: float = 0.0  # before capacity is there
+    preempt_after: float | None = None  # seconds after the command starts
+    no_capacity: bool = False  # the pool never had capacity within the trace / max_wait
+
+
+@dataclass(frozen=True)
+class Trace:
+    gap_seconds: float
+    data: list[int]
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trace:
+        raw = json.loads(Path(path).read_text())
+        gap = float(raw.get("metadata", {}).get("gap_seconds", 0) or raw.get("gap_seconds", 0))
+        data = [int(x) for x in raw["data"]]
+        if gap <= 0 or not data:
+            raise ValueError(f"{path}: a trace needs metadata.gap_seconds > 0 and a non-empty data list")
+        return cls(gap, data)
+
+
+class PreemptionSpec:
+    def __init__(self, text: str, time_scale: float = 1.0) -> None:
+        self.text = text.strip() or "none"
+        self.time_scale = time_scale
+        self.kind = "none"
+        self.times: list[float] = []
+        self.max = 0
+        self.seed = 0
+        self.rate = 0.0  # per second
+        self.trace: Trace | None = None
+        self.offset = 0
+        self._parse()
+
+    def __repr__(self) -> str:
+        return f"PreemptionSpec({self.text!r})"
+
+    def _parse(self) -> None:
+        if self.text == "none":
+            return
+        head, _, rest = self.text.partition("=")
+        fields: dict[str, str] = {}
+        for part in rest.split(",")[1:]:
+            key, _, value = part.partition("=")
+            fields[key] = value
+        first = rest.split(",")[0]
+        try:
+            if head == "at":
+                self.kind = "at"
+                self.times = [parse_duration(t) for t in rest.split(",") if t]
+                if not self.times:
+                    raise ValueError("give at least one time")
+            elif head == "every":
+                self.kind = "every"
+                self.times = [parse_duration(first)]
+                self.max = int(fields.get("max", 3))
+            elif head == "rate":
+                self.kind = "rate"
+                match = _RATE.match(first)
+                if not match:
+                    raise ValueError("write the rate as N/s, N/m, N/h or N/d, e.g. rate=6/h")
+                per = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+                self.rate = float(match.group(1)) / per
+                self.seed = int(fields.get("seed", 0))
+                self.max = int(fields.get("max", 1000))
+            elif head == "trace":
+                self.kind = "trace"
+                self.trace = Trace.load(first)
+                self.offset = int(fields.get("offset", 0))
+            else:
+                raise ValueError("start with none, at=, every=, rate= or trace=")
+            unknown = set(fields) - {"max", "seed", "offset"}
+            if unknown and head != "at":
+                raise ValueError(f"unknown option {sorted(unknown)[0]!r}")
+        except (ValueError, KeyError, OSError) as exc:
+            raise ValueError(
+                f"bad preemption spec {self.text!r}: {exc}. Examples: 'at=20s,45s', 'every=30s,max=3', "
+                "'rate=6/h,seed=1', 'trace=us-east-1a_v100_1.json'"
+            ) from exc
+
+    def plan(self, attempt: int, elapsed: float) -> AttemptPlan:
+        """The fate of attempt ``attempt`` (1-based), submitted ``elapsed`` wall seconds into the job."""
+        if self.kind == "at":
+            return AttemptPlan(preempt_after=self.times[attempt - 1] if attempt <= len(self.times) else None)
+        if self.kind == "every":
+            return AttemptPlan(preempt_after=self.times[0] if attempt <= self.max else None)
+        if self.kind == "rate":
+            if attempt > self.max or self.rate <= 0:
+                return AttemptPlan()
+            rng = random.Random(self.seed * 1_000_003 + attempt)
+            return AttemptPlan(preempt_after=-math.log(1.0 - rng.random()) / self.rate)
+        if self.kind == "trace":
+            return self._trace_plan(elapsed)
+        return AttemptPlan()
+
+    def _trace_plan(self, elapsed: float) -> AttemptPlan:
+        assert self.trace is not None
+        tick_wall = self.trace.gap_seconds * self.time_scale
+        data = self.trace.data[self.offset :]
+        start = int(elapsed // tick_wall)
+        # Past the end of the trace, capacity stays as it was on the last tick.
+        up = [i for i in range(start, len(data)) if data[i] > 0]
+        if start >= len(data):
+            return AttemptPlan() if data and data[-1] > 0 else AttemptPlan(no_capacity=True)
+        if not up:
+            return AttemptPlan(no_capacity=True)
+        first_up = up[0]
+        wait = max(0.0, first_up * tick_wall - elapsed)
+        down = next((i for i in range(first_up, len(data)) if data[i] == 0), None)
+        preempt = None if down is None else down * tick_wall - max(elapsed, first_up * tick_wall)
+        return AttemptPlan(wait_seconds=wait, preempt_after=preempt)

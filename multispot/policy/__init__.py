@@ -1,0 +1,96 @@
+"""Placement and recovery policies: where the next attempt runs, or why the job stops.
+
+One interface for the controller (live) and, later, the simulator (replayed traces).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from multispot.job import Job
+from multispot.status import Attempt, JobState, Placement
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    job: Job
+    attempts: list[Attempt]  # oldest first; the last one has ended
+    candidates: list[Placement]  # every placement the job's targets allow, in the user's order
+    now: float
+    submitted_at: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    placement: Placement | None  # None: stop the job
+    reason: str
+    final_state: JobState = JobState.FAILED  # when stopping
+    delay: float = 0.0  # seconds to wait before the next attempt
+
+
+class Policy(Protocol):
+    name: str
+
+    def decide(self, ctx: PolicyContext) -> Decision: ...
+
+
+def preemptions(attempts: list[Attempt]) -> int:
+    return sum(a.interruptions + (a.state is JobState.PREEMPTED) for a in attempts)
+
+
+class SpotPolicy:
+    """The job's ``spot`` block: spot only, on-demand only, or spot with fallback to on-demand.
+
+    Among candidates of the wanted market it keeps the user's order, moves away from a pool
+    that just lost capacity when there is another, and never exceeds ``limits.max_price``.
+    """
+
+    name = "spot"
+
+    def __init__(self, no_capacity_backoff: float = 5.0) -> None:
+        self.no_capacity_backoff = no_capacity_backoff
+
+    def decide(self, ctx: PolicyContext) -> Decision:
+        job, attempts = ctx.job, ctx.attempts
+        if len(attempts) >= job.spot.max_attempts:
+            return Decision(None, f"gave up after {len(attempts)} attempts (spot.max_attempts)")
+        market = self._market(ctx)
+        pool = [c for c in ctx.candidates if c.market == market]
+        if job.limits.max_price is not None:
+            pool = [c for c in pool if c.price_per_hour is None or c.price_per_hour <= job.limits.max_price]
+        if not pool:
+            return Decision(None, f"no {market} placement within the job's targets and max_price")
+        last = attempts[-1] if attempts else None
+        choice = pool[0]
+        if last is not None and last.placement.market == market and len(pool) > 1:
+            # Diversify: start after the pool that just lost capacity, wrapping around.
+            same = [i for i, c in enumerate(pool) if _same_pool(c, last.placement)]
+            if same:
+                choice = pool[(same[0] + 1) % len(pool)]
+        delay = self.no_capacity_backoff if last and last.state is JobState.NO_CAPACITY else 0.0
+        if last and last.state is JobState.NO_CAPACITY and market == "on-demand":
+            delay = 0.0
+        reason = "first attempt" if last is None else f"after {last.state.value.lower()}: {market}"
+        return Decision(choice, reason, delay=delay)
+
+    def _market(self, ctx: PolicyContext) -> str:
+        spot = ctx.job.spot
+        if spot.policy == "on-demand":
+            return "on-demand"
+        if spot.policy == "spot":
+            return "spot"
+        attempts = ctx.attempts
+        if preemptions(attempts) >= spot.fallback_after:
+            return "on-demand"
+        if attempts and attempts[-1].state is JobState.NO_CAPACITY:
+            return "on-demand"
+        return "spot"
+
+
+def _same_pool(a: Placement, b: Placement) -> bool:
+    return (a.provider, a.region, a.instance_type) == (b.provider, b.region, b.instance_type)
+
+
+def policy_for(job: Job) -> Policy:
+    return SpotPolicy()

@@ -1,0 +1,127 @@
+"""The Provider protocol every adapter implements, and the error tree.
+
+A provider translates a neutral Job into its service's native request (``render``, pure) and
+drives one attempt through the service (``submit``/``status``/``logs``/``cancel``/``usage``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from multispot.status import Handle, Placement, ProviderStatus, Usage
+
+if TYPE_CHECKING:
+    from multispot.job import Job
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class MultispotError(Exception):
+    """Base of every error multispot raises on purpose; the message is meant for the user."""
+
+
+class ProviderError(MultispotError):
+    pass
+
+
+class ProviderNotFound(ProviderError):
+    pass
+
+
+class ValidationFailed(ProviderError):
+    """The provider cannot run this job as written; ``problems`` name field paths and fixes."""
+
+    def __init__(self, provider: str, problems: list[tuple[str, str]]) -> None:
+        self.provider = provider
+        self.problems = problems
+        lines = "\n".join(f"  - {path}: {message}" for path, message in problems)
+        super().__init__(f"{provider} cannot run this job:\n{lines}")
+
+
+class CapacityError(ProviderError):
+    """No capacity (or quota) for this placement right now; the policy decides what next."""
+
+
+class UnknownProviderState(ProviderError):
+    """The service reported a state the adapter's table does not know: never guessed."""
+
+
+class JobNotFound(MultispotError):
+    pass
+
+
+# --------------------------------------------------------------------------- protocol
+
+
+@dataclass(frozen=True)
+class Capability:
+    """Something a provider can or cannot do, with the reason shown before submit."""
+
+    name: str
+    supported: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    """What one attempt needs beyond the Job: identity, resolved env, and the storage contract."""
+
+    job_id: str
+    attempt: int
+    checkpoint_uri: str
+    output_uri: str
+    env: dict[str, str] = field(default_factory=dict)  # resolved at submit, never stored
+    submitted_at: float = 0.0  # when the job (not the attempt) was accepted: trace time starts here
+    workdir: str | None = None  # the submitter's directory, for providers that run without source_dir
+
+    def contract_env(self, provider: str, notice_seconds: float) -> dict[str, str]:
+        """The MULTISPOT_* variables every provider sets inside the job (design: Inside the job)."""
+        return {
+            "MULTISPOT_JOB_ID": self.job_id,
+            "MULTISPOT_ATTEMPT": str(self.attempt),
+            "MULTISPOT_PROVIDER": provider,
+            "MULTISPOT_CHECKPOINT_URI": self.checkpoint_uri,
+            "MULTISPOT_OUTPUT_URI": self.output_uri,
+            "MULTISPOT_NOTICE_SECONDS": f"{notice_seconds:g}",
+        }
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: str
+    capabilities: tuple[Capability, ...]
+
+    def notice_seconds(self, job: Job) -> float:
+        """Seconds between the preemption notice and the hard stop, for this job."""
+        ...
+
+    def placements(self, job: Job) -> list[Placement]:
+        """Where this provider would run the job, cheapest first."""
+        ...
+
+    def default_uri(self, kind: str, job_id: str, job: Job) -> str:
+        """Where ``kind`` ("checkpoints" or "outputs") lives when the job names no URI."""
+        ...
+
+    def validate(self, job: Job, placement: Placement) -> None:
+        """Raise ValidationFailed with field paths; nothing may be uploaded before this passes."""
+        ...
+
+    def render(self, job: Job, placement: Placement, ctx: LaunchContext) -> dict[str, Any]:
+        """The native request, JSON-serialisable, with no side effect."""
+        ...
+
+    def submit(self, job: Job, placement: Placement, ctx: LaunchContext) -> Handle:
+        """Start the attempt. Idempotent on (job_id, attempt): a retry never starts two."""
+        ...
+
+    def status(self, handle: Handle) -> ProviderStatus: ...
+
+    def logs(self, handle: Handle, follow: bool = False) -> Iterator[str]: ...
+
+    def cancel(self, handle: Handle) -> None: ...
+
+    def usage(self, handle: Handle) -> Usage: ...

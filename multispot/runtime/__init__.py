@@ -1,0 +1,23 @@
+"""Imported inside the running job: where checkpoints live, restore/save, the preemption notice.
+
+    from multispot.runtime import Checkpointer
+    ckpt = Checkpointer()
+
+The PyTorch helper lives in ``multispot.runtime.pytorch`` (it imports torch).
+"""
+
+from multispot.runtime.checkpointer import EXIT_PREEMPTED, Checkpointer, notice, on_preemption
+from multispot.runtime.env import JobEnv, detect
+from multispot.runtime.notice import FileNoticeSource, NoticeSource, PreemptionNotice
+
+__all__ = [
+    "EXIT_PREEMPTED",
+    "Checkpointer",
+    "FileNoticeSource",
+    "JobEnv",
+    "NoticeSource",
+    "PreemptionNotice",
+    "detect",
+    "notice",
+    "on_preemption",
+]

@@ -1,0 +1,105 @@
+"""PyTorch helper: everything a resumed run needs to continue exactly where it stopped.
+
+Saves model, optimizer, LR scheduler, grad scaler, every RNG state (Python, NumPy, torch CPU
+and CUDA) and the training position (step, epoch, batch within the epoch) as one ``state.pt``
+in the checkpoint step. Importing this module imports torch; the rest of multispot does not.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from typing import Any
+
+import torch
+
+from multispot.checkpoint import Manifest
+from multispot.runtime.checkpointer import Checkpointer
+
+STATE_FILE = "state.pt"
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG a training loop is likely to touch, in a form ``torch.load(weights_only=True)`` reads."""
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {"python": [version, list(internal), gauss], "torch": torch.get_rng_state()}
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        kind, keys, pos, has_gauss, cached = numpy.random.get_state()
+        state["numpy"] = [kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, cached]
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and "numpy" in state:
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        numpy.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class TrainingState:
+    """Model, optimizer, scheduler and the loop position, saved and restored as one."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        scheduler: Any = None,
+        scaler: Any = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
+        self.extra: dict[str, Any] = extra or {}
+        self.step = 0  # optimizer steps taken
+        self.epoch = 0
+        self.position = 0  # batches of ``epoch`` already consumed
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "model": self.model.state_dict(),
+            "progress": {"step": self.step, "epoch": self.epoch, "position": self.position},
+            "rng": rng_state(),
+            "extra": self.extra,
+        }
+        for name in ("optimizer", "scheduler", "scaler"):
+            part = getattr(self, name)
+            if part is not None:
+                state[name] = part.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        for name in ("optimizer", "scheduler", "scaler"):
+            part = getattr(self, name)
+            if part is not None and name in state:
+                part.load_state_dict(state[name])
+        progress = state["progress"]
+        self.step, self.epoch, self.position = progress["step"], progress["epoch"], progress["position"]
+        self.extra = state.get("extra", {})
+        set_rng_state(state["rng"])
+
+    def save(self, ckpt: Checkpointer, total_steps: int | None = None) -> Manifest | None:
+        """Commit the current state as checkpoint ``step`` (no-op if that step is already saved)."""
+        if ckpt.last_saved_step == self.step:
+            return None
+        with ckpt.save(self.step, total_steps=total_steps, metadata={"epoch": self.epoch}) as writer:
+            with writer.open(STATE_FILE) as f:
+                torch.save(self.state_dict(), f)
+        return writer.committed
+
+    def restore(self, ckpt: Checkpointer, map_location: Any = "cpu") -> bool:
+        """Load the newest valid checkpoint; False on a fresh start."""
+        restored = ckpt.restore()
+        if restored is None:
+            return False
+        with restored.open(STATE_FILE) as f:
+            state = torch.load(f, map_location=map_location, weights_only=True)
+        self.load_state_dict(state)
+        return True

@@ -1,0 +1,377 @@
+"""The job store: SQLite in WAL mode under ``$MULTISPOT_HOME`` (default ``~/.multispot``).
+
+Jobs, their attempts and events. Several CLI processes and controllers may use it at once:
+writes are short ``BEGIN IMMEDIATE`` transactions, and an attempt row is inserted (under a
+primary key of job and attempt number) *before* the provider is asked to start it, so a
+controller that dies and is replaced can never start the same attempt twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from multispot.provider import JobNotFound
+from multispot.status import Attempt, Handle, JobState, Placement, Usage
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    state TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    checkpoint_uri TEXT NOT NULL,
+    output_uri TEXT NOT NULL,
+    options TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    ended REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    heartbeat REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_name ON jobs (name, created);
+CREATE TABLE IF NOT EXISTS attempts (
+    job_id TEXT NOT NULL REFERENCES jobs (id),
+    n INTEGER NOT NULL,
+    placement TEXT NOT NULL,
+    state TEXT NOT NULL,
+    handle TEXT,
+    message TEXT NOT NULL DEFAULT '',
+    native_state TEXT NOT NULL DEFAULT '',
+    interruptions INTEGER NOT NULL DEFAULT 0,
+    submitted REAL,
+    started REAL,
+    ended REAL,
+    usage TEXT,
+    last_checkpoint REAL,
+    PRIMARY KEY (job_id, n)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL REFERENCES jobs (id),
+    attempt INTEGER,
+    time REAL NOT NULL,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, id);
+"""
+
+
+def home() -> Path:
+    """``$MULTISPOT_HOME``, default ``~/.multispot``; created on first use."""
+    path = Path(os.environ.get("MULTISPOT_HOME") or Path.home() / ".multispot").expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def new_job_id(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class JobRecord:
+    id: str
+    name: str
+    spec: dict[str, Any]  # Job.to_data(): env keeps its ${VAR} references
+    provider: str
+    state: JobState
+    checkpoint_uri: str
+    output_uri: str
+    options: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+    ended: float | None = None
+    cancel_requested: bool = False
+    owner: str | None = None
+    heartbeat: float | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    job_id: str
+    attempt: int | None
+    time: float
+    kind: str
+    message: str
+
+
+class JobStore:
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path else home() / "jobs.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA busy_timeout = 30000")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")  # durable across process crashes in WAL mode
+        self._db.execute("PRAGMA foreign_keys = ON")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:  # executescript commits on its own, so the transaction is part of the script
+            self._db.executescript(
+                f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            )
+        elif version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path} was written by a newer multispot (schema {version}); upgrade")
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # ----------------------------------------------------------------- jobs
+
+    def create_job(self, record: JobRecord) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO jobs (id, name, spec, provider, state, message, checkpoint_uri, output_uri,"
+                " options, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    record.id,
+                    record.name,
+                    json.dumps(record.spec),
+                    record.provider,
+                    record.state.value,
+                    record.message,
+                    record.checkpoint_uri,
+                    record.output_uri,
+                    json.dumps(record.options),
+                    record.created,
+                    record.updated,
+                ),
+            )
+            self._event(db, record.id, None, "created", f"job {record.id} accepted for {record.provider}")
+
+    def get_job(self, ref: str) -> JobRecord:
+        """By id, by name (the newest job of that name), or by a unique id prefix."""
+        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (ref,)).fetchone()
+        if row is None:
+            row = self._db.execute(
+                "SELECT * FROM jobs WHERE name = ? ORDER BY created DESC LIMIT 1", (ref,)
+            ).fetchone()
+        if row is None:
+            rows = self._db.execute(
+                "SELECT * FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+                (ref.replace("%", "\\%").replace("_", "\\_") + "%",),
+            ).fetchall()
+            row = rows[0] if len(rows) == 1 else None
+        if row is None:
+            raise JobNotFound(f"no job {ref!r} in {self.path}: `multispot list` shows the jobs")
+        return _job(row)
+
+    def jobs(self, limit: int = 50) -> list[JobRecord]:
+        rows = self._db.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
+        return [_job(row) for row in rows]
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        if not fields:
+            return
+        fields["updated"] = time.time()
+        values = [_column(v) for v in fields.values()]
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        with self._tx() as db:
+            db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*values, job_id))
+
+    def request_cancel(self, job_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET cancel_requested = 1, updated = ? WHERE id = ?", (time.time(), job_id)
+            )
+            self._event(db, job_id, None, "cancel", "cancel requested")
+
+    # ----------------------------------------------------------------- controller lease
+
+    def acquire(self, job_id: str, owner: str, stale_after: float) -> bool:
+        """Become the job's controller if nobody is, or the holder is dead or silent for ``stale_after``."""
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT owner, heartbeat FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            holder, beat = row["owner"], row["heartbeat"] or 0.0
+            free = holder in (None, owner) or now - beat > stale_after or not _owner_alive(holder)
+            if free:
+                db.execute("UPDATE jobs SET owner = ?, heartbeat = ? WHERE id = ?", (owner, now, job_id))
+                if holder not in (None, owner):
+                    self._event(
+                        db, job_id, None, "controller", f"took over from a dead controller ({holder})"
+                    )
+            return free
+
+    def heartbeat(self, job_id: str, owner: str) -> bool:
+        """Refresh the lease; False if another controller has taken it."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET heartbeat = ? WHERE id = ? AND owner = ?", (time.time(), job_id, owner)
+            )
+            return cur.rowcount == 1
+
+    def release(self, job_id: str, owner: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET owner = NULL WHERE id = ? AND owner = ?", (job_id, owner))
+
+    def controller_alive(self, job_id: str, stale_after: float) -> bool:
+        row = self._db.execute("SELECT owner, heartbeat FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None or row["owner"] is None:
+            return False
+        return time.time() - (row["heartbeat"] or 0.0) <= stale_after and _owner_alive(row["owner"])
+
+    # ----------------------------------------------------------------- attempts
+
+    def add_attempt(self, attempt: Attempt) -> bool:
+        """Insert attempt ``n``; False if it already exists (another controller got there first)."""
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO attempts (job_id, n, placement, state, message) VALUES (?,?,?,?,?)",
+                    (
+                        attempt.job_id,
+                        attempt.n,
+                        json.dumps(attempt.placement.to_dict()),
+                        attempt.state.value,
+                        attempt.message,
+                    ),
+                )
+                self._event(
+                    db, attempt.job_id, attempt.n, "attempt", f"attempt {attempt.n} on {attempt.placement}"
+                )
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def update_attempt(self, job_id: str, n: int, **fields: Any) -> None:
+        if not fields:
+            return
+        values = [_column(v) for v in fields.values()]
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        with self._tx() as db:
+            db.execute(f"UPDATE attempts SET {sets} WHERE job_id = ? AND n = ?", (*values, job_id, n))
+
+    def attempts(self, job_id: str) -> list[Attempt]:
+        rows = self._db.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY n", (job_id,)).fetchall()
+        return [_attempt(row) for row in rows]
+
+    # ----------------------------------------------------------------- events
+
+    def add_event(self, job_id: str, attempt: int | None, kind: str, message: str) -> None:
+        with self._tx() as db:
+            self._event(db, job_id, attempt, kind, message)
+
+    def events(self, job_id: str, after: int = 0) -> list[tuple[int, Event]]:
+        rows = self._db.execute(
+            "SELECT * FROM events WHERE job_id = ? AND id > ? ORDER BY id", (job_id, after)
+        ).fetchall()
+        return [
+            (row["id"], Event(row["job_id"], row["attempt"], row["time"], row["kind"], row["message"]))
+            for row in rows
+        ]
+
+    @staticmethod
+    def _event(db: sqlite3.Connection, job_id: str, attempt: int | None, kind: str, message: str) -> None:
+        db.execute(
+            "INSERT INTO events (job_id, attempt, time, kind, message) VALUES (?,?,?,?,?)",
+            (job_id, attempt, time.time(), kind, message),
+        )
+
+    def check(self) -> list[str]:
+        """Integrity problems, if any (used by the chaos tests and ``multispot doctor``)."""
+        problems = [row[0] for row in self._db.execute("PRAGMA integrity_check").fetchall() if row[0] != "ok"]
+        for row in self._db.execute(
+            "SELECT job_id, COUNT(*) AS c, MAX(n) AS m FROM attempts GROUP BY job_id"
+        ).fetchall():
+            if row["c"] != row["m"]:
+                problems.append(f"{row['job_id']}: attempts are not numbered 1..{row['m']}")
+        return problems
+
+
+# --------------------------------------------------------------------------- row mapping
+
+
+def _column(value: Any) -> Any:
+    if isinstance(value, JobState):
+        return value.value
+    if isinstance(value, (Handle, Placement, Usage)):
+        return json.dumps(value.to_dict())
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _job(row: sqlite3.Row) -> JobRecord:
+    return JobRecord(
+        id=row["id"],
+        name=row["name"],
+        spec=json.loads(row["spec"]),
+        provider=row["provider"],
+        state=JobState(row["state"]),
+        checkpoint_uri=row["checkpoint_uri"],
+        output_uri=row["output_uri"],
+        options=json.loads(row["options"]),
+        message=row["message"],
+        created=row["created"],
+        updated=row["updated"],
+        ended=row["ended"],
+        cancel_requested=bool(row["cancel_requested"]),
+        owner=row["owner"],
+        heartbeat=row["heartbeat"],
+    )
+
+
+def _attempt(row: sqlite3.Row) -> Attempt:
+    return Attempt(
+        job_id=row["job_id"],
+        n=row["n"],
+        placement=Placement.from_dict(json.loads(row["placement"])),
+        state=JobState(row["state"]),
+        handle=Handle.from_dict(json.loads(row["handle"])) if row["handle"] else None,
+        message=row["message"],
+        native_state=row["native_state"],
+        interruptions=row["interruptions"],
+        submitted=row["submitted"],
+        started=row["started"],
+        ended=row["ended"],
+        usage=Usage.from_dict(json.loads(row["usage"])) if row["usage"] else None,
+        last_checkpoint=row["last_checkpoint"],
+    )
+
+
+def owner_id() -> str:
+    """``host:pid:token`` naming this controller process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_alive(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    if host != socket.gethostname():
+        return True  # another machine: only the heartbeat can tell
+    try:
+        os.kill(int(rest.partition(":")[0]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
