@@ -190,13 +190,18 @@ class Controller:
             changes["native_state"] = status.native_state
         if status.interruptions != attempt.interruptions:
             changes["interruptions"] = status.interruptions
+        if status.started is not None and attempt.started is None:
+            changes["started"] = status.started
         if status.state != attempt.state:
             changes["state"] = status.state
             if status.state is JobState.RUNNING and attempt.started is None:
-                changes["started"] = time.time()
+                changes["started"] = status.started or time.time()
+            if status.state is JobState.RUNNING or (
+                status.state.terminal and attempt.state is not JobState.RUNNING
+            ):
                 self._event_resume(record, attempt)
             if status.state.terminal:
-                changes["ended"] = time.time()
+                changes["ended"] = status.ended or time.time()
                 changes["last_checkpoint"] = _last_checkpoint(record.checkpoint_uri, attempt.n)
                 try:
                     changes["usage"] = provider.usage(attempt.handle)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -62,6 +63,17 @@ class JobSpecError(MultispotError, ValueError):
         super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in problems))
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without implicit timestamps: ``2026-12-01`` stays a string, so a date in a str
+    field is no type error and an impossible date (``2026-13-01``) is a field problem, not a crash."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 # --------------------------------------------------------------------------- field types
 
 
@@ -74,20 +86,25 @@ def _duration(value: Any) -> float | None:
 Duration = Annotated[float, BeforeValidator(_duration)]
 
 
-def check_uri(value: str) -> str:
-    """A storage URI multispot can use, or a local path turned into ``file://``."""
+def check_uri(value: str, base_dir: str | os.PathLike[str] | None = None) -> str:
+    """A storage URI multispot can use, or a local path (relative to ``base_dir``) turned into ``file://``."""
     value = value.strip()
     match = _URI.match(value)
     if not match:
         if "://" in value or value.startswith(("s3:", "gs:", "az:")):
             raise ValueError(f"{value!r} is not a URI: write scheme://bucket/path, e.g. s3://my-bucket/ckpt")
-        return Path(value).expanduser().resolve().as_uri()
+        return (Path(base_dir or ".") / Path(value).expanduser()).resolve().as_uri()
     scheme, rest = match.groups()
     if scheme not in URI_SCHEMES:
         raise ValueError(f"scheme {scheme!r} is not supported: use one of {', '.join(URI_SCHEMES)}")
     if scheme in ("s3", "gs", "gcs", "az", "abfs", "abfss") and not rest.split("/")[0]:
         raise ValueError(f"{value!r} names no bucket or container: write {scheme}://BUCKET/path")
     return value.rstrip("/") if rest.strip("/") else value
+
+
+def _base_dir(info: ValidationInfo) -> str:
+    """Where relative paths start: the YAML file's folder when loaded from one, else the cwd."""
+    return str((info.context or {}).get("base_dir", "."))
 
 
 class _Model(BaseModel):
@@ -130,8 +147,8 @@ class CheckpointSpec(_Model):
 
     @field_validator("uri")
     @classmethod
-    def _uri(cls, value: str | None) -> str | None:
-        return None if value is None else check_uri(value)
+    def _uri(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else check_uri(value, _base_dir(info))
 
 
 SpotPolicy = Literal["spot", "on-demand", "fallback"]
@@ -162,6 +179,21 @@ class Limits(_Model):
     )
     max_price: float | None = Field(None, ge=0, description="USD per instance-hour never to exceed")
 
+    @field_validator("max_runtime", "max_wait")
+    @classmethod
+    def _wait_covers_runtime(cls, value: float | None, info: ValidationInfo) -> float | None:
+        # Checked on the field itself (not on the Job) so the problem names limits.max_wait and its line.
+        if info.field_name == "max_wait":
+            runtime, wait = info.data.get("max_runtime"), value
+        else:
+            runtime, wait = value, info.data.get("max_wait")
+        if runtime and wait and wait < runtime:
+            raise ValueError(
+                "limits.max_wait is shorter than limits.max_runtime: max_wait covers waiting plus "
+                "running, so make it at least max_runtime"
+            )
+        return value
+
     @field_validator("deadline", mode="before")
     @classmethod
     def _deadline(cls, value: Any) -> Any:
@@ -185,6 +217,18 @@ class Target(_Model):
     market: Literal["spot", "on-demand"] | None = None
 
 
+def _env_key(key: str) -> str:
+    if not ENV_NAME.match(key):
+        raise ValueError(f"{key!r} is not an environment variable name: use letters, digits and '_'")
+    if key.startswith("MULTISPOT_"):
+        raise ValueError(f"{key!r}: MULTISPOT_* variables are set by multispot; rename yours")
+    return key
+
+
+# Checked per key, so a problem names env.<KEY> (and its YAML line), not just env.
+EnvKey = Annotated[str, AfterValidator(_env_key)]
+
+
 def _split_command(value: Any) -> Any:
     if isinstance(value, str):
         try:
@@ -202,7 +246,7 @@ class Job(_Model):
     source_dir: str | None = Field(None, description="local folder staged/uploaded as the working dir")
     image: str | None = Field(None, description="container image or framework alias (cloud providers)")
     resources: Resources = Field(default_factory=Resources)
-    env: dict[str, str] = Field(default_factory=dict, description="values may be ${VAR} from the shell")
+    env: dict[EnvKey, str] = Field(default_factory=dict, description="values may be ${VAR} from the shell")
     hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
     inputs: dict[str, str] = Field(default_factory=dict, description="name -> URI of input data")
     output_uri: str | None = None
@@ -235,36 +279,25 @@ class Job(_Model):
     def _source_dir(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
-        base = Path((info.context or {}).get("base_dir", "."))
-        path = (base / Path(value).expanduser()).resolve()
+        path = (Path(_base_dir(info)) / Path(value).expanduser()).resolve()
         if not path.is_dir():
             raise ValueError(f"{path} is not a directory: point source_dir at the folder with your code")
         return str(path)
 
-    @field_validator("env")
-    @classmethod
-    def _env(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not ENV_NAME.match(key):
-                raise ValueError(f"{key!r} is not an environment variable name: use letters, digits and '_'")
-            if key.startswith("MULTISPOT_"):
-                raise ValueError(f"{key!r}: MULTISPOT_* variables are set by multispot; rename yours")
-        return value
-
     @field_validator("inputs")
     @classmethod
-    def _inputs(cls, value: dict[str, str]) -> dict[str, str]:
+    def _inputs(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         checked = {}
         for name, uri in value.items():
             if not ENV_NAME.match(name):
                 raise ValueError(f"input name {name!r}: use letters, digits and '_' (it becomes an env var)")
-            checked[name] = check_uri(uri)
+            checked[name] = check_uri(uri, _base_dir(info))
         return checked
 
     @field_validator("output_uri")
     @classmethod
-    def _output_uri(cls, value: str | None) -> str | None:
-        return None if value is None else check_uri(value)
+    def _output_uri(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else check_uri(value, _base_dir(info))
 
     @field_validator("tags")
     @classmethod
@@ -273,16 +306,6 @@ class Job(_Model):
             if key.startswith("multispot"):
                 raise ValueError(f"tag {key!r}: tags starting with 'multispot' are set by multispot")
         return value
-
-    @model_validator(mode="after")
-    def _cross_fields(self) -> Job:
-        runtime, wait = self.limits.max_runtime, self.limits.max_wait
-        if runtime and wait and wait < runtime:
-            raise ValueError(
-                "limits.max_wait is shorter than limits.max_runtime: max_wait covers waiting plus "
-                "running, so make it at least max_runtime"
-            )
-        return self
 
     # ----------------------------------------------------------------- loading
 
@@ -301,8 +324,8 @@ class Job(_Model):
         cls, text: str, base_dir: str | os.PathLike[str] = ".", source: str | None = None
     ) -> Job:
         try:
-            node = yaml.compose(text)
-            data = yaml.safe_load(text)
+            node = yaml.compose(text, Loader=_Loader)
+            data = yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark else None
@@ -383,13 +406,18 @@ def _problem(err: Any, node: yaml.Node | None) -> Problem:
     return Problem(_dotted(loc), message, _line(node, loc))
 
 
+# What pydantic puts in a loc that is not a user's field or key: union branches, dict-key errors.
+# Matched exactly, so a user's key such as ``float_x`` or ``strategy`` still shows in the path.
+_BRANCH_TAGS = frozenset({"str", "int", "float", "bool", "datetime", "date", "[key]"})
+
+
 def _dotted(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif str(part).startswith(("function-", "datetime", "float", "constrained")):
-            continue  # pydantic names the union branch; users know the field only
+        elif part in _BRANCH_TAGS or str(part).startswith(("function-", "constrained-")):
+            continue  # pydantic names the union branch (or "[key]"); users know the field only
         else:
             out += ("." if out else "") + str(part)
     return out or "(top)"

@@ -83,6 +83,8 @@ class ProviderStatus:
     message: str = ""
     interruptions: int = 0  # preemptions the service absorbed itself within this attempt
     native_state: str = ""  # the provider's own words, for the user
+    started: float | None = None  # when the attempt began running, as the provider saw it (unix time)
+    ended: float | None = None
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,11 @@ def main() -> None:
     started, loss = time.time(), torch.tensor(float("nan"))
     while state.epoch < args.epochs:
         # The epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
-        perm = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(args.seed * 100_003 + state.epoch))]
+        perm = train[
+            torch.randperm(
+                len(train), generator=torch.Generator().manual_seed(args.seed * 100_003 + state.epoch)
+            )
+        ]
         model.train()
         for batch in range(state.position, steps_per_epoch):
             index = perm[batch * args.batch_size : (batch + 1) * args.batch_size]
@@ -90,8 +94,11 @@ def main() -> None:
             if ckpt.should_save(state.step):
                 state.save(ckpt, total_steps)
             if ckpt.preempted:
-                print(f"preemption notice at step {state.step}: saved, exiting "
-                      f"({ckpt.seconds_left():.1f}s of notice left)", flush=True)
+                print(
+                    f"preemption notice at step {state.step}: saved, exiting "
+                    f"({ckpt.seconds_left():.1f}s of notice left)",
+                    flush=True,
+                )
                 ckpt.exit_preempted()
         state.epoch, state.position = state.epoch + 1, 0
         if state.epoch % 10 == 0:

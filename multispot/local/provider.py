@@ -271,7 +271,14 @@ class LocalProvider:
             from multispot.provider import UnknownProviderState
 
             raise UnknownProviderState(f"local attempt state {native!r} is not in the state table")
-        return ProviderStatus(_STATES[native], str(state.get("message", "")), 0, native)
+        return ProviderStatus(
+            _STATES[native],
+            str(state.get("message", "")),
+            0,
+            native,
+            state.get("started"),
+            state.get("ended"),
+        )
 
     def logs(self, handle: Handle, follow: bool = False) -> Iterator[str]:
         path = Path(handle.data["dir"]) / "output.log"
@@ -304,6 +311,10 @@ class LocalProvider:
                 directory / "state.json",
                 dict(state, state="CANCELLED", ended=time.time(), message="cancelled"),
             )
+
+    def preempt(self, handle: Handle) -> None:
+        """Take the capacity away now (notice, SIGTERM, hard stop), as a spot reclaim would."""
+        (Path(handle.data["dir"]) / "preempt").touch()
 
     def usage(self, handle: Handle) -> Usage:
         directory = Path(handle.data["dir"])

@@ -149,7 +149,7 @@ class Supervisor:
                     state="TIMED_OUT", ended=time.time(), message=f"ran past max_runtime {max_runtime:g}s"
                 )
                 return
-            if preempt_after is not None and elapsed >= preempt_after:
+            if (preempt_after is not None and elapsed >= preempt_after) or (self.dir / "preempt").exists():
                 self._preempt()
                 return
             time.sleep(TICK)

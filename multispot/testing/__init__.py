@@ -1,0 +1,1 @@
+"""Test helpers shipped with multispot, for first- and third-party provider adapters."""
