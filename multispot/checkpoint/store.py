@@ -487,6 +487,10 @@ def copy_checkpoint(
 
 def _copy_step(src: CheckpointStore, dst: CheckpointStore, manifest: Manifest) -> bool:
     restored = RestoredCheckpoint(src, manifest)
+    if dst.manifest(manifest.step) is not None:
+        # The caller found the destination's copy invalid (a manifest that arrived before its files,
+        # or damaged files): it is no checkpoint, so uncommit it and write it afresh.
+        dst.delete(manifest.step)
     writer = dst.writer(manifest.step)
     try:
         for name in manifest.files:

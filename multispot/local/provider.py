@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +185,7 @@ class LocalProvider:
         if not target.exists():
             tmp = self.root / ctx.job_id / f".code-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(job.source_dir, tmp, ignore=shutil.ignore_patterns("__pycache__", ".git"))
+            shutil.copytree(job.source_dir, tmp, ignore=_stage_ignore(home()))
             try:
                 os.rename(tmp, target)
             except OSError:
@@ -332,6 +332,17 @@ class LocalProvider:
             region="localhost",
             source="local supervisor state.json",
         )
+
+
+def _stage_ignore(skip: Path) -> Callable[[str, list[str]], set[str]]:
+    """Leave out caches, VCS data and multispot's own home (a user may keep it inside the project)."""
+    skip = skip.resolve()
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        here = Path(directory)
+        return {n for n in names if n in ("__pycache__", ".git") or (here / n).resolve() == skip}
+
+    return ignore
 
 
 def _supervised(directory: Path) -> bool:

@@ -6,7 +6,13 @@
 The PyTorch helper lives in ``multispot.runtime.pytorch`` (it imports torch).
 """
 
-from multispot.runtime.checkpointer import EXIT_PREEMPTED, Checkpointer, notice, on_preemption
+from multispot.runtime.checkpointer import (
+    EXIT_PREEMPTED,
+    Checkpointer,
+    add_notice_source,
+    notice,
+    on_preemption,
+)
 from multispot.runtime.env import JobEnv, detect
 from multispot.runtime.notice import FileNoticeSource, NoticeSource, PreemptionNotice
 
@@ -17,6 +23,7 @@ __all__ = [
     "JobEnv",
     "NoticeSource",
     "PreemptionNotice",
+    "add_notice_source",
     "detect",
     "notice",
     "on_preemption",

@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import entry_points
 from typing import Any, NoReturn
 
 from multispot.checkpoint import CheckpointStore, CheckpointWriter, Manifest, RestoredCheckpoint
@@ -20,17 +21,31 @@ EXIT_PREEMPTED = 143
 _notice: PreemptionNotice | None = None
 
 
+def _default_sources(env: JobEnv) -> list[NoticeSource]:
+    """The local provider's notice file, plus what an adapter registers for its service under the
+    entry-point group ``multispot.notice_sources`` (name = provider, value = ``f(env) -> sources``)."""
+    sources: list[NoticeSource] = []
+    if os.environ.get("MULTISPOT_NOTICE_FILE"):
+        sources.append(FileNoticeSource(os.environ["MULTISPOT_NOTICE_FILE"]))
+    for entry in entry_points(group="multispot.notice_sources"):
+        if entry.name == env.provider:
+            sources.extend(entry.load()(env))
+    return sources
+
+
 def notice(env: JobEnv | None = None) -> PreemptionNotice:
     """The process-wide preemption notice, installed on first use."""
     global _notice
     if _notice is None:
         env = env or detect()
         _notice = PreemptionNotice(env.notice_seconds)
-        sources: list[NoticeSource] = []
-        if os.environ.get("MULTISPOT_NOTICE_FILE"):
-            sources.append(FileNoticeSource(os.environ["MULTISPOT_NOTICE_FILE"]))
-        _notice.install(sources)
+        _notice.install(_default_sources(env))
     return _notice
+
+
+def add_notice_source(source: NoticeSource) -> None:
+    """Poll one more notice source (e.g. a scheduler's own signal) on the process-wide notice."""
+    notice().install([source])
 
 
 def on_preemption(hook: Hook) -> Hook:
