@@ -25,6 +25,7 @@ from multispot.status import Attempt, JobState, Placement
 from multispot.store import JobRecord, JobStore, home, owner_id
 
 STALE_AFTER = 10.0  # seconds without a heartbeat before another process may take the job over
+MAX_STEP_ERRORS = 20  # consecutive failed reconciliations before the job is marked FAILED
 
 
 def candidates(job: Job, provider_name: str) -> list[Placement]:
@@ -72,9 +73,20 @@ class Controller:
         """Drive the job to a terminal state, unless another live controller already does."""
         if not self.store.acquire(self.job_id, self.owner, self.stale_after):
             return self.store.get_job(self.job_id)
+        errors = 0
         try:
-            while not self.step():
-                time.sleep(self.poll_interval)
+            while True:
+                try:
+                    if self.step():
+                        break
+                    errors = 0
+                except Exception as exc:  # a provider or storage hiccup: retry, then give up loudly
+                    errors += 1
+                    self.store.add_event(self.job_id, None, "error", f"controller step failed: {exc!r}")
+                    if errors >= MAX_STEP_ERRORS:
+                        self._finish(self.store.get_job(self.job_id), JobState.FAILED, f"controller error: {exc}")
+                        break
+                time.sleep(self.poll_interval * (1 + min(errors, 10)))
                 if not self.store.heartbeat(self.job_id, self.owner):
                     break  # another controller took over (we were presumed dead): stop quietly
         finally:

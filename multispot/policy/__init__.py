@@ -6,6 +6,7 @@ One interface for the controller (live) and, later, the simulator (replayed trac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from multispot.job import Job
@@ -53,6 +54,9 @@ class SpotPolicy:
 
     def decide(self, ctx: PolicyContext) -> Decision:
         job, attempts = ctx.job, ctx.attempts
+        deadline = absolute_deadline(job, ctx.submitted_at)
+        if deadline is not None and ctx.now >= deadline:
+            return Decision(None, "the deadline has passed", final_state=JobState.TIMED_OUT)
         if len(attempts) >= job.spot.max_attempts:
             return Decision(None, f"gave up after {len(attempts)} attempts (spot.max_attempts)")
         market = self._market(ctx)
@@ -86,6 +90,16 @@ class SpotPolicy:
         if attempts and attempts[-1].state is JobState.NO_CAPACITY:
             return "on-demand"
         return "spot"
+
+
+def absolute_deadline(job: Job, submitted_at: float) -> float | None:
+    """The job's deadline as a unix time: an ISO time as given, a duration counted from submit."""
+    deadline = job.limits.deadline
+    if deadline is None:
+        return None
+    if isinstance(deadline, datetime):
+        return deadline.timestamp()
+    return submitted_at + float(deadline)
 
 
 def _same_pool(a: Placement, b: Placement) -> bool:
