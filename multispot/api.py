@@ -37,8 +37,8 @@ def _with_injection(job: Job, spec: str | None) -> Job:
 
 
 def plan(job: Job, provider: str | None = None) -> list[Placement]:
-    """The placements the job may run on, in the order they would be tried."""
-    return candidates(job, _provider_name(job, provider))
+    """The placements the job may run on, in the order they would be tried (``provider`` restricts)."""
+    return candidates(job, _provider_name(job, provider), only=provider is not None)
 
 
 def check(job: Job, provider: str | None = None) -> list[Placement]:
@@ -109,11 +109,11 @@ def submit(
         state=JobState.PENDING,
         checkpoint_uri=job.checkpoint.uri or prov.default_uri("checkpoints", job_id, job),
         output_uri=job.output_uri or prov.default_uri("outputs", job_id, job),
-        options={"workdir": os.getcwd()},
+        options={"workdir": os.getcwd(), "only_provider": provider is not None},
     )
     store.create_job(record)
     if start_controller:
-        spawn(job_id)
+        spawn(job_id, os.getcwd())
     return Run(job_id, store)
 
 
@@ -210,7 +210,8 @@ class Run:
     def cost(self) -> CostReport:
         attempts = self.attempts
         on_demand = None
-        for placement in plan(self.job, self.record.provider):
+        record = self.record
+        for placement in candidates(self.job, record.provider, bool(record.options.get("only_provider"))):
             if placement.market == "on-demand" and placement.price_per_hour is not None:
                 on_demand = placement.price_per_hour
                 break

@@ -210,6 +210,9 @@ def list_(limit: int, output: str) -> None:
     from multispot import api
 
     runs = api.runs(limit)
+    for run in runs:
+        if not run.status.job_terminal:
+            run.ensure_driven()
     if output == "json":
         _emit_json([r.to_dict() for r in runs])
         return
@@ -218,8 +221,6 @@ def list_(limit: int, output: str) -> None:
     table = Table("job", "state", "provider", "attempts", "preemptions", "progress", "age")
     for run in runs:
         data = run.to_dict()
-        if not run.status.job_terminal:
-            run.ensure_driven()
         progress = data["progress"]
         table.add_row(
             data["id"],

@@ -28,10 +28,13 @@ STALE_AFTER = 10.0  # seconds without a heartbeat before another process may tak
 MAX_STEP_ERRORS = 20  # consecutive failed reconciliations before the job is marked FAILED
 
 
-def candidates(job: Job, provider_name: str) -> list[Placement]:
-    """Every placement the job's targets allow (or the chosen provider's own), in the user's order."""
+def candidates(job: Job, provider_name: str, only: bool = False) -> list[Placement]:
+    """Every placement the job's targets allow (or the chosen provider's own), in the user's order.
+
+    ``only``: the user named the provider (``--provider``), so targets on other providers are left out.
+    """
     out: list[Placement] = []
-    targets = job.targets or []
+    targets = [t for t in job.targets if not only or t.provider == provider_name]
     if not targets:
         return registry.get(provider_name).placements(job)
     for target in targets:
@@ -84,7 +87,9 @@ class Controller:
                     errors += 1
                     self.store.add_event(self.job_id, None, "error", f"controller step failed: {exc!r}")
                     if errors >= MAX_STEP_ERRORS:
-                        self._finish(self.store.get_job(self.job_id), JobState.FAILED, f"controller error: {exc}")
+                        self._finish(
+                            self.store.get_job(self.job_id), JobState.FAILED, f"controller error: {exc}"
+                        )
                         break
                 time.sleep(self.poll_interval * (1 + min(errors, 10)))
                 if not self.store.heartbeat(self.job_id, self.owner):
@@ -127,7 +132,13 @@ class Controller:
 
     def _next_attempt(self, record: JobRecord, job: Job, attempts: list[Attempt]) -> Attempt | None:
         decision = policy_for(job).decide(
-            PolicyContext(job, attempts, candidates(job, record.provider), time.time(), record.created)
+            PolicyContext(
+                job,
+                attempts,
+                candidates(job, record.provider, bool(record.options.get("only_provider"))),
+                time.time(),
+                record.created,
+            )
         )
         if decision.placement is None:
             self._finish(record, decision.final_state, decision.reason)
@@ -229,7 +240,9 @@ class Controller:
             self.store.add_event(self.job_id, attempt.n, "notice", status.message)
         self.store.update_attempt(self.job_id, attempt.n, **changes)
         job_state = _job_state(status.state, attempt.n)
-        if job_state != record.state and not record.state.job_terminal:
+        if job_state.job_terminal:
+            self._finish(record, job_state, status.message)
+        elif job_state != record.state:
             self.store.update_job(self.job_id, state=job_state, message=status.message)
 
     def _event_resume(self, record: JobRecord, attempt: Attempt) -> None:
@@ -283,13 +296,19 @@ def _job_state(attempt_state: JobState, n: int) -> JobState:
     return attempt_state
 
 
-def spawn(job_id: str) -> int:
-    """Start a detached controller process for ``job_id``; it exits at once if one is alive."""
+def spawn(job_id: str, workdir: str | None = None) -> int:
+    """Start a detached controller process for ``job_id``; it exits at once if one is alive.
+
+    It runs in the submitter's directory, so relative paths in the job (a command without
+    source_dir, a trace file) mean the same thing to every controller that ever drives the job.
+    """
     env = dict(os.environ, MULTISPOT_HOME=str(home()))
     log = home() / "controllers.log"
+    cwd = workdir if workdir and os.path.isdir(workdir) else None
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "multispot.controller", job_id],
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -304,7 +323,7 @@ def ensure_controller(store: JobStore, job_id: str) -> bool:
     record = store.get_job(job_id)
     if record.state.job_terminal or store.controller_alive(job_id, STALE_AFTER):
         return False
-    spawn(job_id)
+    spawn(job_id, record.options.get("workdir"))
     return True
 
 

@@ -142,7 +142,7 @@ class Resources(_Model):
 
 class CheckpointSpec(_Model):
     uri: str | None = Field(None, description="where checkpoints live; default: per provider")
-    interval: Duration | None = Field(None, description="how often the runtime saves, e.g. '10m'")
+    interval: Duration | None = Field(None, gt=0, description="how often the runtime saves, e.g. '10m'")
     keep: int = Field(3, ge=1, le=1000, description="how many valid checkpoints to keep")
 
     @field_validator("uri")
@@ -173,7 +173,9 @@ class SpotSpec(_Model):
 
 class Limits(_Model):
     max_runtime: Duration | None = Field(None, gt=0, description="per attempt, running time")
-    max_wait: Duration | None = Field(None, gt=0, description="per attempt, waiting for capacity")
+    max_wait: Duration | None = Field(
+        None, gt=0, description="per attempt, waiting for capacity plus running (SageMaker's MaxWait)"
+    )
     deadline: datetime | Duration | None = Field(
         None, description="when the whole job must be done: ISO time, or a duration after submit"
     )
@@ -457,6 +459,7 @@ def _line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
             node = match[0][1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
+            best = node.start_mark.line + 1  # the item's own line, not the list's
         else:
             break
     return best

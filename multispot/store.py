@@ -257,7 +257,9 @@ class JobStore:
                 self._event(
                     db, attempt.job_id, attempt.n, "attempt", f"attempt {attempt.n} on {attempt.placement}"
                 )
-        except sqlite3.IntegrityError:
+        except sqlite3.IntegrityError as exc:
+            if "FOREIGN KEY" in str(exc):  # no such job: not "someone else got there first"
+                raise JobNotFound(f"no job {attempt.job_id!r} in {self.path}") from exc
             return False
         return True
 

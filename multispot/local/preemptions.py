@@ -44,8 +44,11 @@ class Trace:
     @classmethod
     def load(cls, path: str | Path) -> Trace:
         raw = json.loads(Path(path).read_text())
-        gap = float(raw.get("metadata", {}).get("gap_seconds", 0) or raw.get("gap_seconds", 0))
-        data = [int(x) for x in raw["data"]]
+        try:
+            gap = float((raw.get("metadata") or {}).get("gap_seconds", 0) or raw.get("gap_seconds", 0))
+            data = [int(x) for x in raw["data"]]
+        except (AttributeError, TypeError) as exc:  # not the {"metadata": ..., "data": [...]} shape
+            raise ValueError(f"{path}: not a spot trace ({exc})") from exc
         if gap <= 0 or not data:
             raise ValueError(f"{path}: a trace needs metadata.gap_seconds > 0 and a non-empty data list")
         return cls(gap, data)

@@ -92,9 +92,15 @@ class LocalProvider:
         markets = ["on-demand"] if job.spot.policy == "on-demand" else ["spot", "on-demand"]
         if job.spot.policy == "spot":
             markets = ["spot"]
+        prices = self._options(job).get("price_per_hour") or {}
         return [
             Placement(
-                "local", market, "localhost", job.resources.instance_type or "local", job.resources.nodes
+                "local",
+                market,
+                "localhost",
+                job.resources.instance_type or "local",
+                job.resources.nodes,
+                float(prices[market]) if market in prices else None,
             )
             for market in markets
         ]
@@ -124,7 +130,7 @@ class LocalProvider:
             for k, v in prices.items()
         ):
             problems.append(("provider_options.local.price_per_hour", "write {spot: 0.92, on-demand: 3.06}"))
-        if "preemptions" in opts and not problems:
+        if "preemptions" in opts:
             try:
                 self.preemptions(job)
             except ValueError as exc:
@@ -154,7 +160,7 @@ class LocalProvider:
             MULTISPOT_CHECKPOINT_KEEP=str(job.checkpoint.keep),
             MULTISPOT_HYPERPARAMETERS=_json({k: _hp(v) for k, v in job.hyperparameters.items()}),
         )
-        if job.checkpoint.interval:
+        if job.checkpoint.interval is not None:
             env["MULTISPOT_CHECKPOINT_INTERVAL"] = f"{job.checkpoint.interval:g}"
         for name, uri in job.inputs.items():
             env[f"MULTISPOT_INPUT_{name.upper()}"] = uri
@@ -206,7 +212,7 @@ class LocalProvider:
             plan = self.preemptions(job).plan(ctx.attempt, elapsed)
             if placement.market == "on-demand":
                 plan = type(plan)()  # on-demand capacity is never reclaimed
-            max_wait = job.limits.max_wait * self.time_scale(job) if job.limits.max_wait else None
+            max_wait = job.limits.max_wait  # wall-clock here, like max_runtime: only the cloud's clock scales
             if max_wait is not None and plan.wait_seconds > max_wait:
                 plan = type(plan)(no_capacity=True)
             spec = {
@@ -218,7 +224,7 @@ class LocalProvider:
                 "emulate": request["emulate"],
                 "market": placement.market,
                 "max_runtime": job.limits.max_runtime,
-                "max_wait": max_wait if max_wait is not None else 1.0,
+                "max_wait": max_wait,
                 "plan": {
                     "wait_seconds": plan.wait_seconds,
                     "preempt_after": plan.preempt_after,

@@ -61,7 +61,11 @@ class Supervisor:
         self.set(state="STARTING", supervisor_pid=os.getpid(), message="waiting for capacity")
         plan = self.spec["plan"]
         if plan.get("no_capacity"):
-            self._wait(self.spec.get("max_wait") or 0.0)
+            # Capacity does not come back within max_wait (or ever, in the trace): report it after a
+            # short look, as a service does once it gives up waiting.
+            if not self._wait(min(self.spec.get("max_wait") or 1.0, 1.0)):
+                self.set(state="CANCELLED", ended=time.time(), message="cancelled while waiting for capacity")
+                return
             self.set(state="NO_CAPACITY", ended=time.time(), message="no spot capacity in this pool")
             return
         if not self._wait(plan.get("wait_seconds") or 0.0):
@@ -114,6 +118,8 @@ class Supervisor:
     def _supervise(self, preempt_after: float | None) -> None:
         started = self.state["started"]
         max_runtime = self.spec.get("max_runtime")
+        max_wait = self.spec.get("max_wait")  # waiting plus running, counted from submit
+        submitted = float(self.spec.get("submitted") or started)
         while True:
             codes = [p.poll() for p in self.procs]
             if all(c is not None for c in codes):
@@ -147,6 +153,14 @@ class Supervisor:
                 self._stop(grace=self.spec["notice_seconds"])
                 self.set(
                     state="TIMED_OUT", ended=time.time(), message=f"ran past max_runtime {max_runtime:g}s"
+                )
+                return
+            if max_wait and time.time() - submitted >= max_wait:
+                self._stop(grace=self.spec["notice_seconds"])
+                self.set(
+                    state="TIMED_OUT",
+                    ended=time.time(),
+                    message=f"waited and ran past max_wait {max_wait:g}s",
                 )
                 return
             if (preempt_after is not None and elapsed >= preempt_after) or (self.dir / "preempt").exists():

@@ -39,6 +39,9 @@ class JobEnv:
     rank: int = 0
     world_size: int = 1
     hyperparameters: dict[str, str] = field(default_factory=dict)
+    inputs: dict[str, str] = field(
+        default_factory=dict
+    )  # name (lowercase) -> URI, from MULTISPOT_INPUT_<NAME>
 
     @property
     def output_dir(self) -> Path | None:
@@ -82,6 +85,8 @@ def detect(environ: Mapping[str, str] | None = None) -> JobEnv:
         hyper = json.loads(env.get("MULTISPOT_HYPERPARAMETERS") or env.get("SM_HPS") or "{}")
     except json.JSONDecodeError:
         hyper = {}
+    if not isinstance(hyper, dict):  # valid JSON but not an object: ignore it like unreadable JSON
+        hyper = {}
     return JobEnv(
         job_id=env.get("MULTISPOT_JOB_ID") or env.get("TRAINING_JOB_NAME") or env.get("CLOUD_ML_JOB_ID"),
         attempt=int(env.get("MULTISPOT_ATTEMPT", "1")),
@@ -94,6 +99,11 @@ def detect(environ: Mapping[str, str] | None = None) -> JobEnv:
         rank=int(env.get("RANK", "0")),
         world_size=int(env.get("WORLD_SIZE", "1")),
         hyperparameters={str(k): str(v) for k, v in dict(hyper).items()},
+        inputs={
+            key[len("MULTISPOT_INPUT_") :].lower(): value
+            for key, value in env.items()
+            if key.startswith("MULTISPOT_INPUT_")
+        },
     )
 
 

@@ -1,0 +1,163 @@
+"""The Checkpointer a training script holds: save on a schedule, retention, restore, the notice."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from multispot.checkpoint import CheckpointStore, step_dir
+from multispot.runtime import Checkpointer, JobEnv
+
+pytestmark = pytest.mark.usefixtures("isolated_notice")
+
+
+def job_env(uri: str, **kwargs: object) -> JobEnv:
+    fields: dict[str, object] = {
+        "job_id": "train-abc123",
+        "attempt": 2,
+        "provider": "local",
+        "checkpoint_uri": uri,
+        "output_uri": None,
+        "notice_seconds": 30.0,
+        "checkpoint_interval": 600.0,
+        "checkpoint_keep": 3,
+    }
+    fields.update(kwargs)
+    return JobEnv(**fields)  # type: ignore[arg-type]
+
+
+def save(ckpt: Checkpointer, step: int, total: int | None = None) -> None:
+    with ckpt.save(step, total_steps=total, metadata={"epoch": step // 10}) as writer:
+        writer.write_bytes("state.bin", f"state {step}".encode())
+
+
+def test_explicit_uri_wins_over_the_environment(tmp_path: Path) -> None:
+    uri = (tmp_path / "explicit").as_uri()
+    ckpt = Checkpointer(uri, env=job_env("memory://not/used"))
+    assert ckpt.store.uri == uri
+    assert ckpt.interval == 600.0 and ckpt.keep == 3
+    assert uri in repr(ckpt)
+
+
+def test_settings_come_from_the_environment(file_uri: str) -> None:
+    ckpt = Checkpointer(env=job_env(file_uri, checkpoint_interval=42.0, checkpoint_keep=5))
+    assert ckpt.store.uri == file_uri
+    assert (ckpt.interval, ckpt.keep) == (42.0, 5)
+
+
+def test_should_save_by_interval(file_uri: str) -> None:
+    ckpt = Checkpointer(file_uri, interval=0.5, keep=2, env=job_env(file_uri))
+    assert not ckpt.should_save(1)
+    time.sleep(0.55)
+    assert ckpt.should_save(1)
+    save(ckpt, 1)
+    assert not ckpt.should_save(1)  # that step is saved
+    assert not ckpt.should_save(2)  # the interval starts again
+    time.sleep(0.55)
+    assert ckpt.should_save(2)
+    assert not ckpt.should_save(1)
+
+
+def test_notice_makes_the_next_step_due(file_uri: str) -> None:
+    ckpt = Checkpointer(file_uri, interval=3600, env=job_env(file_uri))
+    save(ckpt, 10)
+    assert not ckpt.should_save(11)
+    assert not ckpt.preempted and ckpt.seconds_left() is None
+    ckpt.notice.fire(12)
+    assert ckpt.preempted
+    left = ckpt.seconds_left()
+    assert left is not None and 11 < left <= 12
+    assert ckpt.should_save(11)
+    assert not ckpt.should_save(10)  # already saved: nothing to do but exit
+
+
+def test_save_commits_with_job_details(file_uri: str) -> None:
+    ckpt = Checkpointer(file_uri, env=job_env(file_uri))
+    save(ckpt, 30, total=100)
+    manifest = CheckpointStore(file_uri).manifest(30)
+    assert manifest is not None
+    assert (manifest.attempt, manifest.job_id, manifest.total_steps) == (2, "train-abc123", 100)
+    assert manifest.metadata == {"epoch": 3}
+    assert ckpt.last_saved_step == 30
+    assert len(ckpt.save_seconds) == 1 and ckpt.save_seconds[0] >= 0
+    committed = ckpt.committed()
+    assert committed is not None and committed.step == 30
+
+
+def test_save_runs_retention(ckpt_uri: str) -> None:
+    ckpt = Checkpointer(ckpt_uri, keep=2, env=job_env(ckpt_uri))
+    for step in range(1, 6):
+        save(ckpt, step)
+        assert CheckpointStore(ckpt_uri).steps() == list(range(max(1, step - 1), step + 1))
+    assert CheckpointStore(ckpt_uri).steps() == [4, 5]
+
+
+def test_retention_keeps_the_restored_step(file_uri: str) -> None:
+    first = Checkpointer(file_uri, keep=5, env=job_env(file_uri))
+    for step in (1, 2):
+        save(first, step)
+    resumed = Checkpointer(file_uri, keep=1, env=job_env(file_uri, attempt=3))
+    restored = resumed.restore()
+    assert restored is not None and restored.step == 2
+    for step in (3, 4, 5):
+        save(resumed, step)
+    assert CheckpointStore(file_uri).steps() == [2, 5]
+
+
+def test_no_retention_after_the_notice(file_uri: str) -> None:
+    ckpt = Checkpointer(file_uri, keep=1, env=job_env(file_uri))
+    save(ckpt, 1)
+    save(ckpt, 2)
+    assert CheckpointStore(file_uri).steps() == [2]
+    ckpt.notice.fire(5)
+    save(ckpt, 3)
+    assert CheckpointStore(file_uri).steps() == [2, 3]  # the budget is for committing, not deleting
+
+
+def test_failed_save_commits_nothing(file_uri: str) -> None:
+    ckpt = Checkpointer(file_uri, keep=1, env=job_env(file_uri))
+    save(ckpt, 1)
+    with pytest.raises(OSError):
+        with ckpt.save(2) as writer:
+            writer.write_bytes("state.bin", b"partial")
+            raise OSError("disk full")
+    assert ckpt.last_saved_step == 1
+    assert CheckpointStore(file_uri).steps() == [1]
+    assert len(ckpt.save_seconds) == 1  # only the successful save was measured
+
+
+def test_restore_returns_the_newest_valid(ckpt_uri: str) -> None:
+    writer = Checkpointer(ckpt_uri, keep=10, env=job_env(ckpt_uri))
+    for step in (10, 20, 30):
+        save(writer, step)
+    # step 30 got damaged after its commit (e.g. a torn upload)
+    store = CheckpointStore(ckpt_uri)
+    store.fs.pipe_file(f"{store.root}/{step_dir(30)}/state.bin", b"state 3!")
+
+    resumed = Checkpointer(ckpt_uri, env=job_env(ckpt_uri))
+    restored = resumed.restore()
+    assert restored is not None
+    assert restored.step == 20
+    assert restored.read_bytes("state.bin") == b"state 20"
+    assert resumed.restored is restored
+    assert resumed.last_saved_step == 20
+    assert not resumed.should_save(20)
+
+
+def test_restore_on_a_fresh_start(ckpt_uri: str) -> None:
+    ckpt = Checkpointer(ckpt_uri, env=job_env(ckpt_uri))
+    assert ckpt.restore() is None
+    assert ckpt.restored is None
+    assert ckpt.last_saved_step is None
+    assert ckpt.committed() is None
+
+
+def test_the_notice_is_shared_by_every_checkpointer(file_uri: str) -> None:
+    a = Checkpointer(file_uri, env=job_env(file_uri))
+    b = Checkpointer(file_uri, env=job_env(file_uri))
+    calls: list[float] = []
+    b.on_preemption(calls.append)
+    a.notice.fire(3)
+    assert b.preempted and calls == [3]
