@@ -227,6 +227,20 @@ def _env_key(key: str) -> str:
     return key
 
 
+def _input_name(name: str) -> str:
+    if not ENV_NAME.match(name):
+        raise ValueError(f"input name {name!r}: use letters, digits and '_' (it becomes an env var)")
+    return name
+
+
+def _input_uri(uri: str, info: ValidationInfo) -> str:
+    return check_uri(uri, _base_dir(info))
+
+
+# Checked per entry, so a problem names inputs.<NAME> (and its YAML line), not just inputs.
+InputName = Annotated[str, AfterValidator(_input_name)]
+InputUri = Annotated[str, AfterValidator(_input_uri)]
+
 # Checked per key, so a problem names env.<KEY> (and its YAML line), not just env.
 EnvKey = Annotated[str, AfterValidator(_env_key)]
 
@@ -250,7 +264,7 @@ class Job(_Model):
     resources: Resources = Field(default_factory=Resources)
     env: dict[EnvKey, str] = Field(default_factory=dict, description="values may be ${VAR} from the shell")
     hyperparameters: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    inputs: dict[str, str] = Field(default_factory=dict, description="name -> URI of input data")
+    inputs: dict[InputName, InputUri] = Field(default_factory=dict, description="name -> URI of input data")
     output_uri: str | None = None
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
     spot: SpotSpec = Field(default_factory=SpotSpec)
@@ -285,16 +299,6 @@ class Job(_Model):
         if not path.is_dir():
             raise ValueError(f"{path} is not a directory: point source_dir at the folder with your code")
         return str(path)
-
-    @field_validator("inputs")
-    @classmethod
-    def _inputs(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
-        checked = {}
-        for name, uri in value.items():
-            if not ENV_NAME.match(name):
-                raise ValueError(f"input name {name!r}: use letters, digits and '_' (it becomes an env var)")
-            checked[name] = check_uri(uri, _base_dir(info))
-        return checked
 
     @field_validator("output_uri")
     @classmethod

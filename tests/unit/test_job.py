@@ -197,7 +197,7 @@ def test_unknown_key_whose_name_resembles_a_type_keeps_its_path() -> None:
         ("env:\n  MULTISPOT_JOB_ID: x\n", "env.MULTISPOT_JOB_ID", "MULTISPOT_", 4),
         ("env:\n  1BAD: x\n", "env.1BAD", "environment variable", 4),
         ("env:\n  BAD-NAME: x\n", "env.BAD-NAME", "environment variable", 4),
-        ("inputs:\n  train: ftp://x/y\n", "inputs", "ftp", 3),
+        ("inputs:\n  train: ftp://x/y\n", "inputs.train", "ftp", 4),
         ("output_uri: 'gs://'\n", "output_uri", "bucket", 3),
         ("tags:\n  multispot-id: x\n", "tags", "multispot", 3),
         ("targets:\n  - provider: local\n    market: cheap\n", "targets[0].market", "cheap", 5),
