@@ -190,20 +190,17 @@ class Run:
 
     def logs(self, follow: bool = False, attempt: int | None = None) -> Iterator[str]:
         """The job's output, attempt after attempt (each begins with a header line)."""
-        n = 0
+        shown = 0
         while True:
-            attempts = [
-                a for a in self.attempts if a.handle is not None and (attempt is None or a.n == attempt)
-            ]
-            for item in attempts[n:]:
+            over = self.status.job_terminal  # read first: attempts listed after it are complete
+            started = [a for a in self.attempts if a.handle is not None and attempt in (None, a.n)]
+            for item in started[shown:]:
                 assert item.handle is not None
                 yield f"--- attempt {item.n} ({item.placement}) ---\n"
-                last = item.n == attempts[-1].n
-                yield from registry.get(item.handle.provider).logs(item.handle, follow=follow and last)
-                n += 1
-            if not follow or self.status.job_terminal or attempt is not None:
-                if follow and len([a for a in self.attempts if a.handle is not None]) > n and attempt is None:
-                    continue
+                newest = item is started[-1] and not over
+                yield from registry.get(item.handle.provider).logs(item.handle, follow=follow and newest)
+            shown = len(started)
+            if not follow or over or attempt is not None:
                 return
             time.sleep(0.3)
 

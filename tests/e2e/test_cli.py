@@ -239,3 +239,15 @@ def test_killed_controller_is_replaced_without_duplicate_attempts(tmp_path: Path
     assert [a["outcome"] for a in status["attempts"]] == ["PREEMPTED", "PREEMPTED", "SUCCEEDED"]
     starts = list((Path(status["output_uri"][len("file://") :]) / "starts").iterdir())
     assert len(starts) == 3, "each attempt's command started exactly once"
+
+
+@pytest.mark.slow
+def test_logs_follow_streams_every_attempt_until_the_end(tmp_path: Path, home: Path) -> None:
+    job = write_job(tmp_path, WORKER_JOB.format(steps=30, preemptions="at=1s"))
+    job_id = json.loads(cli(home, "submit", str(job), "--detach", "--output", "json").stdout)["id"]
+    followed = cli(home, "logs", job_id, "--follow", timeout=120)
+    assert followed.returncode == 0, followed.stderr
+    out = followed.stdout
+    assert out.index("--- attempt 1") < out.index("worker: preempted") < out.index("--- attempt 2")
+    assert out.rstrip().splitlines()[-1].startswith("worker: done")
+    assert json.loads(cli(home, "status", job_id, "--output", "json").stdout)["state"] == "SUCCEEDED"
