@@ -310,6 +310,57 @@ def checkpoints(target: str, output: str) -> None:
     _console().print(table)
 
 
+@cli.command(name="verify-resume")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--schedule",
+    metavar="SPEC",
+    help="preemptions for the interrupted run (default: notice a third in, kill inside save 2, hard stop)",
+)
+@click.option("--every-steps", default=100, show_default=True, help="save every N steps in both runs")
+@click.option("--keep-runs", is_flag=True, help="keep both runs' checkpoints for a closer look")
+@output_option
+@handles_errors
+def verify_resume(file: str, schedule: str | None, every_steps: int, keep_runs: bool, output: str) -> None:
+    """Is FILE's script spot-ready? Run it uninterrupted and interrupted (locally) and compare.
+
+    Run this first, before paying for spot: a script that does not resume exactly (optimizer or
+    RNG state not saved, data order not resumed) wastes the savings or silently changes results.
+    """
+    from multispot.job import Job
+    from multispot.verify import verify_resume as verify
+
+    job = Job.from_yaml(file)
+    show = None
+    if output != "json":
+        console = _console()
+
+        def show(run: Any) -> None:
+            console.print(f"[bold]{run.record.name}[/] ({run.id})")
+            run.wait(show=True)
+
+    report = verify(job, schedule=schedule, every_steps=every_steps, keep_runs=keep_runs, show=show)
+    if output == "json":
+        _emit_json(report.to_dict())
+    else:
+        console = _console()
+        style = "bold green" if report.identical else "bold red"
+        console.print(f"\n[{style}]{report.verdict}[/]")
+        console.print(
+            f"  schedule: {report.schedule}   preemptions: {report.interrupted.preemptions} "
+            f"({', '.join(report.interrupted.outcomes)})"
+        )
+        console.print(
+            f"  compared: {', '.join(report.compared_keys) or '-'}; checkpoints compared: "
+            f"{report.checkpoints_compared}"
+        )
+        for diff in report.differences:
+            console.print(f"  [red]{diff['key']}[/]: {diff['reference']!r} vs {diff['interrupted']!r}")
+        for line in report.diagnosis:
+            console.print(f"  - {line}")
+    sys.exit(0 if report.identical else 1)
+
+
 def _print_dry_run(result: dict[str, Any]) -> None:
     from rich.syntax import Syntax
 

@@ -143,7 +143,10 @@ class Resources(_Model):
 class CheckpointSpec(_Model):
     uri: str | None = Field(None, description="where checkpoints live; default: per provider")
     interval: Duration | None = Field(None, gt=0, description="how often the runtime saves, e.g. '10m'")
-    keep: int = Field(3, ge=1, le=1000, description="how many valid checkpoints to keep")
+    every_steps: int | None = Field(
+        None, ge=1, description="also save every N steps (when the script passes its step to should_save)"
+    )
+    keep: int = Field(3, ge=1, le=100_000, description="how many valid checkpoints to keep")
 
     @field_validator("uri")
     @classmethod

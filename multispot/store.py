@@ -371,9 +371,20 @@ def _owner_alive(owner: str) -> bool:
     if host != socket.gethostname():
         return True  # another machine: only the heartbeat can tell
     try:
-        os.kill(int(rest.partition(":")[0]), 0)
+        pid = int(rest.partition(":")[0])
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except (PermissionError, ValueError):
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Exited but not yet reaped by its parent (a killed controller whose parent is slow to reap,
+    or a notebook kernel that never does): it will never heartbeat again. Linux only; elsewhere False."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]

@@ -30,6 +30,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--checkpoint-optimizer",
+        choices=["yes", "no"],
+        default="yes",
+        help="'no' leaves the optimizer out of the checkpoint: the classic resume bug verify-resume catches",
+    )
     return parser.parse_args()
 
 
@@ -66,7 +72,7 @@ def main() -> None:
     total_steps = args.epochs * steps_per_epoch
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    state = TrainingState(model, optimizer, scheduler)
+    state = TrainingState(model, optimizer if args.checkpoint_optimizer == "yes" else None, scheduler)
 
     ckpt = Checkpointer()
     if state.restore(ckpt):

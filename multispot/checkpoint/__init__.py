@@ -8,6 +8,7 @@ from multispot.checkpoint.store import (
     CheckpointWriter,
     NoCheckpoint,
     RestoredCheckpoint,
+    SaveAbandoned,
     Verdict,
     copy_checkpoint,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "Manifest",
     "NoCheckpoint",
     "RestoredCheckpoint",
+    "SaveAbandoned",
     "Verdict",
     "copy_checkpoint",
     "step_dir",

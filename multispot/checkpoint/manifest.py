@@ -9,6 +9,7 @@ from typing import Any
 
 FORMAT_VERSION = 1
 MANIFEST = "MANIFEST.json"
+MANIFEST_PART_PREFIX = "MANIFEST.rank-"  # one per rank while several ranks save one step
 LATEST = "LATEST"
 HASH = "sha256"
 _STEP_DIR = re.compile(r"^step-(\d{12})$")
@@ -36,7 +37,7 @@ def check_file_name(name: str) -> str:
     parts = name.replace("\\", "/").split("/")
     if not name or name.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise ValueError(f"{name!r} is not a plain relative file name inside a checkpoint")
-    if name in _RESERVED or name.endswith(".tmp-manifest"):
+    if name in _RESERVED or name.endswith(".tmp-manifest") or name.startswith(MANIFEST_PART_PREFIX):
         raise ValueError(f"{name!r} is reserved by the checkpoint contract")
     return "/".join(parts)
 

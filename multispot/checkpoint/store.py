@@ -12,11 +12,15 @@ listed there has the recorded size and checksum.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import json
 import os
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +34,7 @@ from fsspec.implementations.local import LocalFileSystem
 from multispot.checkpoint.manifest import (
     LATEST,
     MANIFEST,
+    MANIFEST_PART_PREFIX,
     FileEntry,
     Manifest,
     ManifestError,
@@ -52,6 +57,10 @@ class NoCheckpoint(CheckpointError):
 
 class CheckpointExists(CheckpointError):
     pass
+
+
+class SaveAbandoned(CheckpointError):
+    """A save was cancelled before it committed (e.g. the preemption notice left too little time)."""
 
 
 @dataclass(frozen=True)
@@ -220,8 +229,13 @@ class CheckpointStore:
         attempt: int | None = None,
         job_id: str | None = None,
         metadata: dict[str, Any] | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        cancel: threading.Event | None = None,
     ) -> CheckpointWriter:
-        return CheckpointWriter(self, step, total_steps, attempt, job_id, metadata or {})
+        return CheckpointWriter(
+            self, step, total_steps, attempt, job_id, metadata or {}, rank, world_size, cancel
+        )
 
     def restore(self, step: int | None = None, full: bool = True) -> RestoredCheckpoint:
         """The newest valid checkpoint (or ``step``, which must verify)."""
@@ -280,14 +294,18 @@ class CheckpointStore:
 class _HashingWriter(io.RawIOBase):
     """Streams to the store and hashes on the way: no second read to checksum."""
 
-    def __init__(self, target: IO[bytes], local: bool, on_close: Any) -> None:
-        self._target, self._local, self._on_close = target, local, on_close
+    def __init__(
+        self, target: IO[bytes], local: bool, on_close: Any, cancel: threading.Event | None = None
+    ) -> None:
+        self._target, self._local, self._on_close, self._cancel = target, local, on_close, cancel
         self._digest, self._size = hashlib.sha256(), 0
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
+        if self._cancel is not None and self._cancel.is_set():
+            raise SaveAbandoned("checkpoint save abandoned")
         view = memoryview(data).cast("B")
         self._target.write(view)
         self._digest.update(view)
@@ -306,7 +324,13 @@ class _HashingWriter(io.RawIOBase):
 
 
 class CheckpointWriter:
-    """Writes one step: files through ``open``/``write_bytes``/``local_dir``, then ``commit``."""
+    """Writes one step: files through ``open``/``write_bytes``/``local_dir``, then ``commit``.
+
+    With several ranks (``world_size`` > 1) every rank writes its own files and posts a partial
+    manifest; rank 0 writes MANIFEST.json only once every rank of this attempt has posted, so no
+    rank can commit a partial step. Files nobody claimed (those a library such as
+    ``torch.distributed.checkpoint`` wrote into ``local_dir``) are hashed by rank 0 at that point.
+    """
 
     def __init__(
         self,
@@ -316,16 +340,26 @@ class CheckpointWriter:
         attempt: int | None,
         job_id: str | None,
         metadata: dict[str, Any],
+        rank: int = 0,
+        world_size: int = 1,
+        cancel: threading.Event | None = None,
+        commit_timeout: float = 600.0,
     ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world_size {world_size}")
         self.store, self.step = store, step
+        self.rank, self.world_size = rank, world_size
         self._meta = (total_steps, attempt, job_id, metadata)
         self._entries: dict[str, FileEntry] = {}
         self._base = store._path(step_dir(step))
         self._staging: str | None = None
+        self._cancel = cancel
+        self._commit_timeout = commit_timeout
         self.committed: Manifest | None = None
         if store.manifest(step) is not None:
             raise CheckpointExists(f"step {step} is already committed under {store.uri}")
-        store.delete(step)  # leftovers of a save that never committed
+        if world_size == 1:
+            store.delete(step)  # leftovers of a save that never committed (with ranks, nobody may)
 
     @property
     def local_dir(self) -> Path:
@@ -344,20 +378,21 @@ class CheckpointWriter:
             self._entries[name] = entry
 
         target = self.store.open_write(f"{self._base}/{name}")
-        return io.BufferedWriter(_HashingWriter(target, self.store.local, record), buffer_size=CHUNK)
+        raw = _HashingWriter(target, self.store.local, record, self._cancel)
+        return io.BufferedWriter(raw, buffer_size=CHUNK)
 
     def write_bytes(self, name: str, data: bytes) -> None:
         with self.open(name) as f:
             f.write(data)
 
-    def _collect_local_dir(self) -> None:
+    def _collect_local_dir(self, claimed: set[str] | frozenset[str] = frozenset()) -> None:
         """Hash (and for remote stores, upload) files placed in ``local_dir`` by other libraries."""
         root = Path(self._base) if self.store.local else (Path(self._staging) if self._staging else None)
         if root is None or not root.is_dir():
             return
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             name = path.relative_to(root).as_posix()
-            if name in self._entries or name.endswith(".tmp-manifest"):
+            if name in self._entries or name in claimed or _is_contract_file(name):
                 continue
             check_file_name(name)
             if self.store.local:
@@ -370,13 +405,31 @@ class CheckpointWriter:
                 with open(path, "rb") as src, self.open(name) as dst:
                     shutil.copyfileobj(src, dst, CHUNK)
 
-    def commit(self) -> Manifest:
-        """Seal the step: fsync what is local, then write MANIFEST.json, then the LATEST hint."""
-        self._collect_local_dir()
+    def _fsync_dirs(self, names: Any) -> None:
         if self.store.local:
-            for d in {os.path.dirname(f"{self._base}/{n}") for n in self._entries} | {self._base}:
+            for d in {os.path.dirname(f"{self._base}/{n}") for n in names} | {self._base}:
                 _fsync_dir(d)
+
+    def commit(self) -> Manifest | None:
+        """Seal the step: fsync what is local, then write MANIFEST.json, then the LATEST hint.
+
+        With several ranks, ranks other than 0 post their part and return None: rank 0 commits.
+        """
         total_steps, attempt, job_id, metadata = self._meta
+        if self.world_size > 1:
+            if not self.store.local:  # a remote rank uploads its own staged files; locally rank 0 hashes them
+                self._collect_local_dir()
+            self._fsync_dirs(self._entries)
+            part = {"rank": self.rank, "attempt": attempt, "job_id": job_id, "files": self._entries}
+            self.store._write_small(f"{self._base}/{_part_name(self.rank)}", _part_json(part))
+            if self.rank != 0:
+                self._cleanup()
+                return None
+            self._entries = self._gather(attempt, job_id)
+            metadata = {**metadata, "ranks": self.world_size}
+        else:
+            self._collect_local_dir()
+            self._fsync_dirs(self._entries)
         manifest = Manifest(
             step=self.step,
             files=dict(sorted(self._entries.items())),
@@ -393,12 +446,60 @@ class CheckpointWriter:
             self.store._write_small(self.store._path(LATEST), step_dir(self.step).encode())
         self.committed = manifest
         self._cleanup()
+        if self.world_size > 1:
+            for rank in range(self.world_size):
+                with contextlib.suppress(OSError):
+                    self.store.fs.rm_file(f"{self._base}/{_part_name(rank)}")
         return manifest
+
+    def _gather(self, attempt: int | None, job_id: str | None) -> dict[str, FileEntry]:
+        """Rank 0: wait for every rank's part of this attempt, then merge them."""
+        deadline = time.monotonic() + self._commit_timeout
+        while True:
+            parts = [self._read_part(rank, attempt, job_id) for rank in range(self.world_size)]
+            missing = [rank for rank, part in enumerate(parts) if part is None]
+            if not missing:
+                break
+            if self._cancel is not None and self._cancel.is_set():
+                raise SaveAbandoned(f"step {self.step} abandoned while waiting for ranks {missing}")
+            if time.monotonic() > deadline:
+                raise CheckpointError(
+                    f"ranks {missing} did not finish step {self.step} within {self._commit_timeout:g}s: "
+                    "the step is not committed"
+                )
+            time.sleep(0.05)
+        merged: dict[str, FileEntry] = {}
+        for part in parts:
+            assert part is not None
+            for name, entry in part.items():
+                if name in merged and merged[name] != entry:
+                    raise CheckpointError(f"two ranks wrote different {name} in step {self.step}")
+                merged[name] = entry
+        self._entries = merged
+        self._collect_local_dir(claimed=set(merged))  # files no rank claimed, e.g. DCP's .metadata
+        self._fsync_dirs(self._entries)
+        return dict(self._entries)
+
+    def _read_part(self, rank: int, attempt: int | None, job_id: str | None) -> dict[str, FileEntry] | None:
+        raw = self.store._read_small(f"{self._base}/{_part_name(rank)}")
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+            if data.get("attempt") != attempt or data.get("job_id") != job_id or data.get("rank") != rank:
+                return None  # left by an earlier attempt that saved the same step and died
+            return {
+                check_file_name(name): FileEntry(int(e["size"]), str(e["sha256"]))
+                for name, e in data["files"].items()
+            }
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None  # torn: its rank has not finished posting
 
     def abort(self) -> None:
         """Leave nothing that could be mistaken for a checkpoint (nothing was committed anyway)."""
         self._cleanup()
-        self.store.delete(self.step)
+        if self.world_size == 1:
+            self.store.delete(self.step)  # with ranks, the others' files are theirs; the step stays torn
 
     def _cleanup(self) -> None:
         if self._staging:
@@ -509,6 +610,19 @@ def _copy_step(src: CheckpointStore, dst: CheckpointStore, manifest: Manifest) -
         raise
     dst._verified.add(manifest.step)
     return True
+
+
+def _part_name(rank: int) -> str:
+    return f"{MANIFEST_PART_PREFIX}{rank:05d}.json"
+
+
+def _part_json(part: dict[str, Any]) -> bytes:
+    files = {name: {"size": e.size, "sha256": e.sha256} for name, e in part["files"].items()}
+    return json.dumps({**part, "files": files}, sort_keys=True).encode()
+
+
+def _is_contract_file(name: str) -> bool:
+    return name.endswith(".tmp-manifest") or name.startswith(MANIFEST_PART_PREFIX) or name == MANIFEST
 
 
 def _fsync_dir(path: str) -> None:

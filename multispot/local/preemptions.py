@@ -3,7 +3,10 @@
 Spec strings (``--inject-preemptions`` or ``provider_options.local.preemptions``):
 
 - ``none``
-- ``at=20s,45s,70s``      attempt k is preempted that long after its command starts
+- ``at=20s,45s,70s``      attempt k is preempted that long after its command starts; an item
+  ``15s!`` is a hard stop with no notice at all, and ``save:N`` kills the job's processes in
+  the middle of their N-th checkpoint save (after the files, before the manifest): the two
+  ways a spot reclaim can land that the notice does not cover
 - ``every=20s[,max=3]``   each attempt after 20 s, at most ``max`` preemptions in all
 - ``rate=6/h[,seed=1][,max=5]``  exponential gaps with that mean rate, reproducible by seed
 - ``trace=FILE[,offset=N]``  a spot trace (``{"metadata": {"gap_seconds": g}, "data": [n, ...]}``):
@@ -34,6 +37,8 @@ class AttemptPlan:
     wait_seconds: float = 0.0  # before capacity is there
     preempt_after: float | None = None  # seconds after the command starts
     no_capacity: bool = False  # the pool never had capacity within the trace / max_wait
+    notice: bool = True  # False: the hard stop comes without SIGTERM or notice file
+    fault: str | None = None  # e.g. "kill-in-save:2", passed to the runtime as MULTISPOT_FAULT
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class PreemptionSpec:
         self.time_scale = time_scale
         self.kind = "none"
         self.times: list[float] = []
+        self.items: list[AttemptPlan] = []  # at=: one per attempt
         self.max = 0
         self.seed = 0
         self.rate = 0.0  # per second
@@ -82,8 +88,8 @@ class PreemptionSpec:
         try:
             if head == "at":
                 self.kind = "at"
-                self.times = [parse_duration(t) for t in rest.split(",") if t]
-                if not self.times:
+                self.items = [_at_item(t) for t in rest.split(",") if t]
+                if not self.items:
                     raise ValueError("give at least one time")
             elif head == "every":
                 self.kind = "every"
@@ -116,7 +122,7 @@ class PreemptionSpec:
     def plan(self, attempt: int, elapsed: float) -> AttemptPlan:
         """The fate of attempt ``attempt`` (1-based), submitted ``elapsed`` wall seconds into the job."""
         if self.kind == "at":
-            return AttemptPlan(preempt_after=self.times[attempt - 1] if attempt <= len(self.times) else None)
+            return self.items[attempt - 1] if attempt <= len(self.items) else AttemptPlan()
         if self.kind == "every":
             return AttemptPlan(preempt_after=self.times[0] if attempt <= self.max else None)
         if self.kind == "rate":
@@ -144,3 +150,15 @@ class PreemptionSpec:
         down = next((i for i in range(first_up, len(data)) if data[i] == 0), None)
         preempt = None if down is None else down * tick_wall - max(elapsed, first_up * tick_wall)
         return AttemptPlan(wait_seconds=wait, preempt_after=preempt)
+
+
+def _at_item(text: str) -> AttemptPlan:
+    """``20s`` (notice, then stop), ``20s!`` (stop, no notice), ``save:N`` (killed inside save N)."""
+    if text.startswith("save:"):
+        count = int(text[len("save:") :])
+        if count < 1:
+            raise ValueError("save:N counts saves from 1")
+        return AttemptPlan(fault=f"kill-in-save:{count}")
+    if text.endswith("!"):
+        return AttemptPlan(preempt_after=parse_duration(text[:-1]), notice=False)
+    return AttemptPlan(preempt_after=parse_duration(text))

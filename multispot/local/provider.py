@@ -8,6 +8,7 @@ and tests run fast; the job's checkpoint/resume path is exactly the one it takes
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import shutil
@@ -160,6 +161,8 @@ class LocalProvider:
             MULTISPOT_CHECKPOINT_KEEP=str(job.checkpoint.keep),
             MULTISPOT_HYPERPARAMETERS=_json({k: _hp(v) for k, v in job.hyperparameters.items()}),
         )
+        if job.checkpoint.every_steps is not None:
+            env["MULTISPOT_CHECKPOINT_EVERY_STEPS"] = str(job.checkpoint.every_steps)
         if job.checkpoint.interval is not None:
             env["MULTISPOT_CHECKPOINT_INTERVAL"] = f"{job.checkpoint.interval:g}"
         for name, uri in job.inputs.items():
@@ -225,11 +228,7 @@ class LocalProvider:
                 "market": placement.market,
                 "max_runtime": job.limits.max_runtime,
                 "max_wait": max_wait,
-                "plan": {
-                    "wait_seconds": plan.wait_seconds,
-                    "preempt_after": plan.preempt_after,
-                    "no_capacity": plan.no_capacity,
-                },
+                "plan": dataclasses.asdict(plan),
                 "submitted": time.time(),
             }
             tmp = directory.with_name(f".{directory.name}.{os.getpid()}")

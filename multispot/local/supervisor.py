@@ -86,6 +86,8 @@ class Supervisor:
         nodes = int(self.spec.get("nodes", 1))
         env = dict(os.environ)
         env["MULTISPOT_NOTICE_FILE"] = str(self.dir / "notice.json")
+        if self.spec["plan"].get("fault"):
+            env["MULTISPOT_FAULT"] = self.spec["plan"]["fault"]
         if nodes > 1:
             env.update(
                 MASTER_ADDR="127.0.0.1", MASTER_PORT=str(self.spec["master_port"]), WORLD_SIZE=str(nodes)
@@ -120,8 +122,20 @@ class Supervisor:
         max_runtime = self.spec.get("max_runtime")
         max_wait = self.spec.get("max_wait")  # waiting plus running, counted from submit
         submitted = float(self.spec.get("submitted") or started)
+        fault = self.spec["plan"].get("fault")
         while True:
             codes = [p.poll() for p in self.procs]
+            if fault and -signal.SIGKILL in codes:
+                # The injected fault fired: the job was stopped hard inside a checkpoint save.
+                self._signal_all(signal.SIGKILL)
+                codes = [p.wait() for p in self.procs]
+                self.set(
+                    state="PREEMPTED",
+                    ended=time.time(),
+                    exit_codes=codes,
+                    message=f"hard stop inside a checkpoint save (injected {fault})",
+                )
+                return
             if all(c is not None for c in codes):
                 failed = [c for c in codes if c != 0]
                 if failed:
@@ -169,6 +183,13 @@ class Supervisor:
             time.sleep(TICK)
 
     def _preempt(self) -> None:
+        if not self.spec["plan"].get("notice", True):
+            self._signal_all(signal.SIGKILL)
+            codes = [p.wait() for p in self.procs]
+            self.set(
+                state="PREEMPTED", ended=time.time(), exit_codes=codes, message="hard stop without notice"
+            )
+            return
         notice = float(self.spec["notice_seconds"])
         deadline = time.time() + notice
         write_json_atomic(self.dir / "notice.json", {"deadline": deadline})

@@ -2,23 +2,53 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from importlib.metadata import entry_points
 from typing import Any, NoReturn
 
-from multispot.checkpoint import CheckpointStore, CheckpointWriter, Manifest, RestoredCheckpoint
+from multispot.checkpoint import (
+    CheckpointStore,
+    CheckpointWriter,
+    Manifest,
+    RestoredCheckpoint,
+    SaveAbandoned,
+)
 from multispot.runtime.env import JobEnv, detect
 from multispot.runtime.notice import FileNoticeSource, Hook, NoticeSource, PreemptionNotice
 
 # 128 + SIGTERM: the conventional status of a process stopped by SIGTERM, so a supervisor or a
 # person reading the exit status sees the run stopped on purpose for a preemption.
 EXIT_PREEMPTED = 143
+NOTICE_MARGIN = 1.0  # seconds of the notice kept back for flushing and exiting
 
 _notice: PreemptionNotice | None = None
+
+
+_saves_seen = 0
+
+
+def _fault_point() -> None:
+    """Testing hook for ``verify-resume`` and chaos tests: ``MULTISPOT_FAULT=kill-in-save:N`` kills
+    this process (SIGKILL, no cleanup) inside its N-th save, after the files and before the
+    manifest: exactly the torn save a reclaim without enough notice leaves behind."""
+    global _saves_seen
+    fault = os.environ.get("MULTISPOT_FAULT", "")
+    if not fault.startswith("kill-in-save:"):
+        return
+    _saves_seen += 1
+    if _saves_seen == int(fault.partition(":")[2]):
+        sys.stdout.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _default_sources(env: JobEnv) -> list[NoticeSource]:
@@ -60,6 +90,10 @@ class Checkpointer:
     >>> restored = ckpt.restore()            # newest valid checkpoint, or None on a fresh start
     >>> with ckpt.save(step, total_steps=N) as w:
     ...     with w.open("model.pt") as f: torch.save(state, f)
+
+    ``save_async`` writes in a background thread so the loop blocks only for the snapshot it is
+    given; one save is in flight at a time, and on the preemption notice the one in flight is
+    finished within the notice budget or abandoned (nothing half-written is ever committed).
     """
 
     def __init__(
@@ -75,11 +109,15 @@ class Checkpointer:
         self.store = CheckpointStore(uri or self.env.checkpoint_uri, storage_options)
         self.interval = self.env.checkpoint_interval if interval is None else interval
         self.keep = self.env.checkpoint_keep if keep is None else keep
+        self.every_steps = self.env.checkpoint_every_steps
         self.notice = notice(self.env)
         self.restored: RestoredCheckpoint | None = None
         self.last_saved_step: int | None = None
         self._last_save_time = time.monotonic()
         self.save_seconds: list[float] = []  # measured durations, for interval advice
+        self.blocked_seconds: list[float] = []  # how long each async save held the training loop
+        self._pending: tuple[Future[Manifest | None], threading.Event] | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"Checkpointer({self.store.uri!r}, interval={self.interval:g}s, keep={self.keep})"
@@ -97,8 +135,25 @@ class Checkpointer:
     def on_preemption(self, hook: Hook) -> Hook:
         return self.notice.on_preemption(hook)
 
+    def budget(self) -> float | None:
+        """Seconds a save may still take before the hard stop (None: no notice yet)."""
+        left = self.seconds_left()
+        return None if left is None else max(0.0, left - NOTICE_MARGIN)
+
+    def can_save_in_time(self) -> bool:
+        """Would one more save fit in what is left of the notice? (From the slowest recent save.)"""
+        budget = self.budget()
+        if budget is None:
+            return True
+        estimate = max(self.save_seconds[-3:], default=0.0)
+        return estimate <= budget
+
     def exit_preempted(self) -> NoReturn:
-        """Leave the process after a preemption, with the conventional status."""
+        """Leave the process after a preemption, with the conventional status.
+
+        A save still in flight gets what is left of the notice budget, then is abandoned.
+        """
+        self.finish_pending(self.budget())
         sys.stdout.flush()
         sys.stderr.flush()
         sys.exit(EXIT_PREEMPTED)
@@ -115,35 +170,105 @@ class Checkpointer:
         return self.restored
 
     def should_save(self, step: int | None = None) -> bool:
-        """Time to save: the interval has passed, or the notice came and this step is not saved yet."""
+        """Time to save: the notice came, the interval has passed, or ``step`` is a multiple of
+        ``checkpoint.every_steps`` (and this step is not saved yet)."""
         if step is not None and step == self.last_saved_step:
             return False
         if self.preempted:
             return True
+        if self.every_steps and step is not None and step % self.every_steps == 0:
+            return True
         return time.monotonic() - self._last_save_time >= self.interval
+
+    def _writer(
+        self,
+        step: int,
+        total_steps: int | None,
+        metadata: dict[str, Any] | None,
+        cancel: threading.Event | None = None,
+    ) -> CheckpointWriter:
+        return self.store.writer(
+            step,
+            total_steps=total_steps,
+            attempt=self.env.attempt,
+            job_id=self.env.job_id,
+            metadata=metadata,
+            rank=self.env.rank,
+            world_size=self.env.world_size,
+            cancel=cancel,
+        )
+
+    def _saved(self, step: int, seconds: float) -> None:
+        self.save_seconds.append(seconds)
+        self.last_saved_step = step
+        self._last_save_time = time.monotonic()
+        # Retention is rank 0's, and waits on notice: the budget is for committing, not deleting.
+        if not self.preempted and self.env.rank == 0:
+            protect = {self.restored.step} if self.restored else set()
+            self.store.retain(self.keep, protect=protect)
 
     @contextmanager
     def save(
         self, step: int, *, total_steps: int | None = None, metadata: dict[str, Any] | None = None
     ) -> Iterator[CheckpointWriter]:
         """Write files for ``step`` in the block; committed when it ends without error, then retention."""
+        self.finish_pending(self.budget())  # saves commit in step order
         started = time.monotonic()
-        writer = self.store.writer(
-            step,
-            total_steps=total_steps,
-            attempt=self.env.attempt,
-            job_id=self.env.job_id,
-            metadata=metadata,
-        )
-        with writer:
+        with self._writer(step, total_steps, metadata) as writer:
             yield writer
-        self.save_seconds.append(time.monotonic() - started)
-        self.last_saved_step = step
-        self._last_save_time = time.monotonic()
-        protect = {self.restored.step} if self.restored and not self.preempted else set()
-        # On notice, retention waits: the budget is for committing, not for deleting.
-        if not self.preempted:
-            self.store.retain(self.keep, protect=protect)
+            _fault_point()
+        self._saved(step, time.monotonic() - started)
+
+    def save_async(
+        self,
+        step: int,
+        write: Callable[[CheckpointWriter], None],
+        *,
+        total_steps: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Future[Manifest | None]:
+        """Run ``write(writer)`` for ``step`` in a background thread, then commit.
+
+        ``write`` must use a snapshot of the state (it runs while training goes on). The call
+        blocks only while the previous save is still in flight.
+        """
+        blocked = time.monotonic()
+        self.finish_pending(self.budget())
+        cancel = threading.Event()
+
+        def run() -> Manifest | None:
+            started = time.monotonic()
+            with self._writer(step, total_steps, metadata, cancel) as writer:
+                write(writer)
+                _fault_point()
+            self._saved(step, time.monotonic() - started)
+            return writer.committed
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="multispot-save")
+            atexit.register(self.finish_pending, None)  # a normal exit lets the last save commit
+        future = self._pool.submit(run)
+        self._pending = (future, cancel)
+        self.blocked_seconds.append(time.monotonic() - blocked)
+        return future
+
+    def finish_pending(self, timeout: float | None = None) -> bool:
+        """Wait for the save in flight; past ``timeout`` seconds abandon it (nothing is committed).
+
+        True if it committed or none was in flight; False if it was abandoned.
+        """
+        if self._pending is None:
+            return True
+        future, cancel = self._pending
+        self._pending = None
+        try:
+            future.result(timeout=timeout)
+            return True
+        except FutureTimeout:
+            cancel.set()  # the writer stops at its next write and removes what it wrote
+            with contextlib.suppress(SaveAbandoned):
+                future.result()
+            return False
 
     def committed(self) -> Manifest | None:
         return self.store.latest(full=False)

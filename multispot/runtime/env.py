@@ -36,6 +36,7 @@ class JobEnv:
     notice_seconds: float
     checkpoint_interval: float = DEFAULT_INTERVAL
     checkpoint_keep: int = DEFAULT_KEEP
+    checkpoint_every_steps: int | None = None
     rank: int = 0
     world_size: int = 1
     hyperparameters: dict[str, str] = field(default_factory=dict)
@@ -96,6 +97,9 @@ def detect(environ: Mapping[str, str] | None = None) -> JobEnv:
         notice_seconds=float(env.get("MULTISPOT_NOTICE_SECONDS") or NOTICE_SECONDS.get(provider, 30.0)),
         checkpoint_interval=float(env.get("MULTISPOT_CHECKPOINT_INTERVAL") or DEFAULT_INTERVAL),
         checkpoint_keep=int(env.get("MULTISPOT_CHECKPOINT_KEEP") or DEFAULT_KEEP),
+        checkpoint_every_steps=int(env["MULTISPOT_CHECKPOINT_EVERY_STEPS"])
+        if env.get("MULTISPOT_CHECKPOINT_EVERY_STEPS")
+        else None,
         rank=int(env.get("RANK", "0")),
         world_size=int(env.get("WORLD_SIZE", "1")),
         hyperparameters={str(k): str(v) for k, v in dict(hyper).items()},

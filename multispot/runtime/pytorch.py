@@ -7,13 +7,15 @@ in the checkpoint step. Importing this module imports torch; the rest of multisp
 
 from __future__ import annotations
 
+import copy
 import random
 import sys
+from concurrent.futures import Future
 from typing import Any
 
 import torch
 
-from multispot.checkpoint import Manifest
+from multispot.checkpoint import CheckpointWriter, Manifest
 from multispot.runtime.checkpointer import Checkpointer
 
 STATE_FILE = "state.pt"
@@ -42,6 +44,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
         numpy.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _detached_copy(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {key: _detached_copy(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_detached_copy(value) for value in obj)
+    return copy.deepcopy(obj)
 
 
 class TrainingState:
@@ -86,13 +98,43 @@ class TrainingState:
         set_rng_state(state["rng"])
 
     def save(self, ckpt: Checkpointer, total_steps: int | None = None) -> Manifest | None:
-        """Commit the current state as checkpoint ``step`` (no-op if that step is already saved)."""
+        """Commit the current state as checkpoint ``step`` (no-op if that step is already saved).
+
+        After the preemption notice, a save that would not fit in what is left of the notice is
+        skipped: the newest committed checkpoint stays the one to resume from.
+        """
         if ckpt.last_saved_step == self.step:
             return None
+        if ckpt.preempted:
+            ckpt.finish_pending(ckpt.budget())
+            if not ckpt.can_save_in_time():
+                return None
         with ckpt.save(self.step, total_steps=total_steps, metadata={"epoch": self.epoch}) as writer:
             with writer.open(STATE_FILE) as f:
                 torch.save(self.state_dict(), f)
         return writer.committed
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of the full state in host memory that later training steps cannot change."""
+        copied: dict[str, Any] = _detached_copy(self.state_dict())
+        return copied
+
+    def save_async(
+        self, ckpt: Checkpointer, total_steps: int | None = None
+    ) -> Future[Manifest | None] | None:
+        """Snapshot now, write in the background: the loop blocks only for the copy."""
+        if ckpt.last_saved_step == self.step:
+            return None
+        if ckpt.preempted:  # no time for background work: an emergency save is synchronous
+            self.save(ckpt, total_steps)
+            return None
+        snapshot = self.snapshot()
+
+        def write(writer: CheckpointWriter) -> None:
+            with writer.open(STATE_FILE) as f:
+                torch.save(snapshot, f)
+
+        return ckpt.save_async(self.step, write, total_steps=total_steps, metadata={"epoch": self.epoch})
 
     def restore(self, ckpt: Checkpointer, map_location: Any = "cpu") -> bool:
         """Load the newest valid checkpoint; False on a fresh start."""
@@ -103,3 +145,16 @@ class TrainingState:
             state = torch.load(f, map_location=map_location, weights_only=True)
         self.load_state_dict(state)
         return True
+
+
+def agree(flag: bool) -> bool:
+    """True on every rank when it is true on any: one all-reduce, so all ranks save (or stop) at the
+    same step even though each sees the notice or the interval at a slightly different moment.
+    Without an initialised ``torch.distributed`` it returns ``flag``."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    tensor = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())

@@ -34,7 +34,17 @@ def test_none_never_preempts(text: str) -> None:
 def test_at_parses_times() -> None:
     spec = PreemptionSpec("at=20s,45s,1m10s")
     assert spec.kind == "at"
-    assert spec.times == [20.0, 45.0, 70.0]
+    assert [spec.plan(k, 0.0).preempt_after for k in (1, 2, 3)] == [20.0, 45.0, 70.0]
+
+
+def test_at_hard_stops_and_kills_inside_a_save() -> None:
+    spec = PreemptionSpec("at=20s,save:2,15s!")
+    assert spec.plan(1, 0.0) == AttemptPlan(preempt_after=20.0)
+    assert spec.plan(2, 0.0) == AttemptPlan(fault="kill-in-save:2")
+    assert spec.plan(3, 0.0) == AttemptPlan(preempt_after=15.0, notice=False)
+    assert spec.plan(4, 0.0) == AttemptPlan()
+    with pytest.raises(ValueError, match="save:N"):
+        PreemptionSpec("at=save:0")
 
 
 def test_every_parses_interval_and_max() -> None:

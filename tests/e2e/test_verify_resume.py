@@ -1,0 +1,71 @@
+"""verify-resume on the quickstart: the real script is spot-ready; the one that forgets its optimizer
+state is not, and the report says why."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
+MULTISPOT = str(Path(sys.executable).with_name("multispot"))
+
+
+def job_file(tmp_path: Path, checkpoint_optimizer: str) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        f"name: vr\ncommand: python train.py\nsource_dir: {QUICKSTART}\n"
+        f"hyperparameters: {{epochs: 25, checkpoint-optimizer: '{checkpoint_optimizer}'}}\n"
+        "provider_options: {local: {time_scale: 0.05}}\n"
+    )
+    return path
+
+
+def verify(tmp_path: Path, checkpoint_optimizer: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    result = subprocess.run(
+        [
+            MULTISPOT,
+            "verify-resume",
+            str(job_file(tmp_path, checkpoint_optimizer)),
+            "--every-steps",
+            "50",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, MULTISPOT_HOME=str(tmp_path / "home")),
+        timeout=400,
+        check=False,
+    )
+    assert result.stdout, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+@pytest.mark.slow
+def test_quickstart_is_spot_ready(tmp_path: Path) -> None:
+    code, report = verify(tmp_path, "yes")
+    assert report["identical"] is True, report["diagnosis"]
+    assert code == 0
+    assert report["interrupted"]["preemptions"] == 3
+    assert report["interrupted"]["outcomes"] == ["PREEMPTED", "PREEMPTED", "PREEMPTED", "SUCCEEDED"]
+    assert "params_sha256" in report["compared_keys"]
+    assert report["checkpoints_compared"] >= 3
+    assert not (tmp_path / "home" / "checkpoints").exists() or not any(
+        p.is_file() for p in (tmp_path / "home" / "checkpoints").rglob("*")
+    ), "verify-resume removes its runs' checkpoints unless --keep-runs"
+
+
+@pytest.mark.slow
+def test_forgotten_optimizer_state_is_caught_and_named(tmp_path: Path) -> None:
+    code, report = verify(tmp_path, "no")
+    assert code == 1 and report["identical"] is False
+    assert {d["key"] for d in report["differences"]} >= {"params_sha256"}
+    divergence = report["first_divergence"]
+    assert divergence["attempt"] >= 2 and divergence["resumed_from"] is not None
+    text = " ".join(report["diagnosis"])
+    assert "no optimizer state" in text and "model" in text
