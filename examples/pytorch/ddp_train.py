@@ -50,7 +50,9 @@ def main() -> None:
 
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     model = DistributedDataParallel(
-        torch.nn.Sequential(torch.nn.Linear(32, 128), torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(128, 2))
+        torch.nn.Sequential(
+            torch.nn.Linear(32, 128), torch.nn.ReLU(), torch.nn.Dropout(0.1), torch.nn.Linear(128, 2)
+        )
     )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     torch.manual_seed(args.seed + 1 + rank)  # dropout differs per rank, as in real data parallelism
