@@ -16,6 +16,7 @@ from multispot.billing import CostReport, cost_report
 from multispot.checkpoint import CheckpointStore
 from multispot.controller import STALE_AFTER, candidates, ensure_controller, spawn
 from multispot.job import Job, JobSpecError
+from multispot.policy.interval import IntervalAdvice, advise
 from multispot.provider import LaunchContext, ValidationFailed
 from multispot.status import Attempt, JobState, Placement, iso_time
 from multispot.store import Event, JobRecord, JobStore, new_job_id
@@ -60,7 +61,52 @@ def check(job: Job, provider: str | None = None) -> list[Placement]:
     return placements
 
 
-def dry_run(job: Job, provider: str | None = None, inject_preemptions: str | None = None) -> dict[str, Any]:
+def interval_advice(
+    job: Job,
+    provider: str | None = None,
+    save_seconds: float | None = None,
+    mtbp: float | None = None,
+    store: JobStore | None = None,
+) -> IntervalAdvice | str:
+    """Young/Daly checkpoint interval for ``job``, or why there is none yet.
+
+    The save time is ``save_seconds`` or what the newest checkpoint of the last job of this name
+    measured; the mean time between preemptions is ``mtbp`` or, on the local provider, what the
+    injected preemptions imply.
+    """
+    save_source = mtbp_source = "given"
+    if save_seconds is None:
+        store = store or JobStore()
+        for record in store.jobs(200):
+            if record.name != job.name:
+                continue
+            try:
+                manifest = CheckpointStore(record.checkpoint_uri).newest_manifest()
+            except (OSError, ValueError):
+                manifest = None
+            if manifest is not None and manifest.metadata.get("write_seconds") is not None:
+                save_seconds = float(manifest.metadata["write_seconds"])
+                save_source = f"measured by {record.id} at step {manifest.step}"
+                break
+    if mtbp is None and _provider_name(job, provider) == "local":
+        from multispot.local.provider import LocalProvider
+
+        mtbp = LocalProvider().preemptions(job).mean_time_between()
+        mtbp_source = "implied by the injected preemptions"
+    if save_seconds is None:
+        return "no measured save time yet: run the job once (or give --save-seconds)"
+    if mtbp is None:
+        return "no expected time between preemptions: give --mtbp (or a spot trace)"
+    return advise(max(save_seconds, 1e-3), mtbp, save_source, mtbp_source)
+
+
+def dry_run(
+    job: Job,
+    provider: str | None = None,
+    inject_preemptions: str | None = None,
+    save_seconds: float | None = None,
+    mtbp: float | None = None,
+) -> dict[str, Any]:
     """What would be submitted: the first placement's native request. Submits nothing."""
     job = _with_injection(job, inject_preemptions)
     placements = check(job, provider)
@@ -80,6 +126,7 @@ def dry_run(job: Job, provider: str | None = None, inject_preemptions: str | Non
         "placement": first.to_dict(),
         "placements": [p.to_dict() for p in placements],
         "request": prov.render(job, first, ctx),
+        "interval_advice": _advice_dict(interval_advice(job, provider, save_seconds, mtbp)),
         "capabilities": [
             {"name": c.name, "supported": c.supported, "reason": c.reason} for c in prov.capabilities
         ],
@@ -115,6 +162,12 @@ def submit(
     if start_controller:
         spawn(job_id, os.getcwd())
     return Run(job_id, store)
+
+
+def _advice_dict(advice: IntervalAdvice | str) -> dict[str, Any]:
+    if isinstance(advice, str):
+        return {"interval": None, "reason": advice}
+    return {**advice.to_dict(), "text": str(advice)}
 
 
 def get(ref: str, store: JobStore | None = None) -> Run:

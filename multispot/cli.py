@@ -90,10 +90,19 @@ def cli() -> None:
     help="local provider: none | at=20s,45s | every=30s,max=3 | rate=6/h,seed=1 | trace=FILE",
 )
 @click.option("--wait/--detach", default=True, show_default=True, help="follow the job until it ends")
+@click.option("--save-seconds", type=float, help="dry run: a save's duration, for interval advice")
+@click.option("--mtbp", metavar="DURATION", help="dry run: mean time between preemptions, e.g. 2h")
 @output_option
 @handles_errors
 def submit(
-    file: str, provider: str | None, dry_run: bool, inject_preemptions: str | None, wait: bool, output: str
+    file: str,
+    provider: str | None,
+    dry_run: bool,
+    inject_preemptions: str | None,
+    wait: bool,
+    save_seconds: float | None,
+    mtbp: str | None,
+    output: str,
 ) -> None:
     """Validate FILE and run it. Nothing is uploaded or started unless every check passes."""
     from multispot import api
@@ -101,15 +110,13 @@ def submit(
 
     job = Job.from_yaml(file)
     if dry_run:
-        result = api.dry_run(job, provider, inject_preemptions)
+        from multispot.units import parse_duration
+
+        mean = _parse_option("--mtbp", mtbp, parse_duration) if mtbp else None
+        result = api.dry_run(job, provider, inject_preemptions, save_seconds, mean)
         if output == "json":
-            _emit_json(
-                {
-                    "provider": result["provider"],
-                    "request": result["request"],
-                    "placements": result["placements"],
-                }
-            )
+            keys = ("provider", "request", "placements", "interval_advice")
+            _emit_json({key: result[key] for key in keys})
         else:
             _print_dry_run(result)
         return
@@ -361,6 +368,13 @@ def verify_resume(file: str, schedule: str | None, every_steps: int, keep_runs: 
     sys.exit(0 if report.identical else 1)
 
 
+def _parse_option(name: str, value: str, parse: Callable[[str], Any]) -> Any:
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from exc
+
+
 def _print_dry_run(result: dict[str, Any]) -> None:
     from rich.syntax import Syntax
 
@@ -376,6 +390,8 @@ def _print_dry_run(result: dict[str, Any]) -> None:
     for cap in result["capabilities"]:
         if not cap["supported"]:
             console.print(f"  [yellow]note[/]: {cap['name']}: {cap['reason']}")
+    advice = result["interval_advice"]
+    console.print(f"  [cyan]interval advice[/]: {advice.get('text') or advice['reason']}")
     console.print("request:")
     console.print(Syntax(json.dumps(result["request"], indent=2, default=str), "json", word_wrap=True))
 

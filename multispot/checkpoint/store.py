@@ -355,6 +355,7 @@ class CheckpointWriter:
         self._staging: str | None = None
         self._cancel = cancel
         self._commit_timeout = commit_timeout
+        self._started = time.monotonic()
         self.committed: Manifest | None = None
         if store.manifest(step) is not None:
             raise CheckpointExists(f"step {step} is already committed under {store.uri}")
@@ -430,6 +431,8 @@ class CheckpointWriter:
         else:
             self._collect_local_dir()
             self._fsync_dirs(self._entries)
+        # How long the files took, for checkpoint-interval advice (Young/Daly) on later runs.
+        metadata = {**metadata, "write_seconds": round(time.monotonic() - self._started, 3)}
         manifest = Manifest(
             step=self.step,
             files=dict(sorted(self._entries.items())),

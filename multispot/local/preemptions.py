@@ -119,6 +119,22 @@ class PreemptionSpec:
                 "'rate=6/h,seed=1', 'trace=us-east-1a_v100_1.json'"
             ) from exc
 
+    def mean_time_between(self) -> float | None:
+        """Mean seconds an attempt runs before it is preempted, as this spec plays it (None: never)."""
+        if self.kind == "at":
+            times = [item.preempt_after for item in self.items if item.preempt_after is not None]
+            return sum(times) / len(times) if times else None
+        if self.kind == "every":
+            return self.times[0]
+        if self.kind == "rate":
+            return 1.0 / self.rate if self.rate > 0 else None
+        if self.kind == "trace" and self.trace is not None:
+            from multispot.policy.interval import mtbp_from_trace
+
+            mean = mtbp_from_trace(self.trace.data[self.offset :], self.trace.gap_seconds)
+            return None if mean is None else mean * self.time_scale
+        return None
+
     def plan(self, attempt: int, elapsed: float) -> AttemptPlan:
         """The fate of attempt ``attempt`` (1-based), submitted ``elapsed`` wall seconds into the job."""
         if self.kind == "at":
