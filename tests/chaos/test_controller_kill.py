@@ -306,7 +306,8 @@ def summary(chaos: Chaos, seconds: float, seed: int) -> str:
         f"({kinds}; "
         f"{chaos.between_insert_and_submit} between inserting an attempt and recording its handle, "
         f"{chaos.mid_submit} of them inside the provider's submit); "
-        f"replacements: {respawns}; takeover after a kill {_spread(chaos.takeovers)}; {chaos.attempts} attempts for {chaos.preemptions} preemptions, "
+        f"replacements: {respawns}; takeover after a kill {_spread(chaos.takeovers)}; "
+        f"{chaos.attempts} attempts for {chaos.preemptions} preemptions, "
         f"none lost or duplicated, store consistent; {seconds:.1f}s"
     )
 
@@ -334,7 +335,6 @@ def test_killed_controllers_30_times_over_three_jobs(tmp_path: Path, home: Path)
     assert chaos.between_insert_and_submit >= 1, (
         "no kill landed between inserting an attempt and submitting it"
     )
-    assert not leftovers(home)
 
 
 def test_a_killed_controller_not_yet_reaped_is_taken_over_at_once(tmp_path: Path) -> None:
