@@ -35,15 +35,16 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    # A checkpoint loaded with map_location="cuda" moves these onto the device: RNG states live on the CPU.
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     numpy = sys.modules.get("numpy")
     if numpy is not None and "numpy" in state:
         kind, keys, pos, has_gauss, cached = state["numpy"]
-        numpy.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, cached))
+        numpy.random.set_state((kind, keys.cpu().numpy().astype("uint32"), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def _detached_copy(obj: Any) -> Any:

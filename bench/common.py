@@ -1,0 +1,221 @@
+"""Helpers shared by the benchmarks: timing, tables, goals, the machine they ran on.
+
+Every benchmark is a script (``python bench/NAME.py [--quick]``) that measures multispot against a
+baseline in the same run and prints ratios. A benchmark reports; it never fails on a missed goal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+MB = 1024 * 1024
+
+
+def parse_args(description: str, setup: Callable[[argparse.ArgumentParser], None] | None = None) -> Any:
+    """The flags every benchmark honours (``--quick``), plus the script's own."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats")
+    if setup is not None:
+        setup(parser)
+    return parser.parse_args()
+
+
+def median_time(fn: Callable[[], Any], repeat: int, warmup: int = 0) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeat`` runs, after ``warmup`` untimed runs."""
+    for _ in range(warmup):
+        fn()
+    return statistics.median(timed(fn)[0] for _ in range(repeat))
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A plain-text table (also valid Markdown, so results paste into docs/performance.md)."""
+    cells = [[str(h) for h in headers], *[[_cell(v) for v in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    right = [all(_numeric(row[i]) for row in rows) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=True)]
+        return "| " + " | ".join(parts) + " |"
+
+    print(line(cells[0]))
+    print(
+        "|"
+        + "|".join(("-" * (w + 1) + ":") if r else "-" * (w + 2) for w, r in zip(widths, right, strict=True))
+        + "|"
+    )
+    for row in cells[1:]:
+        print(line(row))
+    sys.stdout.flush()
+
+
+def _numeric(value: Any) -> bool:
+    """Numbers and ratios ("0.93×", "12%") align right; words align left."""
+    if isinstance(value, (int, float)):
+        return True
+    return isinstance(value, str) and (
+        value == "baseline" or re.fullmatch(r"[-+]?[\d.,]+ ?[×%]?", value) is not None
+    )
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def goal(label: str, value: float, limit: float, *, at_most: bool, unit: str = "×") -> bool:
+    """Print ``goal: LABEL VALUE <= LIMIT -> MET/NOT MET`` and return whether it was met."""
+    met = value <= limit if at_most else value >= limit
+    sign = "≤" if at_most else "≥"
+    print(f"goal: {label}: {value:.3g}{unit} (want {sign} {limit:g}{unit}) -> {'MET' if met else 'NOT MET'}")
+    sys.stdout.flush()
+    return met
+
+
+def heading(title: str) -> None:
+    print(f"\n## {title}\n")
+    sys.stdout.flush()
+
+
+def bench_dir(prefix: str) -> Path:
+    """A fresh directory under $BENCH_DIR (default: the system temp dir); the caller removes it."""
+    base = os.environ.get("BENCH_DIR") or tempfile.gettempdir()
+    Path(base).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"multispot-bench-{prefix}-", dir=base))
+
+
+def drop_caches() -> bool:
+    """Flush dirty pages and drop the page cache (needs root); False if that is not allowed here."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _ram_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _mount_of(path: Path) -> tuple[str, str, str]:
+    """(device, mount point, filesystem type) of ``path``, from /proc/mounts."""
+    best = ("?", "/", "?")
+    try:
+        resolved = str(path.resolve())
+        for line in Path("/proc/mounts").read_text().splitlines():
+            device, mount, fstype = line.split()[:3]
+            inside = resolved == mount or resolved.startswith(mount.rstrip("/") + "/")
+            if inside and len(mount) >= len(best[1]):
+                best = (device, mount, fstype)
+    except (OSError, ValueError):
+        pass
+    return best
+
+
+def _disk_model(device: str) -> str:
+    """Rotational or not, from sysfs, for a /dev/NAME block device (best effort)."""
+    name = Path(device).name
+    for candidate in (name, name.rstrip("0123456789").removesuffix("p")):
+        flag = Path(f"/sys/block/{candidate}/queue/rotational")
+        if flag.exists():
+            return "reports rotational" if flag.read_text().strip() == "1" else "reports non-rotational"
+    return "unknown medium"
+
+
+def machine(disk_for: Path | None = None) -> dict[str, str]:
+    """What the numbers came from: CPU, cores, RAM, the disk under the bench dir, versions."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 0
+    ram = _ram_gib()
+    info = {
+        "cpu": _cpu_model(),
+        "cores": f"{usable} usable ({os.cpu_count()} online)",
+        "ram": f"{ram:.1f} GiB" if ram else "?",
+        "os": f"{platform.system()} {platform.release()}",
+        "python": f"{platform.python_version()} ({sys.executable})",
+        "torch": package_version("torch") or "not installed",
+        "multispot": package_version("multispot") or "?",
+    }
+    if disk_for is not None:
+        device, mount, fstype = _mount_of(disk_for)
+        usage = shutil.disk_usage(disk_for)
+        info["disk"] = (
+            f"{disk_for} on {device} ({fstype}, mounted at {mount}, {_disk_model(device)}), "
+            f"{usage.free / 1024**3:.0f} GiB free of {usage.total / 1024**3:.0f} GiB"
+        )
+    return info
+
+
+def print_machine(disk_for: Path | None = None) -> None:
+    print("machine:")
+    for key, value in machine(disk_for).items():
+        print(f"  {key:10} {value}")
+    sys.stdout.flush()
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True)
+        return out + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+
+
+def banner(name: str, quick: bool) -> None:
+    mode = "quick" if quick else "full"
+    print(f"# {name} ({mode} mode, multispot {git_revision()}, {time.strftime('%Y-%m-%d %H:%M:%S %Z')})")
+    sys.stdout.flush()
