@@ -84,10 +84,14 @@ def main() -> None:
         )
         return Checkpointer(uri, env=env, interval=1e9, keep=2)
 
-    # How long one sync save takes here, to space saves so an async one can finish in between.
+    # How long one sync save takes here (a warm-up too), to space saves so an async one can finish
+    # in between.
     probe = checkpointer()
     state.step = 1
     save_s = common.timed(lambda: state.save(probe))[0]
+    state.step = 2
+    state.save_async(probe)  # and one async save, so both variants start warm
+    probe.finish_pending()
     every = max(10, math.ceil(2.0 * save_s / step_s))
     steps = every * SAVES_PER_RUN
     print(
@@ -132,7 +136,13 @@ def main() -> None:
         for i in range(repeat):
             for variant in rounds:
                 rounds[variant].append(run(variant))
-            print(f"done: round {i + 1}/{repeat}")
+            print(
+                f"round {i + 1}/{repeat}: "
+                + "; ".join(
+                    f"{v} loop {rs[-1]['loop']:.2f} s, blocked {rs[-1]['blocked']:.3f} s"
+                    for v, rs in rounds.items()
+                )
+            )
             sys.stdout.flush()
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -70,11 +70,27 @@ class Verdict:
     reason: str = ""
 
 
+PIPELINE_MIN = 1024 * 1024  # below this, hashing inline is cheaper than handing it to a thread
+_HASH_POOL: ThreadPoolExecutor | None = None
+
+
+def _hash_pool() -> ThreadPoolExecutor:
+    global _HASH_POOL
+    if _HASH_POOL is None:
+        _HASH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="multispot-hash")
+    return _HASH_POOL
+
+
 def _sha256_of(stream: IO[bytes]) -> tuple[int, str]:
+    """Size and sha256 of a stream, reading the next chunk while the last one is hashed."""
     digest, size = hashlib.sha256(), 0
-    while chunk := stream.read(CHUNK):
-        digest.update(chunk)
+    chunk = stream.read(CHUNK)
+    while chunk:
+        hashed = _hash_pool().submit(digest.update, chunk)
+        following = stream.read(CHUNK)
+        hashed.result()
         size += len(chunk)
+        chunk = following
     return size, digest.hexdigest()
 
 
@@ -307,8 +323,17 @@ class _HashingWriter(io.RawIOBase):
         if self._cancel is not None and self._cancel.is_set():
             raise SaveAbandoned("checkpoint save abandoned")
         view = memoryview(data).cast("B")
-        self._target.write(view)
-        self._digest.update(view)
+        if len(view) >= PIPELINE_MIN:
+            # Hash on another core while this one writes (both release the GIL): a save then takes
+            # max(write, hash) instead of their sum. The caller may reuse ``data`` once we return.
+            hashed = _hash_pool().submit(self._digest.update, view)
+            try:
+                self._target.write(view)
+            finally:
+                hashed.result()
+        else:
+            self._target.write(view)
+            self._digest.update(view)
         self._size += len(view)
         return len(view)
 

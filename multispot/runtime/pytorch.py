@@ -47,14 +47,29 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def _detached_copy(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {key: _detached_copy(value) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_detached_copy(value) for value in obj)
-    return copy.deepcopy(obj)
+class _HostBuffers:
+    """Pinned host buffers for snapshots of device tensors, kept and reused from one snapshot to
+    the next: pinning is slow and fresh pageable memory is slower still to copy into."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def copy(self, obj: Any, path: str = "") -> Any:
+        if isinstance(obj, torch.Tensor):
+            tensor = obj.detach()
+            if tensor.device.type == "cpu":
+                return tensor.clone()
+            buffer = self.buffers.get(path)
+            if buffer is None or buffer.shape != tensor.shape or buffer.dtype != tensor.dtype:
+                buffer = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=torch.cuda.is_available())
+                self.buffers[path] = buffer
+            buffer.copy_(tensor, non_blocking=True)
+            return buffer
+        if isinstance(obj, dict):
+            return {key: self.copy(value, f"{path}/{key}") for key, value in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self.copy(value, f"{path}/{i}") for i, value in enumerate(obj))
+        return copy.deepcopy(obj)
 
 
 class TrainingState:
@@ -73,6 +88,7 @@ class TrainingState:
         self.step = 0  # optimizer steps taken
         self.epoch = 0
         self.position = 0  # batches of ``epoch`` already consumed
+        self._host = _HostBuffers()
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
@@ -116,8 +132,14 @@ class TrainingState:
         return writer.committed
 
     def snapshot(self) -> dict[str, Any]:
-        """A copy of the full state in host memory that later training steps cannot change."""
-        copied: dict[str, Any] = _detached_copy(self.state_dict())
+        """A copy of the full state in host memory that later training steps cannot change.
+
+        Device tensors go to pinned buffers reused across snapshots (asynchronous copies, one
+        synchronisation at the end); the caller must not take a new snapshot while a save of the
+        previous one is still writing (``save_async`` waits for it first)."""
+        copied: dict[str, Any] = self._host.copy(self.state_dict())
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         return copied
 
     def save_async(
@@ -129,6 +151,7 @@ class TrainingState:
         if ckpt.preempted:  # no time for background work: an emergency save is synchronous
             self.save(ckpt, total_steps)
             return None
+        ckpt.finish_pending()  # the host buffers are about to be overwritten: the last write must end
         snapshot = self.snapshot()
 
         def write(writer: CheckpointWriter) -> None:
