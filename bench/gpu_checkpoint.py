@@ -152,7 +152,7 @@ def main() -> int:
                 f"({len(steps_during)} steps ran during the write)",
                 flush=True,
             )
-        (first_block, first_total, _), (snapshot_block, blocked, write_total) = results
+        (_, first_total, _), (snapshot_block, blocked, write_total) = results
 
         print()
         print(f"{'measure':44} {'seconds':>9} {'GB/s':>7} {'ratio':>8}")
