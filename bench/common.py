@@ -77,7 +77,7 @@ def _numeric(value: Any) -> bool:
     if isinstance(value, (int, float)):
         return True
     return isinstance(value, str) and (
-        value == "baseline" or re.fullmatch(r"[-+]?[\d.,]+ ?[×%]?", value) is not None
+        value in ("baseline", "reference") or re.fullmatch(r"[-+]?[\d.,]+ ?[×%]?", value) is not None
     )
 
 
@@ -186,6 +186,7 @@ def machine(disk_for: Path | None = None) -> dict[str, str]:
         "python": f"{platform.python_version()} ({sys.executable})",
         "torch": package_version("torch") or "not installed",
         "multispot": package_version("multispot") or "?",
+        "load": "load average {:.2f} {:.2f} {:.2f} (1, 5, 15 min) at start".format(*os.getloadavg()),
     }
     if disk_for is not None:
         device, mount, fstype = _mount_of(disk_for)
@@ -201,6 +202,9 @@ def print_machine(disk_for: Path | None = None) -> None:
     print("machine:")
     for key, value in machine(disk_for).items():
         print(f"  {key:10} {value}")
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > 0.5 * cores:
+        print(f"warning: the machine is busy (load {load:.1f} on {cores} cores): expect noisy numbers")
     sys.stdout.flush()
 
 

@@ -1,5 +1,6 @@
 """The checkpoint contract: the same layout, commit and "latest" rule on every storage."""
 
+from multispot.checkpoint.digest import ALGORITHM, digest_bytes, digest_stream
 from multispot.checkpoint.manifest import FORMAT_VERSION, LATEST, MANIFEST, FileEntry, Manifest, step_dir
 from multispot.checkpoint.store import (
     CheckpointError,
@@ -14,6 +15,7 @@ from multispot.checkpoint.store import (
 )
 
 __all__ = [
+    "ALGORITHM",
     "FORMAT_VERSION",
     "LATEST",
     "MANIFEST",
@@ -28,5 +30,7 @@ __all__ = [
     "SaveAbandoned",
     "Verdict",
     "copy_checkpoint",
+    "digest_bytes",
+    "digest_stream",
     "step_dir",
 ]

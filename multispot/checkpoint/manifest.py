@@ -7,11 +7,12 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from multispot.checkpoint.digest import ALGORITHM
+
 FORMAT_VERSION = 1
 MANIFEST = "MANIFEST.json"
 MANIFEST_PART_PREFIX = "MANIFEST.rank-"  # one per rank while several ranks save one step
 LATEST = "LATEST"
-HASH = "sha256"
 _STEP_DIR = re.compile(r"^step-(\d{12})$")
 _RESERVED = {MANIFEST, LATEST}
 
@@ -45,7 +46,7 @@ def check_file_name(name: str) -> str:
 @dataclass(frozen=True)
 class FileEntry:
     size: int
-    sha256: str
+    digest: str  # see multispot.checkpoint.digest
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class Manifest:
 
     def to_json(self) -> str:
         data = asdict(self)
-        data["hash"] = HASH
+        data["hash"] = ALGORITHM
         return json.dumps(data, indent=1, sort_keys=True)
 
     @classmethod
@@ -78,10 +79,10 @@ class Manifest:
                 raise ManifestError("manifest is not a JSON object")
             if data.get("format") != FORMAT_VERSION:
                 raise ManifestError(f"manifest format {data.get('format')!r}, expected {FORMAT_VERSION}")
-            if data.get("hash", HASH) != HASH:
-                raise ManifestError(f"manifest hash {data.get('hash')!r} is not {HASH}")
+            if data.get("hash") != ALGORITHM:
+                raise ManifestError(f"manifest hash {data.get('hash')!r} is not {ALGORITHM}")
             files = {
-                check_file_name(name): FileEntry(size=int(e["size"]), sha256=str(e["sha256"]))
+                check_file_name(name): FileEntry(size=int(e["size"]), digest=str(e["digest"]))
                 for name, e in data["files"].items()
             }
             return cls(

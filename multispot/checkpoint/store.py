@@ -13,7 +13,6 @@ listed there has the recorded size and checksum.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -31,6 +30,7 @@ from typing import IO, Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from multispot.checkpoint.digest import ChunkedDigest, digest_stream
 from multispot.checkpoint.manifest import (
     LATEST,
     MANIFEST,
@@ -68,30 +68,6 @@ class Verdict:
     step: int
     ok: bool
     reason: str = ""
-
-
-PIPELINE_MIN = 1024 * 1024  # below this, hashing inline is cheaper than handing it to a thread
-_HASH_POOL: ThreadPoolExecutor | None = None
-
-
-def _hash_pool() -> ThreadPoolExecutor:
-    global _HASH_POOL
-    if _HASH_POOL is None:
-        _HASH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="multispot-hash")
-    return _HASH_POOL
-
-
-def _sha256_of(stream: IO[bytes]) -> tuple[int, str]:
-    """Size and sha256 of a stream, reading the next chunk while the last one is hashed."""
-    digest, size = hashlib.sha256(), 0
-    chunk = stream.read(CHUNK)
-    while chunk:
-        hashed = _hash_pool().submit(digest.update, chunk)
-        following = stream.read(CHUNK)
-        hashed.result()
-        size += len(chunk)
-        chunk = following
-    return size, digest.hexdigest()
 
 
 class CheckpointStore:
@@ -200,8 +176,8 @@ class CheckpointStore:
 
             def check(item: tuple[str, FileEntry]) -> str:
                 with self.open_read(f"{base}/{item[0]}") as stream:
-                    size, digest = _sha256_of(stream)
-                return "" if (size, digest) == (item[1].size, item[1].sha256) else item[0]
+                    size, digest = digest_stream(stream)
+                return "" if (size, digest) == (item[1].size, item[1].digest) else item[0]
 
             with ThreadPoolExecutor(max_workers=min(8, len(manifest.files))) as pool:
                 bad = [name for name in pool.map(check, manifest.files.items()) if name]
@@ -314,7 +290,7 @@ class _HashingWriter(io.RawIOBase):
         self, target: IO[bytes], local: bool, on_close: Any, cancel: threading.Event | None = None
     ) -> None:
         self._target, self._local, self._on_close, self._cancel = target, local, on_close, cancel
-        self._digest, self._size = hashlib.sha256(), 0
+        self._digest = ChunkedDigest()
 
     def writable(self) -> bool:
         return True
@@ -323,18 +299,8 @@ class _HashingWriter(io.RawIOBase):
         if self._cancel is not None and self._cancel.is_set():
             raise SaveAbandoned("checkpoint save abandoned")
         view = memoryview(data).cast("B")
-        if len(view) >= PIPELINE_MIN:
-            # Hash on another core while this one writes (both release the GIL): a save then takes
-            # max(write, hash) instead of their sum. The caller may reuse ``data`` once we return.
-            hashed = _hash_pool().submit(self._digest.update, view)
-            try:
-                self._target.write(view)
-            finally:
-                hashed.result()
-        else:
-            self._target.write(view)
-            self._digest.update(view)
-        self._size += len(view)
+        self._target.write(view)
+        self._digest.update(view)  # chunks hash on other cores while this one keeps writing
         return len(view)
 
     def close(self) -> None:
@@ -344,7 +310,7 @@ class _HashingWriter(io.RawIOBase):
             self._target.flush()
             os.fsync(self._target.fileno())
         self._target.close()
-        self._on_close(FileEntry(self._size, self._digest.hexdigest()))
+        self._on_close(FileEntry(self._digest.size, self._digest.hexdigest()))
         super().close()
 
 
@@ -425,7 +391,7 @@ class CheckpointWriter:
                 with open(path, "rb+") as f:
                     os.fsync(f.fileno())
                     f.seek(0)
-                    size, digest = _sha256_of(f)
+                    size, digest = digest_stream(f)
                 self._entries[name] = FileEntry(size, digest)
             else:
                 with open(path, "rb") as src, self.open(name) as dst:
@@ -517,7 +483,7 @@ class CheckpointWriter:
             if data.get("attempt") != attempt or data.get("job_id") != job_id or data.get("rank") != rank:
                 return None  # left by an earlier attempt that saved the same step and died
             return {
-                check_file_name(name): FileEntry(int(e["size"]), str(e["sha256"]))
+                check_file_name(name): FileEntry(int(e["size"]), str(e["digest"]))
                 for name, e in data["files"].items()
             }
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -645,7 +611,7 @@ def _part_name(rank: int) -> str:
 
 
 def _part_json(part: dict[str, Any]) -> bytes:
-    files = {name: {"size": e.size, "sha256": e.sha256} for name, e in part["files"].items()}
+    files = {name: {"size": e.size, "digest": e.digest} for name, e in part["files"].items()}
     return json.dumps({**part, "files": files}, sort_keys=True).encode()
 
 

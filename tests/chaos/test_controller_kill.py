@@ -332,9 +332,8 @@ def test_killed_controllers_30_times_over_three_jobs(tmp_path: Path, home: Path)
     check_store(home)
     print("\n" + summary(chaos, time.monotonic() - start, seed))
     assert chaos.kills >= 30, f"only {chaos.kills} kills happened before the jobs ended"
-    assert chaos.between_insert_and_submit >= 1, (
-        "no kill landed between inserting an attempt and submitting it"
-    )
+    # Whether a random kill lands between inserting an attempt and recording its handle depends on
+    # timing; tests/e2e/test_controller.py crashes a controller exactly there, deterministically.
 
 
 def test_a_killed_controller_not_yet_reaped_is_taken_over_at_once(tmp_path: Path) -> None:

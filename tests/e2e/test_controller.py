@@ -145,3 +145,29 @@ def test_cancel_through_the_api(tmp_path: Path, store: JobStore) -> None:
     while not controller.step():
         pass
     assert run.status is JobState.CANCELLED and run.attempts[0].state is JobState.CANCELLED
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("crash", ["after-insert", "inside-submit"])
+def test_a_controller_dying_around_submit_neither_loses_nor_duplicates(
+    tmp_path: Path, store: JobStore, crash: str
+) -> None:
+    """A controller dies after writing attempt 1's row, before (or while) the provider starts it:
+    the next controller submits it exactly once."""
+    from multispot import registry
+    from multispot.provider import LaunchContext
+    from multispot.status import Attempt
+
+    job = worker_job(tmp_path, 5, {})
+    run = api.submit(job, store=store, start_controller=False)
+    placement = registry.get("local").placements(job)[0]
+    assert store.add_attempt(Attempt(run.id, 1, placement))  # the dead controller's last write
+    if crash == "inside-submit":  # the provider had started it, the handle was never recorded
+        record = store.get_job(run.id)
+        ctx = LaunchContext(run.id, 1, record.checkpoint_uri, record.output_uri, submitted_at=record.created)
+        registry.get("local").submit(job, placement, ctx)
+    Controller(run.id, store, poll_interval=0.05).run()
+    assert run.status is JobState.SUCCEEDED
+    assert [a.n for a in run.attempts] == [1]
+    assert len(list((tmp_path / "out" / "starts").iterdir())) == 1, "the command started twice"
+    assert result(tmp_path)["sum"] == expected_sum(5)
