@@ -43,21 +43,26 @@ class ChunkedDigest:
         self._partial = bytearray()
         self._done: list[bytes] = []
         self._in_flight: deque[Future[bytes]] = deque()
+        self._borrowed: list[Future[bytes]] = []  # chunks still reading the caller's buffer
         self._limit = 2 * (os.cpu_count() or 2)  # bounds the memory held by chunks not yet hashed
 
-    def _submit(self, chunk: bytes) -> None:
+    def _submit(self, chunk: Any) -> Future[bytes]:
         if len(self._in_flight) >= self._limit:
             self._done.append(self._in_flight.popleft().result())
         try:
-            self._in_flight.append(_pool().submit(_chunk_digest, chunk))
+            future = _pool().submit(_chunk_digest, chunk)
         except RuntimeError:  # the interpreter is shutting down (an atexit save): hash right here
-            future: Future[bytes] = Future()
+            future = Future()
             future.set_result(_chunk_digest(chunk))
-            self._in_flight.append(future)
+        self._in_flight.append(future)
+        return future
 
-    def update(self, data: Any) -> None:
-        """Add ``data`` (copied: the caller may reuse its buffer as soon as this returns)."""
+    def update(self, data: Any, settle: bool = True) -> None:
+        """Add ``data``. Whole chunks are hashed straight from the caller's buffer (no copy), so
+        with ``settle=False`` the caller must call ``settle()`` before it reuses the buffer — a
+        writer does so after writing the same bytes, which then overlaps the hashing."""
         view = memoryview(data).cast("B")
+        immutable = isinstance(data, bytes)
         self.size += len(view)
         start = 0
         if self._partial:
@@ -68,10 +73,20 @@ class ChunkedDigest:
                 self._submit(bytes(self._partial))
                 self._partial.clear()
         while len(view) - start >= CHUNK:
-            self._submit(bytes(view[start : start + CHUNK]))
+            future = self._submit(view[start : start + CHUNK])
+            if not immutable:
+                self._borrowed.append(future)
             start += CHUNK
         if start < len(view):
             self._partial += view[start:]
+        if settle:
+            self.settle()
+
+    def settle(self) -> None:
+        """Wait until no chunk still reads a buffer the caller passed to ``update``."""
+        for future in self._borrowed:
+            future.result()
+        self._borrowed.clear()
 
     def hexdigest(self) -> str:
         if self._partial:

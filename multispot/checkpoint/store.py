@@ -299,8 +299,11 @@ class _HashingWriter(io.RawIOBase):
         if self._cancel is not None and self._cancel.is_set():
             raise SaveAbandoned("checkpoint save abandoned")
         view = memoryview(data).cast("B")
-        self._target.write(view)
-        self._digest.update(view)  # chunks hash on other cores while this one keeps writing
+        self._digest.update(view, settle=False)  # its chunks hash on other cores while this one writes
+        try:
+            self._target.write(view)
+        finally:
+            self._digest.settle()  # the caller reuses its buffer once we return
         return len(view)
 
     def close(self) -> None:
