@@ -112,7 +112,9 @@ def main() -> None:
 
         for name in ("multispot --help", "multispot submit quickstart --dry-run -o json"):
             total, heaviest = import_breakdown(commands[name], env)
-            common.heading(f"`{name}`: {total:.0f} ms of imports; the heaviest modules (-X importtime)")
+            common.heading(
+                f"`{name}`: {total:.0f} ms of imports (as -X importtime counts them); the heaviest modules"
+            )
             common.table(["module", "self ms", "cumulative ms"], heaviest)
     finally:
         shutil.rmtree(home, ignore_errors=True)

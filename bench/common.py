@@ -7,6 +7,7 @@ baseline in the same run and prints ratios. A benchmark reports; it never fails 
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import platform
 import re
@@ -202,9 +203,10 @@ def print_machine(disk_for: Path | None = None) -> None:
     print("machine:")
     for key, value in machine(disk_for).items():
         print(f"  {key:10} {value}")
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1
-    if load > 0.5 * cores:
-        print(f"warning: the machine is busy (load {load:.1f} on {cores} cores): expect noisy numbers")
+    busy, cores = _busy_now(), os.cpu_count() or 1
+    if busy is not None:
+        note = " (busy: expect noisy numbers)" if busy > 0.25 else ""
+        print(f"  {'busy now':10} {busy * 100:.0f}% of {cores} cores over the last 0.5 s{note}")
     sys.stdout.flush()
 
 
@@ -219,7 +221,50 @@ def git_revision() -> str:
         return "?"
 
 
+def _busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (all cores), from /proc/stat."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _busy_now(seconds: float = 0.5) -> float | None:
+    """Fraction of the machine's CPU busy over a short sample, before this benchmark starts."""
+    before = _busy_seconds()
+    time.sleep(seconds)
+    after = _busy_seconds()
+    if before is None or after is None:
+        return None
+    return (after - before) / seconds / (os.cpu_count() or 1)
+
+
+def _own_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _report_others(busy0: float, own0: float, wall0: float) -> None:
+    busy1 = _busy_seconds()
+    if busy1 is None:
+        return
+    wall = time.monotonic() - wall0
+    others = max(0.0, (busy1 - busy0) - (_own_seconds() - own0))
+    cores = os.cpu_count() or 1
+    print(
+        f"\nbackground: other processes (and kernel threads, e.g. writeback) used {others:.1f} CPU-s during "
+        f"this {wall:.0f} s run, {others / wall / cores * 100:.0f}% of {cores} cores"
+    )
+    sys.stdout.flush()
+
+
 def banner(name: str, quick: bool) -> None:
+    """Title line; at exit, how much CPU the rest of the machine used meanwhile (noise)."""
     mode = "quick" if quick else "full"
     print(f"# {name} ({mode} mode, multispot {git_revision()}, {time.strftime('%Y-%m-%d %H:%M:%S %Z')})")
     sys.stdout.flush()
+    busy = _busy_seconds()
+    if busy is not None:
+        atexit.register(_report_others, busy, _own_seconds(), time.monotonic())

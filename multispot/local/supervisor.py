@@ -127,14 +127,7 @@ class Supervisor:
             codes = [p.poll() for p in self.procs]
             if fault and -signal.SIGKILL in codes:
                 # The injected fault fired: the job was stopped hard inside a checkpoint save.
-                self._signal_all(signal.SIGKILL)
-                codes = [p.wait() for p in self.procs]
-                self.set(
-                    state="PREEMPTED",
-                    ended=time.time(),
-                    exit_codes=codes,
-                    message=f"hard stop inside a checkpoint save (injected {fault})",
-                )
+                self._reclaimed(f"hard stop inside a checkpoint save (injected {fault})")
                 return
             if all(c is not None for c in codes):
                 failed = [c for c in codes if c != 0]
@@ -184,11 +177,7 @@ class Supervisor:
 
     def _preempt(self) -> None:
         if not self.spec["plan"].get("notice", True):
-            self._signal_all(signal.SIGKILL)
-            codes = [p.wait() for p in self.procs]
-            self.set(
-                state="PREEMPTED", ended=time.time(), exit_codes=codes, message="hard stop without notice"
-            )
+            self._reclaimed("hard stop without notice")
             return
         notice = float(self.spec["notice_seconds"])
         deadline = time.time() + notice
@@ -201,14 +190,13 @@ class Supervisor:
         self._signal_all(signal.SIGTERM)
         while time.time() < deadline and any(p.poll() is None for p in self.procs):
             time.sleep(TICK)
+        self._reclaimed(f"capacity reclaimed after {notice:g}s notice")
+
+    def _reclaimed(self, message: str) -> None:
+        """The capacity is gone: whatever still runs is killed, and the attempt ends PREEMPTED."""
         self._signal_all(signal.SIGKILL)
         codes = [p.wait() for p in self.procs]
-        self.set(
-            state="PREEMPTED",
-            ended=time.time(),
-            exit_codes=codes,
-            message=f"capacity reclaimed after {notice:g}s notice",
-        )
+        self.set(state="PREEMPTED", ended=time.time(), exit_codes=codes, message=message)
 
     def _stop(self, grace: float) -> None:
         self._signal_all(signal.SIGTERM)
