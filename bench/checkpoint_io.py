@@ -26,6 +26,14 @@ from multispot.checkpoint.store import CHUNK
 MB = common.MB
 NAME = "state.bin"
 TORCH_NAME = "state.pt"
+BYTE_OPS = (  # the order rows are reported in
+    "plain write+fsync",
+    "multispot save",
+    "plain read",
+    "plain read, warm (2nd pass)",
+    "restore (verify) + read",
+    "restore (full=False) + read",
+)
 TENSOR_MB = 16  # the torch state: float32 tensors of 16 MB each, like the layers of a model
 
 
@@ -73,10 +81,12 @@ def hash_throughput(view: memoryview) -> tuple[float, float, str]:
     except ImportError:
         return one, one, "sha256"
 
-    def checksum() -> None:
+    chunks = [bytes(data[offset : offset + CHUNK]) for offset in range(0, len(data), CHUNK)]
+
+    def checksum() -> None:  # as a verification feeds it: chunks just read, immutable
         digest = ChunkedDigest()
-        for offset in range(0, len(data), CHUNK):
-            digest.update(data[offset : offset + CHUNK])
+        for chunk in chunks:
+            digest.update(chunk)
         digest.hexdigest()
 
     return one, mb / common.median_time(checksum, repeat=3, warmup=1), ALGORITHM
@@ -90,6 +100,7 @@ class Bench:
         self.plain.mkdir()
         self.store = CheckpointStore(self.uri)
         self.step = 0
+        self.warm_after = {"plain read": "plain read, warm (2nd pass)"}
 
     def timed(self, fn: Callable[[], Any]) -> float:
         """One run of ``fn`` after flushing (and, when allowed, dropping) the page cache."""
@@ -97,7 +108,21 @@ class Bench:
             os.sync()
         return common.timed(fn)[0]
 
-    def bytes_round(self, view: memoryview) -> dict[str, float]:
+    def run(
+        self, writes: dict[str, Callable[[], Any]], reads: dict[str, Callable[[], Any]], turn: int
+    ) -> dict:
+        """Writes, then reads, each group in an order rotated by ``turn``: no operation always
+        runs right after a big write (whose writeback the virtual disk may still be absorbing)."""
+        out: dict[str, float] = {}
+        for group in (writes, reads):
+            names = list(group)
+            for name in names[turn % len(names) :] + names[: turn % len(names)]:
+                out[name] = self.timed(group[name])
+                if name in self.warm_after:  # the same read again, from the page cache
+                    out[self.warm_after[name]] = common.timed(group[name])[0]
+        return out
+
+    def bytes_round(self, view: memoryview, turn: int) -> dict[str, float]:
         """One repetition of every bytes-state operation; seconds per operation."""
         self.step += 1
         step, path = self.step, self.plain / NAME
@@ -126,19 +151,21 @@ class Bench:
 
             return run
 
-        out = {
-            "plain write+fsync": self.timed(plain_write),
-            "multispot save": self.timed(multispot_save),
-            "plain read": self.timed(plain_read),
-            "plain read, warm (2nd pass)": common.timed(plain_read)[0],
-            "restore (verify) + read": self.timed(restore(True)),
-            "restore (full=False) + read": self.timed(restore(False)),
-        }
+        out = self.run(
+            {"plain write+fsync": plain_write, "multispot save": multispot_save},
+            {
+                "plain read": plain_read,
+                "restore (verify) + read": restore(True),
+                "restore (full=False) + read": restore(False),
+            },
+            turn,
+        )
+        out = {name: out[name] for name in BYTE_OPS}
         path.unlink()
         self.store.delete(step)
         return out
 
-    def torch_round(self, state: dict[str, Any]) -> dict[str, float]:
+    def torch_round(self, state: dict[str, Any], turn: int) -> dict[str, float]:
         import torch
 
         self.step += 1
@@ -165,13 +192,15 @@ class Bench:
 
             return run
 
-        out = {
-            "torch.save(path)+fsync": self.timed(plain_save),
-            "torch.save via writer.open+commit": self.timed(multispot_save),
-            "torch.load(path)": self.timed(plain_load),
-            "restore (verify) + torch.load": self.timed(restore_load(True)),
-            "restore (full=False) + torch.load": self.timed(restore_load(False)),
-        }
+        out = self.run(
+            {"torch.save(path)+fsync": plain_save, "torch.save via writer.open+commit": multispot_save},
+            {
+                "torch.load(path)": plain_load,
+                "restore (verify) + torch.load": restore_load(True),
+                "restore (full=False) + torch.load": restore_load(False),
+            },
+            turn,
+        )
         path.unlink()
         self.store.delete(step)
         return out
@@ -251,7 +280,7 @@ def main() -> None:
                 print(f"skipped {size_mb} MB: only {free / MB:.0f} MB free under {root}")
                 continue
             view = buffer[: size_mb * MB]
-            b = medians([bench.bytes_round(view) for _ in range(repeat(size_mb))])
+            b = medians([bench.bytes_round(view, i) for i in range(repeat(size_mb))])
             byte_rows += report(
                 size_mb,
                 b,
@@ -270,7 +299,7 @@ def main() -> None:
             if torch is not None:
                 count = max(1, size_mb // TENSOR_MB)
                 state = {f"layer{i}.weight": torch.rand(TENSOR_MB * MB // 4) for i in range(count)}
-                t = medians([bench.torch_round(state) for _ in range(repeat(size_mb))])
+                t = medians([bench.torch_round(state, i) for i in range(repeat(size_mb))])
                 del state
                 torch_rows += report(
                     size_mb,
@@ -316,12 +345,12 @@ def main() -> None:
         size, seconds = sizes[-1], {r[1]: r[2] / 1000 for r in byte_rows if r[0] == f"{sizes[-1]} MB"}
         write, read = size / seconds["plain write+fsync"], size / seconds["plain read"]
         warm = size / seconds["plain read, warm (2nd pass)"]
+        ceiling = 1 / (read / min(read, checksum_mbps) + read / warm)
         print(
-            f"Ceilings at {size} MB (write {write:.0f}, cold read {read:.0f}, warm read {warm:.0f} MB/s): a save "
-            f"checksums every byte, so it cannot beat min(1, checksum / write) = {min(1.0, checksum_mbps / write):.2f}×; "
-            "a verified restore reads every byte twice (check it cold, then load it from the page cache), so it "
-            f"cannot beat 1 / (read / min(read, checksum) + read / warm read) = "
-            f"{1 / (read / min(read, checksum_mbps) + read / warm):.2f}×."
+            f"plain I/O at {size} MB: write+fsync {write:.0f} MB/s, cold read {read:.0f} MB/s, warm read "
+            f"{warm:.0f} MB/s. A verified restore reads every byte twice (checks it cold, then loads it from "
+            f"the page cache), so here it cannot beat 1 / (read / min(read, checksum) + read / warm read) = "
+            f"{ceiling:.2f}× a plain read, however it is implemented."
         )
     print()
     for row in summary:
@@ -334,10 +363,10 @@ def main() -> None:
                 f"{size} torch.save through the contract vs torch.save+fsync", row[4], 0.9, at_most=False
             )
             common.goal(f"{size} restore (verify) + torch.load vs torch.load", row[5], 0.9, at_most=False)
-    if any(r[1] < 0.9 or r[2] < 0.9 for r in summary):
+    if any(r[2] < 0.9 for r in summary):
         print(
-            "note: NOT MET rows are bounded by the ceilings above: the checksum is the contract's proof "
-            "that a checkpoint is whole, and a verified restore pays one extra pass over the bytes."
+            "note: restore (verify) is bounded by the two-pass ceiling above; restore (full=False) checks "
+            "sizes only and shows what the contract costs without the checksum pass."
         )
 
 

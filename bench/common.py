@@ -103,10 +103,13 @@ def heading(title: str) -> None:
 
 
 def bench_dir(prefix: str) -> Path:
-    """A fresh directory under $BENCH_DIR (default: the system temp dir); the caller removes it."""
+    """A fresh directory under $BENCH_DIR (default: the system temp dir), removed at exit whatever
+    happens (the benchmarks also remove it themselves as soon as they are done with it)."""
     base = os.environ.get("BENCH_DIR") or tempfile.gettempdir()
     Path(base).mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f"multispot-bench-{prefix}-", dir=base))
+    path = Path(tempfile.mkdtemp(prefix=f"multispot-bench-{prefix}-", dir=base))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def drop_caches() -> bool:
