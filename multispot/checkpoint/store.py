@@ -45,6 +45,7 @@ from multispot.checkpoint.manifest import (
 from multispot.provider import MultispotError
 
 CHUNK = 8 * 1024 * 1024  # large enough to run at storage bandwidth, small enough to stream
+WRITE_BUFFER = min(4, os.cpu_count() or 1) * CHUNK
 
 
 class CheckpointError(MultispotError):
@@ -374,7 +375,8 @@ class CheckpointWriter:
 
         target = self.store.open_write(f"{self._base}/{name}")
         raw = _HashingWriter(target, self.store.local, record, self._cancel)
-        return io.BufferedWriter(raw, buffer_size=CHUNK)
+        # Several digest chunks per raw write: they hash on as many cores while the bytes go out.
+        return io.BufferedWriter(raw, buffer_size=WRITE_BUFFER)
 
     def write_bytes(self, name: str, data: bytes) -> None:
         with self.open(name) as f:

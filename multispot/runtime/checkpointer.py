@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from importlib.metadata import entry_points
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from multispot.checkpoint import (
     CheckpointStore,
@@ -28,6 +28,8 @@ from multispot.runtime.notice import FileNoticeSource, Hook, NoticeSource, Preem
 
 # 128 + SIGTERM: the conventional status of a process stopped by SIGTERM, so a supervisor or a
 # person reading the exit status sees the run stopped on purpose for a preemption.
+T = TypeVar("T")
+
 EXIT_PREEMPTED = 143
 NOTICE_MARGIN = 1.0  # seconds of the notice kept back for flushing and exiting
 
@@ -168,6 +170,34 @@ class Checkpointer:
         self.restored = self.store.restore(manifest.step)
         self.last_saved_step = manifest.step
         return self.restored
+
+    def restore_with(self, load: Callable[[RestoredCheckpoint], T]) -> T | None:
+        """``load`` the newest checkpoint that verifies, verifying while it loads.
+
+        Verification and ``load`` read the same files at once, so a restore costs about one pass
+        over the data instead of two. What ``load`` returned is used only if the checksums match;
+        otherwise the next older checkpoint is tried. None on a fresh start.
+        """
+        for step in reversed(self.store.steps()):
+            if not self.store.verify(step, full=False).ok:
+                continue
+            manifest = self.store.manifest(step)
+            if manifest is None:
+                continue
+            candidate = RestoredCheckpoint(self.store, manifest)
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="multispot-verify") as pool:
+                verdict = pool.submit(self.store.verify, step, True)
+                try:
+                    loaded = load(candidate)
+                except Exception:
+                    if verdict.result().ok:
+                        raise  # the files are fine: the error is the loader's
+                    continue
+                if not verdict.result().ok:
+                    continue
+            self.restored, self.last_saved_step = candidate, step
+            return loaded
+        return None
 
     def should_save(self, step: int | None = None) -> bool:
         """Time to save: the notice came, the interval has passed, or ``step`` is a multiple of

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from multispot.checkpoint import CheckpointWriter, Manifest
+from multispot.checkpoint import CheckpointWriter, Manifest, RestoredCheckpoint
 from multispot.runtime.checkpointer import Checkpointer
 
 STATE_FILE = "state.pt"
@@ -48,8 +48,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 class _HostBuffers:
-    """Pinned host buffers for snapshots of device tensors, kept and reused from one snapshot to
-    the next: pinning is slow and fresh pageable memory is slower still to copy into."""
+    """Host buffers for snapshots, kept and reused from one snapshot to the next (pinned for device
+    tensors): pinning is slow, and copying into fresh memory pays a page fault per page."""
 
     def __init__(self) -> None:
         self.buffers: dict[str, torch.Tensor] = {}
@@ -57,13 +57,12 @@ class _HostBuffers:
     def copy(self, obj: Any, path: str = "") -> Any:
         if isinstance(obj, torch.Tensor):
             tensor = obj.detach()
-            if tensor.device.type == "cpu":
-                return tensor.clone()
             buffer = self.buffers.get(path)
             if buffer is None or buffer.shape != tensor.shape or buffer.dtype != tensor.dtype:
-                buffer = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=torch.cuda.is_available())
+                pinned = tensor.device.type != "cpu" and torch.cuda.is_available()
+                buffer = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=pinned)
                 self.buffers[path] = buffer
-            buffer.copy_(tensor, non_blocking=True)
+            buffer.copy_(tensor, non_blocking=tensor.device.type != "cpu")
             return buffer
         if isinstance(obj, dict):
             return {key: self.copy(value, f"{path}/{key}") for key, value in obj.items()}
@@ -161,12 +160,16 @@ class TrainingState:
         return ckpt.save_async(self.step, write, total_steps=total_steps, metadata={"epoch": self.epoch})
 
     def restore(self, ckpt: Checkpointer, map_location: Any = "cpu") -> bool:
-        """Load the newest valid checkpoint; False on a fresh start."""
-        restored = ckpt.restore()
-        if restored is None:
+        """Load the newest valid checkpoint (verified while it loads); False on a fresh start."""
+
+        def load(restored: RestoredCheckpoint) -> dict[str, Any]:
+            with restored.open(STATE_FILE) as f:
+                loaded: dict[str, Any] = torch.load(f, map_location=map_location, weights_only=True)
+            return loaded
+
+        state = ckpt.restore_with(load)
+        if state is None:
             return False
-        with restored.open(STATE_FILE) as f:
-            state = torch.load(f, map_location=map_location, weights_only=True)
         self.load_state_dict(state)
         return True
 

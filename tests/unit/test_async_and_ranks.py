@@ -9,6 +9,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -247,3 +248,47 @@ def test_checkpointer_ranks_other_than_zero_do_not_run_retention(tmp_path: Path)
     assert CheckpointStore(uri).steps() == [1, 2, 3, 4]  # rank 1 posted and deleted nothing
     save(rank0, "r0")
     assert CheckpointStore(uri).steps() == [4]  # rank 0 committed, then kept the newest one
+
+
+# --------------------------------------------------------------------------- verify while loading
+
+
+def test_restore_with_verifies_while_loading_and_falls_back(tmp_path: Path) -> None:
+    uri = tmp_path.as_uri()
+    for step, payload in ((1, b"old" * 1000), (2, b"new" * 1000)):
+        with CheckpointStore(uri).writer(step) as w:
+            w.write_bytes("a", payload)
+    ckpt = Checkpointer(uri, env=env(uri))
+    assert ckpt.restore_with(lambda r: r.read_bytes("a")) == b"new" * 1000
+    assert ckpt.restored is not None and ckpt.restored.step == 2 and ckpt.last_saved_step == 2
+
+    path = tmp_path / "step-000000000002" / "a"
+    path.write_bytes(b"bad" * 1000)  # same size: only the checksum can tell
+    fresh = Checkpointer(uri, env=env(uri))
+    loaded = fresh.restore_with(lambda r: r.read_bytes("a"))
+    assert loaded == b"old" * 1000, "what was loaded from the corrupt step must be thrown away"
+    assert fresh.restored is not None and fresh.restored.step == 1
+
+
+def test_restore_with_a_loader_error(tmp_path: Path) -> None:
+    uri = tmp_path.as_uri()
+    for step in (1, 2):
+        with CheckpointStore(uri).writer(step) as w:
+            w.write_bytes("a", b"%d" % step)
+    ckpt = Checkpointer(uri, env=env(uri))
+
+    def broken_loader(restored: object) -> None:
+        raise KeyError("the script's own bug")
+
+    with pytest.raises(KeyError):  # valid files: the error is the loader's, not hidden by a fallback
+        ckpt.restore_with(broken_loader)
+    (tmp_path / "step-000000000002" / "a").write_bytes(b"x")  # corrupt (same size) and unloadable
+
+    def picky(restored: Any) -> bytes:
+        data: bytes = restored.read_bytes("a")
+        if data == b"x":
+            raise ValueError("cannot parse")
+        return data
+
+    assert Checkpointer(uri, env=env(uri)).restore_with(picky) == b"1"
+    assert Checkpointer((tmp_path / "none").as_uri(), env=env(uri)).restore_with(picky) is None
