@@ -22,6 +22,8 @@ import common
 
 from multispot.checkpoint import CheckpointStore
 from multispot.checkpoint.store import CHUNK
+from multispot.runtime import Checkpointer
+from multispot.runtime.env import JobEnv
 
 MB = common.MB
 NAME = "state.bin"
@@ -185,10 +187,16 @@ class Bench:
             torch.load(path, weights_only=True)
 
         def restore_load(full: bool) -> Callable[[], None]:
-            def run() -> None:
-                restored = CheckpointStore(self.uri).restore(step, full=full)
+            def load(restored: Any) -> Any:
                 with restored.open(TORCH_NAME) as f:
-                    torch.load(f, weights_only=True)
+                    return torch.load(f, weights_only=True)
+
+            def run() -> None:
+                if full:  # as TrainingState.restore does it: verification runs while torch.load reads
+                    env = JobEnv("bench", 1, "manual", self.uri, None, 30.0)
+                    Checkpointer(self.uri, env=env).restore_with(load)
+                else:
+                    load(CheckpointStore(self.uri).restore(step, full=False))
 
             return run
 
