@@ -241,21 +241,30 @@ class Run:
         self.store.request_cancel(self.id)
         self.ensure_driven()
 
-    def logs(self, follow: bool = False, attempt: int | None = None) -> Iterator[str]:
-        """The job's output, attempt after attempt (each begins with a header line)."""
+    def log_lines(self, follow: bool = False, attempt: int | None = None) -> Iterator[tuple[Attempt, str]]:
+        """(attempt, line) for the job's output, attempt after attempt."""
         shown = 0
         while True:
             over = self.status.job_terminal  # read first: attempts listed after it are complete
             started = [a for a in self.attempts if a.handle is not None and attempt in (None, a.n)]
             for item in started[shown:]:
                 assert item.handle is not None
-                yield f"--- attempt {item.n} ({item.placement}) ---\n"
                 newest = item is started[-1] and not over
-                yield from registry.get(item.handle.provider).logs(item.handle, follow=follow and newest)
+                for line in registry.get(item.handle.provider).logs(item.handle, follow=follow and newest):
+                    yield item, line
             shown = len(started)
             if not follow or over or attempt is not None:
                 return
             time.sleep(0.3)
+
+    def logs(self, follow: bool = False, attempt: int | None = None) -> Iterator[str]:
+        """The job's output, attempt after attempt (each begins with a header line)."""
+        current = None
+        for item, line in self.log_lines(follow, attempt):
+            if item.n != current:
+                current = item.n
+                yield f"--- attempt {item.n} ({item.placement}) ---\n"
+            yield line
 
     def cost(self) -> CostReport:
         attempts = self.attempts

@@ -159,18 +159,22 @@ def status(job: str, output: str) -> None:
 
 @cli.command()
 @click.argument("job")
+@output_option
 @handles_errors
-def watch(job: str) -> None:
+def watch(job: str, output: str) -> None:
     """Follow JOB until it ends, restarting its controller if it died."""
     from multispot import api
 
     run = api.get(job)
     run.ensure_driven()
     try:
-        state = run.wait(show=True)
+        state = run.wait(show=output != "json")
     except KeyboardInterrupt:
         sys.exit(0)
-    _print_status(run)
+    if output == "json":
+        _emit_json(run.to_dict())
+    else:
+        _print_status(run)
     sys.exit(0 if state.value == "SUCCEEDED" else 1)
 
 
@@ -178,34 +182,44 @@ def watch(job: str) -> None:
 @click.argument("job")
 @click.option("--follow", "-f", is_flag=True, help="keep printing until the job ends")
 @click.option("--attempt", "-a", type=int, help="only this attempt")
+@output_option
 @handles_errors
-def logs(job: str, follow: bool, attempt: int | None) -> None:
-    """The output of JOB's attempts."""
+def logs(job: str, follow: bool, attempt: int | None, output: str) -> None:
+    """The output of JOB's attempts (json: one {"attempt", "line"} object per line)."""
     from multispot import api
 
     run = api.get(job)
     if follow:
         run.ensure_driven()
     try:
-        for line in run.logs(follow=follow, attempt=attempt):
-            click.echo(line, nl=False)
+        if output == "json":
+            for item, line in run.log_lines(follow=follow, attempt=attempt):
+                click.echo(json.dumps({"attempt": item.n, "line": line.rstrip("\n")}))
+        else:
+            for text in run.logs(follow=follow, attempt=attempt):
+                click.echo(text, nl=False)
     except KeyboardInterrupt:
         pass
 
 
 @cli.command()
 @click.argument("job")
+@output_option
 @handles_errors
-def cancel(job: str) -> None:
+def cancel(job: str, output: str) -> None:
     """Stop JOB: the running attempt is cancelled and no new one is started."""
     from multispot import api
 
     run = api.get(job)
-    if run.status.job_terminal:
+    ended = run.status.job_terminal
+    if not ended:
+        run.cancel()
+    if output == "json":
+        _emit_json({"id": run.id, "state": run.status.value, "cancel_requested": not ended})
+    elif ended:
         click.echo(f"{run.id} already ended: {run.status.value}")
-        return
-    run.cancel()
-    click.echo(f"cancelling {run.id}")
+    else:
+        click.echo(f"cancelling {run.id}")
 
 
 @cli.command(name="list")

@@ -152,6 +152,14 @@ def test_submit_with_preemptions_resumes_and_status_shows_it(tmp_path: Path, hom
     logs = cli(home, "logs", job_id).stdout
     assert logs.count("worker: resumed from step") == 2
     assert "--- attempt 3" in logs
+    records = [json.loads(line) for line in cli(home, "logs", job_id, "-o", "json").stdout.splitlines()]
+    assert {r["attempt"] for r in records} == {1, 2, 3}
+    assert [r["line"] for r in records if r["attempt"] == 3][-1].startswith("worker: done")
+    assert len(records) == len([line for line in logs.splitlines() if not line.startswith("--- attempt")])
+    watched = json.loads(cli(home, "watch", job_id, "-o", "json").stdout)
+    assert watched["state"] == "SUCCEEDED" and watched["id"] == job_id
+    ended = json.loads(cli(home, "cancel", job_id, "-o", "json").stdout)
+    assert ended == {"id": job_id, "state": "SUCCEEDED", "cancel_requested": False}
     listing = cli(home, "list", "--output", "json")
     assert [j["id"] for j in json.loads(listing.stdout)] == [job_id]
     checkpoints = json.loads(cli(home, "checkpoints", job_id, "--output", "json").stdout)
@@ -202,7 +210,8 @@ def test_cancel_stops_a_running_job(tmp_path: Path, home: Path) -> None:
     while json.loads(cli(home, "status", job_id, "--output", "json").stdout)["state"] != "RUNNING":
         assert time.time() < deadline
         time.sleep(0.3)
-    assert cli(home, "cancel", job_id).returncode == 0
+    cancelled = cli(home, "cancel", job_id, "--output", "json")
+    assert cancelled.returncode == 0 and json.loads(cancelled.stdout)["cancel_requested"] is True
     while (
         state := json.loads(cli(home, "status", job_id, "--output", "json").stdout)["state"]
     ) != "CANCELLED":
