@@ -42,7 +42,7 @@ def main() -> None:
         return
     os.environ.pop("MULTISPOT_NOTICE_FILE", None)  # no notice poller: this measures saves only
 
-    from multispot.runtime import Checkpointer, JobEnv
+    from multispot.runtime import Checkpointer
     from multispot.runtime.pytorch import TrainingState
 
     if args.threads:
@@ -87,16 +87,7 @@ def main() -> None:
     def checkpointer() -> Checkpointer:
         nonlocal count
         count += 1
-        uri = (root / f"run{count}").as_uri()
-        env = JobEnv(
-            job_id="bench",
-            attempt=1,
-            provider="manual",
-            checkpoint_uri=uri,
-            output_uri=None,
-            notice_seconds=120,
-        )
-        return Checkpointer(uri, env=env, interval=1e9, keep=2)
+        return common.checkpointer(root / f"run{count}", keep=2)
 
     # How long one sync save takes here (a warm-up too), to space saves so an async one can finish
     # in between.

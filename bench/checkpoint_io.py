@@ -22,8 +22,6 @@ import common
 
 from multispot.checkpoint import CheckpointStore
 from multispot.checkpoint.store import CHUNK
-from multispot.runtime import Checkpointer
-from multispot.runtime.env import JobEnv
 
 MB = common.MB
 NAME = "state.bin"
@@ -193,8 +191,7 @@ class Bench:
 
             def run() -> None:
                 if full:  # as TrainingState.restore does it: verification runs while torch.load reads
-                    env = JobEnv("bench", 1, "manual", self.uri, None, 30.0)
-                    Checkpointer(self.uri, env=env).restore_with(load)
+                    common.checkpointer(self.root / "ckpt").restore_with(load)
                 else:
                     load(CheckpointStore(self.uri).restore(step, full=False))
 

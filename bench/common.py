@@ -271,3 +271,26 @@ def banner(name: str, quick: bool) -> None:
     busy = _busy_seconds()
     if busy is not None:
         atexit.register(_report_others, busy, _own_seconds(), time.monotonic())
+
+
+def checkpointer(
+    directory: Path, *, keep: int = 3, every_steps: int | None = None, provider: str = "manual"
+) -> Any:
+    """A Checkpointer on ``directory`` that needs no job environment and never saves on its own.
+
+    multispot is imported here, not at the top, so a benchmark can time things before it is loaded.
+    """
+    from multispot.runtime import Checkpointer, JobEnv
+
+    uri = directory.as_uri()
+    env = JobEnv(
+        job_id="bench",
+        attempt=1,
+        provider=provider,
+        checkpoint_uri=uri,
+        output_uri=None,
+        notice_seconds=120.0,
+        checkpoint_keep=keep,
+        checkpoint_every_steps=every_steps,
+    )
+    return Checkpointer(uri, env=env, interval=1e9, keep=keep)

@@ -42,8 +42,9 @@ def main() -> int:
         print("gpu_checkpoint: no CUDA device: skipped")
         return 0
 
+    import common
+
     from multispot.runtime import Checkpointer
-    from multispot.runtime.env import JobEnv
     from multispot.runtime.pytorch import TrainingState
 
     device = torch.device("cuda")
@@ -104,17 +105,7 @@ def main() -> int:
         path.unlink()
 
         def checkpointer(name: str) -> Checkpointer:
-            uri = (root / name).as_uri()
-            env = JobEnv(
-                job_id="bench",
-                attempt=1,
-                provider="manual",
-                checkpoint_uri=uri,
-                output_uri=None,
-                notice_seconds=120.0,
-                checkpoint_keep=1,
-            )
-            return Checkpointer(uri, env=env, interval=1e9, keep=1)
+            return common.checkpointer(root / name, keep=1)
 
         print(f"torch.save + fsync: {plain_save:.2f}s; torch.load to GPU: {plain_load:.2f}s", flush=True)
         # multispot sync save

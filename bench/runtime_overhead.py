@@ -51,20 +51,10 @@ def main() -> None:
         # Phase 2: a Checkpointer as a job gets it: the notice watch is installed (SIGTERM handler,
         # and a poller for the local provider's notice file, which never appears here).
         os.environ["MULTISPOT_NOTICE_FILE"] = str(root / "notice.json")
-        from multispot.runtime import Checkpointer, JobEnv
+        from multispot.runtime import Checkpointer
 
         def checkpointer(every_steps: int | None) -> Checkpointer:
-            uri = (root / "ckpt").as_uri()
-            env = JobEnv(
-                job_id="bench",
-                attempt=1,
-                provider="local",
-                checkpoint_uri=uri,
-                output_uri=None,
-                notice_seconds=120,
-                checkpoint_every_steps=every_steps,
-            )
-            return Checkpointer(uri, env=env, interval=1e9)
+            return common.checkpointer(root / "ckpt", every_steps=every_steps, provider="local")
 
         by_time = checkpointer(None)
         by_steps = checkpointer(10**12)
