@@ -14,7 +14,7 @@ from typing import Any
 from multispot import registry
 from multispot.billing import CostReport, cost_report
 from multispot.checkpoint import CheckpointStore
-from multispot.controller import STALE_AFTER, candidates, ensure_controller, spawn
+from multispot.controller import STALE_AFTER, candidates, ensure_controller, record_candidates, spawn
 from multispot.job import Job, JobSpecError
 from multispot.policy.interval import IntervalAdvice, advise
 from multispot.provider import LaunchContext, ValidationFailed
@@ -269,8 +269,7 @@ class Run:
     def cost(self) -> CostReport:
         attempts = self.attempts
         on_demand = None
-        record = self.record
-        for placement in candidates(self.job, record.provider, bool(record.options.get("only_provider"))):
+        for placement in record_candidates(self.job, self.record):
             if placement.market == "on-demand" and placement.price_per_hour is not None:
                 on_demand = placement.price_per_hour
                 break

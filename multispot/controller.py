@@ -54,6 +54,11 @@ def candidates(job: Job, provider_name: str, only: bool = False) -> list[Placeme
     return out
 
 
+def record_candidates(job: Job, record: JobRecord) -> list[Placement]:
+    """The candidates of a submitted job, restricted as it was submitted (``--provider``)."""
+    return candidates(job, record.provider, bool(record.options.get("only_provider")))
+
+
 class Controller:
     def __init__(
         self,
@@ -135,7 +140,7 @@ class Controller:
             PolicyContext(
                 job,
                 attempts,
-                candidates(job, record.provider, bool(record.options.get("only_provider"))),
+                record_candidates(job, record),
                 time.time(),
                 record.created,
             )
@@ -213,12 +218,10 @@ class Controller:
             changes["native_state"] = status.native_state
         if status.interruptions != attempt.interruptions:
             changes["interruptions"] = status.interruptions
-        if status.started is not None and attempt.started is None:
-            changes["started"] = status.started
+        if attempt.started is None and (status.started is not None or status.state is JobState.RUNNING):
+            changes["started"] = status.started or time.time()
         if status.state != attempt.state:
             changes["state"] = status.state
-            if status.state is JobState.RUNNING and attempt.started is None:
-                changes["started"] = status.started or time.time()
             if status.state is JobState.RUNNING or (
                 status.state.terminal and attempt.state is not JobState.RUNNING
             ):
