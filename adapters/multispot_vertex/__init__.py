@@ -1,0 +1,1 @@
+"""multispot provider for vertex (placeholder until the adapter lands)."""

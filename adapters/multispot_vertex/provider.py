@@ -1,0 +1,299 @@
+"""The Vertex AI provider: one attempt = one CustomJob on Spot (or standard) VMs.
+
+I/O goes through ``google-cloud-aiplatform``'s low-level ``aiplatform_v1.JobServiceClient``
+(no global init state, injectable transport), Cloud Logging's client for logs, gcsfs for the
+source tarball, and BigQuery for the measured cost (``billing.py``). Every SDK is imported
+inside the function that needs it, so ``multispot --help`` never loads one.
+
+Endpoints: the regional ``{region}-aiplatform.googleapis.com`` by default. For emulators and
+fakes (never used against Google): ``MULTISPOT_VERTEX_EMULATOR_HOST=host:port`` (plaintext gRPC,
+anonymous credentials) and ``MULTISPOT_VERTEX_LOGGING_EMULATOR_HOST=http://host:port``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import os
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from multispot.billing import MeasuredCost
+from multispot.job import Job
+from multispot.provider import (
+    Capability,
+    CapacityError,
+    JobNotFound,
+    LaunchContext,
+    ProviderError,
+    ValidationFailed,
+)
+from multispot.status import Attempt, Handle, Placement, ProviderStatus, Usage
+from multispot_vertex import translate
+
+if TYPE_CHECKING:
+    from google.cloud.aiplatform_v1 import JobServiceClient
+
+EMULATOR_ENV = "MULTISPOT_VERTEX_EMULATOR_HOST"
+LOGGING_EMULATOR_ENV = "MULTISPOT_VERTEX_LOGGING_EMULATOR_HOST"
+LOG_POLL_SECONDS = 2.0
+
+
+class VertexProvider:
+    name = translate.NAME
+    capabilities = (
+        Capability("spot", True, "Scheduling.strategy SPOT; preempted and queued time is not billed"),
+        Capability("multi_node", True, "worker pool 0 is the primary replica, pool 1 the other nodes"),
+        Capability("accelerators", True, "machine type and GPU type/count from the catalog"),
+        Capability("image", True, "custom container; source_dir ships as a tarball read through /gcs"),
+        Capability("logs", True, "Cloud Logging, resource.type=ml_job"),
+        Capability(
+            "interruption_count",
+            False,
+            "the CustomJob API does not report in-place worker restarts; only preemptions that end "
+            "the job are seen",
+        ),
+    )
+
+    def __init__(self) -> None:
+        self._clients: dict[str, JobServiceClient] = {}
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------- planning
+
+    def notice_seconds(self, job: Job) -> float:
+        return translate.NOTICE_SECONDS
+
+    def placements(self, job: Job) -> list[Placement]:
+        opts = translate.options(job)
+        markets = {"spot": ["spot"], "on-demand": ["on-demand"], "fallback": ["spot", "on-demand"]}[
+            job.spot.policy
+        ]
+        regions = [str(opts["region"])] if opts.get("region") else None
+        out: list[Placement] = []
+        for market in markets:
+            out += self._market_placements(job, market, regions)
+        return out
+
+    def _market_placements(self, job: Job, market: str, regions: list[str] | None) -> list[Placement]:
+        nodes = job.resources.nodes
+        catalog = translate.load_catalog()
+        if catalog is not None and (
+            job.resources.accelerator or job.resources.cpus or not job.resources.instance_type
+        ):
+            try:
+                offers = catalog.matches(self.name, job.resources, regions=regions, market=market)
+            except Exception as exc:
+                if job.resources.instance_type:
+                    offers = []
+                else:
+                    raise ProviderError(str(exc)) from exc
+            if offers:
+                return [
+                    Placement(self.name, market, o.region, o.instance_type, nodes, o.price(market))
+                    for o in offers
+                ]
+        if job.resources.instance_type:
+            region = (regions or [translate.DEFAULT_REGION])[0]
+            return [Placement(self.name, market, region, job.resources.instance_type, nodes, None)]
+        raise ValidationFailed(
+            self.name, [("resources", "give an accelerator or an instance_type (machine type)")]
+        )
+
+    def default_uri(self, kind: str, job_id: str, job: Job) -> str:
+        uri = translate.default_uri(job, kind, job_id)
+        if uri is None:
+            raise ValidationFailed(
+                self.name,
+                [
+                    (
+                        "checkpoint.uri" if kind == "checkpoints" else "output_uri",
+                        f"give a gs:// URI, or set provider_options.{self.name}.staging_bucket",
+                    )
+                ],
+            )
+        return uri
+
+    def validate(self, job: Job, placement: Placement) -> None:
+        problems = translate.validation_problems(job, placement)
+        if problems:
+            raise ValidationFailed(self.name, problems)
+
+    def render(self, job: Job, placement: Placement, ctx: LaunchContext) -> dict[str, Any]:
+        return translate.render(job, placement, ctx)
+
+    # ----------------------------------------------------------------- clients
+
+    def _client(self, region: str) -> JobServiceClient:
+        emulator = os.environ.get(EMULATOR_ENV)
+        key = f"emulator:{emulator}" if emulator else region
+        with self._lock:
+            if key not in self._clients:
+                from google.cloud import aiplatform_v1
+
+                if emulator:
+                    import grpc
+                    from google.cloud.aiplatform_v1.services.job_service.transports.grpc import (
+                        JobServiceGrpcTransport,
+                    )
+
+                    transport = JobServiceGrpcTransport(channel=grpc.insecure_channel(emulator))
+                    self._clients[key] = aiplatform_v1.JobServiceClient(transport=transport)
+                else:
+                    self._clients[key] = aiplatform_v1.JobServiceClient(
+                        client_options={"api_endpoint": f"{region}-aiplatform.googleapis.com"}
+                    )
+            return self._clients[key]
+
+    def _project(self, job: Job) -> str:
+        project = translate.options(job).get("project") or os.environ.get("GOOGLE_CLOUD_PROJECT")
+        if not project:
+            raise ValidationFailed(
+                self.name,
+                [
+                    (
+                        f"provider_options.{self.name}.project",
+                        "set the project id (or export GOOGLE_CLOUD_PROJECT)",
+                    )
+                ],
+            )
+        return str(project)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def submit(self, job: Job, placement: Placement, ctx: LaunchContext) -> Handle:
+        from google.api_core import exceptions
+        from google.cloud import aiplatform_v1
+
+        self.validate(job, placement)
+        project = self._project(job)
+        region = placement.region or str(translate.options(job).get("region") or translate.DEFAULT_REGION)
+        parent = f"projects/{project}/locations/{region}"
+        data = {"project": project, "region": region}
+        table = translate.options(job).get("billing_export_table")
+        if table:
+            data["billing_export_table"] = str(table)
+        client = self._client(region)
+        try:
+            existing = list(
+                client.list_custom_jobs(
+                    request={"parent": parent, "filter": translate.list_filter(ctx.job_id, ctx.attempt)}
+                )
+            )
+            if existing:  # a retried submit: the attempt already exists
+                return Handle(self.name, existing[0].name, data)
+            tarball = translate.source_tarball_uri(job, ctx.job_id)
+            if tarball and job.source_dir:
+                upload_source(job.source_dir, tarball)
+            request = translate.render(job, placement, ctx)
+            custom_job = aiplatform_v1.CustomJob.from_json(json.dumps(request))
+            created = client.create_custom_job(parent=parent, custom_job=custom_job)
+        except exceptions.ResourceExhausted as exc:
+            raise CapacityError(f"Vertex quota or capacity exhausted in {region}: {exc.message}") from exc
+        except exceptions.InvalidArgument as exc:
+            raise ProviderError(f"Vertex rejected the CustomJob: {exc.message}") from exc
+        except exceptions.GoogleAPICallError as exc:
+            raise ProviderError(f"Vertex call failed: {exc}") from exc
+        return Handle(self.name, created.name, data)
+
+    def _get(self, handle: Handle) -> dict[str, Any]:
+        from google.api_core import exceptions
+        from google.cloud import aiplatform_v1
+        from google.protobuf import json_format
+
+        try:
+            job = self._client(str(handle.data.get("region", translate.DEFAULT_REGION))).get_custom_job(
+                name=handle.id
+            )
+        except exceptions.NotFound as exc:
+            raise JobNotFound(f"Vertex has no custom job {handle.id}") from exc
+        except exceptions.GoogleAPICallError as exc:
+            raise ProviderError(f"Vertex call failed: {exc}") from exc
+        return dict(json_format.MessageToDict(aiplatform_v1.CustomJob.pb(job)))
+
+    def status(self, handle: Handle) -> ProviderStatus:
+        job = self._get(handle)
+        state, message, native = translate.native_status(job)
+        started, ended = translate.times(job)
+        return ProviderStatus(state, message, 0, native, started, ended)
+
+    def cancel(self, handle: Handle) -> None:
+        from google.api_core import exceptions
+
+        try:
+            self._client(str(handle.data.get("region", translate.DEFAULT_REGION))).cancel_custom_job(
+                name=handle.id
+            )
+        except exceptions.FailedPrecondition:
+            pass  # already over
+        except exceptions.NotFound as exc:
+            raise JobNotFound(f"Vertex has no custom job {handle.id}") from exc
+
+    def usage(self, handle: Handle) -> Usage:
+        return translate.usage(self._get(handle))
+
+    def logs(self, handle: Handle, follow: bool = False) -> Iterator[str]:
+        cloud_logging: Any = importlib.import_module("google.cloud.logging")  # untyped package
+
+        project = str(handle.data.get("project") or handle.id.split("/")[1])
+        job_id = handle.id.rsplit("/", 1)[-1]
+        emulator = os.environ.get(LOGGING_EMULATOR_ENV)
+        if emulator:
+            from google.auth.credentials import AnonymousCredentials
+
+            client = cloud_logging.Client(
+                project=project,
+                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                _use_grpc=False,
+                client_options={"api_endpoint": emulator},
+            )
+        else:
+            client = cloud_logging.Client(project=project)
+        base = f'resource.type="ml_job" AND resource.labels.job_id="{job_id}"'
+        last = ""
+        while True:
+            query = base + (f' AND timestamp>"{last}"' if last else "")
+            for entry in client.list_entries(
+                resource_names=[f"projects/{project}"], filter_=query, order_by=cloud_logging.ASCENDING
+            ):
+                payload = entry.payload
+                if isinstance(payload, dict):
+                    payload = payload.get("message", json.dumps(payload))
+                text = str(payload)
+                yield text if text.endswith("\n") else text + "\n"
+                if entry.timestamp is not None:
+                    last = entry.timestamp.isoformat().replace("+00:00", "Z")
+            if not follow or self.status(handle).state.terminal:
+                return
+            time.sleep(LOG_POLL_SECONDS)
+
+    # ----------------------------------------------------------------- billing
+
+    def measured_cost(self, job_id: str, attempts: list[Attempt]) -> MeasuredCost | None:
+        from multispot_vertex.billing import measured_cost
+
+        return measured_cost(job_id, attempts)
+
+
+def upload_source(source_dir: str, uri: str) -> None:
+    """Pack source_dir into a tar.gz and upload it once (the container unpacks it from /gcs)."""
+    os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+    import gcsfs
+
+    fs = gcsfs.GCSFileSystem()
+    path = uri.split("://", 1)[1]
+    if fs.exists(path):
+        return
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(source_dir, arcname=".", filter=_skip_caches)
+    fs.pipe_file(path, buffer.getvalue())
+
+
+def _skip_caches(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    name = info.name.rsplit("/", 1)[-1]
+    return None if name in ("__pycache__", ".git", ".venv", "checkpoints", "outputs") else info

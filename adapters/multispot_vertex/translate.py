@@ -1,0 +1,404 @@
+"""Pure translation for Vertex AI: Job + Placement + LaunchContext → CustomJob (protobuf JSON form).
+
+Nothing here does I/O or imports the Google SDK: the request is built as the protobuf JSON
+mapping of ``google.cloud.aiplatform_v1.CustomJob`` (camelCase keys, enum names, durations as
+``"3600s"``), which the tests parse back strictly into the proto type, and which the provider
+turns into the message with ``json_format.ParseDict``. Also here: option validation, Vertex's
+limits, the state table, and usage parsing from a CustomJob read back from the service.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from multispot.provider import LaunchContext, UnknownProviderState
+from multispot.status import JobState, Placement, Usage
+
+if TYPE_CHECKING:
+    from multispot.job import Job
+
+NAME = "vertex"
+DEFAULT_REGION = "us-central1"
+NOTICE_SECONDS = 30.0  # Spot VMs: 30 s between the soft and the hard off (GCE preemption)
+FUSE_ROOT = "/gcs"  # Cloud Storage FUSE mount inside Vertex custom-job containers
+
+# ----------------------------------------------------------------- Vertex limits (checked before upload)
+MAX_DISPLAY_NAME = 128
+MAX_LABELS = 64
+MAX_LABEL_LENGTH = 63  # keys and values
+LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+MAX_WORKER_POOLS = 4  # 0 primary, 1 workers, 2 parameter/reduction server, 3 evaluator
+ACCELERATOR_COUNTS = (1, 2, 4, 8, 16)
+MIN_BOOT_DISK_GB = 100
+MAX_BOOT_DISK_GB = 64_000
+BOOT_DISK_TYPES = ("pd-ssd", "pd-standard", "hyperdisk-balanced")
+JOB_LABEL = "multispot-job-id"
+ATTEMPT_LABEL = "multispot-attempt"
+
+# Canonical accelerator → Vertex AcceleratorType, used when the catalog has no offer for the shape.
+ACCELERATOR_TYPES = {
+    "T4": "NVIDIA_TESLA_T4",
+    "V100": "NVIDIA_TESLA_V100",
+    "P100": "NVIDIA_TESLA_P100",
+    "P4": "NVIDIA_TESLA_P4",
+    "A100": "NVIDIA_TESLA_A100",
+    "A100-80GB": "NVIDIA_A100_80GB",
+    "L4": "NVIDIA_L4",
+    "H100": "NVIDIA_H100_80GB",
+}
+
+OPTIONS = {
+    "project": "Google Cloud project id (default: $GOOGLE_CLOUD_PROJECT)",
+    "region": "region to run in, e.g. us-central1 (default: cheapest catalog region)",
+    "service_account": "service account the job runs as",
+    "network": "full VPC network name, projects/NUMBER/global/networks/NAME",
+    "staging_bucket": "gs://bucket[/prefix] for default checkpoint/output URIs and the source tarball",
+    "boot_disk_gb": f"boot disk size per replica, {MIN_BOOT_DISK_GB}-{MAX_BOOT_DISK_GB} (default 100)",
+    "boot_disk_type": f"one of {', '.join(BOOT_DISK_TYPES)}",
+    "restart_job_on_worker_restart": "restart every replica when one restarts (default: true when nodes > 1)",
+    "billing_export_table": "BigQuery table of the Cloud Billing export, project.dataset.table",
+}
+
+# Vertex JobState → JobState. FAILED is refined by the error (preempted / no capacity), see native_status.
+STATES = {
+    "JOB_STATE_QUEUED": JobState.SUBMITTED,
+    "JOB_STATE_PENDING": JobState.STARTING,
+    "JOB_STATE_RUNNING": JobState.RUNNING,
+    "JOB_STATE_UPDATING": JobState.RUNNING,
+    "JOB_STATE_CANCELLING": JobState.RUNNING,  # still billed until CANCELLED
+    "JOB_STATE_PAUSED": JobState.STARTING,
+    "JOB_STATE_SUCCEEDED": JobState.SUCCEEDED,
+    "JOB_STATE_FAILED": JobState.FAILED,
+    "JOB_STATE_CANCELLED": JobState.CANCELLED,
+    "JOB_STATE_EXPIRED": JobState.TIMED_OUT,
+    "JOB_STATE_PARTIALLY_SUCCEEDED": JobState.FAILED,
+}
+PREEMPTED_ERROR = re.compile(r"preempt|spot (vm|capacity) .*reclaim", re.IGNORECASE)
+NO_CAPACITY_ERROR = re.compile(r"stockout|resources are insufficient|quota", re.IGNORECASE)
+
+
+# ----------------------------------------------------------------- options and validation
+
+
+def options(job: Job) -> dict[str, Any]:
+    return dict(job.provider_options.get(NAME, {}))
+
+
+def validation_problems(job: Job, placement: Placement | None = None) -> list[tuple[str, str]]:
+    """Every reason Vertex cannot take this job, as (field path, fix)."""
+    problems: list[tuple[str, str]] = []
+    opts = options(job)
+    for key in opts:
+        if key not in OPTIONS:
+            problems.append(
+                (f"provider_options.{NAME}.{key}", f"unknown option: known are {', '.join(OPTIONS)}")
+            )
+    for key in ("project", "region", "service_account", "network", "billing_export_table"):
+        if key in opts and not (isinstance(opts[key], str) and opts[key].strip()):
+            problems.append((f"provider_options.{NAME}.{key}", "must be a non-empty string"))
+    if "network" in opts and isinstance(opts["network"], str) and not opts["network"].startswith("projects/"):
+        problems.append((f"provider_options.{NAME}.network", "write projects/NUMBER/global/networks/NAME"))
+    staging = opts.get("staging_bucket")
+    if staging is not None and not (isinstance(staging, str) and _is_gs(staging)):
+        problems.append((f"provider_options.{NAME}.staging_bucket", "write gs://bucket[/prefix]"))
+    if "boot_disk_gb" in opts:
+        size = opts["boot_disk_gb"]
+        if (
+            not isinstance(size, int)
+            or isinstance(size, bool)
+            or not MIN_BOOT_DISK_GB <= size <= MAX_BOOT_DISK_GB
+        ):
+            problems.append(
+                (
+                    f"provider_options.{NAME}.boot_disk_gb",
+                    f"an integer from {MIN_BOOT_DISK_GB} to {MAX_BOOT_DISK_GB}",
+                )
+            )
+    if "boot_disk_type" in opts and opts["boot_disk_type"] not in BOOT_DISK_TYPES:
+        problems.append(
+            (f"provider_options.{NAME}.boot_disk_type", f"use one of {', '.join(BOOT_DISK_TYPES)}")
+        )
+    if "restart_job_on_worker_restart" in opts and not isinstance(
+        opts["restart_job_on_worker_restart"], bool
+    ):
+        problems.append((f"provider_options.{NAME}.restart_job_on_worker_restart", "true or false"))
+    table = opts.get("billing_export_table")
+    if isinstance(table, str) and table.strip() and len(table.split(".")) != 3:
+        problems.append((f"provider_options.{NAME}.billing_export_table", "write project.dataset.table"))
+    if not job.image:
+        problems.append(
+            ("image", "Vertex runs a container: give an image, e.g. us-docker.pkg.dev/.../pytorch-gpu")
+        )
+    for path, uri in (("checkpoint.uri", job.checkpoint.uri), ("output_uri", job.output_uri)):
+        if uri is not None and not _is_gs(uri):
+            problems.append((path, f"{uri!r} is not reachable from Vertex: use a gs:// URI"))
+        if uri is None and staging is None:
+            problems.append((path, f"give a gs:// URI, or set provider_options.{NAME}.staging_bucket"))
+    if job.source_dir and staging is None:
+        problems.append(
+            ("source_dir", f"the source is uploaded as a tarball: set provider_options.{NAME}.staging_bucket")
+        )
+    for name, uri in job.inputs.items():
+        if not _is_gs(uri):
+            problems.append((f"inputs.{name}", f"{uri!r} is not reachable from Vertex: use a gs:// URI"))
+    count = job.resources.accelerator_count
+    if count and count not in ACCELERATOR_COUNTS:
+        problems.append(
+            (
+                "resources.accelerator",
+                f"Vertex attaches {', '.join(map(str, ACCELERATOR_COUNTS))} GPUs per replica",
+            )
+        )
+    tags = dict(job.tags)
+    if len(tags) + 2 > MAX_LABELS:
+        problems.append(("tags", f"Vertex allows {MAX_LABELS} labels and multispot uses 2: drop some tags"))
+    for key, value in tags.items():
+        if not LABEL_KEY.match(key):
+            problems.append(
+                (
+                    f"tags.{key}",
+                    "a Vertex label key: lowercase letters, digits, '_' or '-', starting with a letter, ≤63",
+                )
+            )
+        if not LABEL_VALUE.match(value):
+            problems.append(
+                (f"tags.{key}", "a Vertex label value: lowercase letters, digits, '_' or '-', ≤63")
+            )
+    if placement is not None and placement.market not in ("spot", "on-demand"):
+        problems.append(("spot.policy", f"unknown market {placement.market!r}"))
+    return problems
+
+
+def _is_gs(uri: str) -> bool:
+    return uri.startswith(("gs://", "gcs://")) and bool(uri.split("://", 1)[1].split("/")[0])
+
+
+def gs_uri(uri: str) -> str:
+    return "gs://" + uri.split("://", 1)[1] if uri.startswith("gcs://") else uri
+
+
+def fuse_path(uri: str) -> str:
+    """gs://bucket/path → /gcs/bucket/path: how Cloud Storage FUSE shows it inside the container."""
+    return f"{FUSE_ROOT}/{gs_uri(uri)[len('gs://') :]}".rstrip("/")
+
+
+def label_value(text: str) -> str:
+    """Any string as a valid label value: lowercase, invalid characters → '-', at most 63 long."""
+    return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:MAX_LABEL_LENGTH]
+
+
+def source_tarball_uri(job: Job, job_id: str) -> str | None:
+    staging = options(job).get("staging_bucket")
+    if not job.source_dir or not staging:
+        return None
+    return f"{gs_uri(str(staging)).rstrip('/')}/multispot/source/{job_id}/source.tar.gz"
+
+
+def default_uri(job: Job, kind: str, job_id: str) -> str | None:
+    staging = options(job).get("staging_bucket")
+    return f"{gs_uri(str(staging)).rstrip('/')}/multispot/{kind}/{job_id}" if staging else None
+
+
+# ----------------------------------------------------------------- rendering
+
+
+def load_catalog() -> Any:
+    """The price catalog (``multispot.catalog``), or None where this build has none."""
+    try:
+        module = importlib.import_module("multispot.catalog")
+    except ImportError:
+        return None
+    return module.load_catalog()
+
+
+def accelerator(job: Job, placement: Placement) -> tuple[str | None, int]:
+    """(Vertex accelerator type, count) per replica, from the catalog offer or the neutral name."""
+    name, count = job.resources.accelerator_name, job.resources.accelerator_count
+    if not name:
+        return None, 0
+    catalog = load_catalog()
+    offer = None
+    if catalog is not None and placement.instance_type:
+        try:
+            offer = catalog.lookup(
+                NAME,
+                placement.instance_type,
+                placement.region or DEFAULT_REGION,
+                accelerator=job.resources.accelerator,
+            )
+        except Exception:  # a broken user catalog must not break rendering
+            offer = None
+    if offer is not None and offer.accelerator_type:
+        return str(offer.accelerator_type), int(offer.accelerator_count or count)
+    return ACCELERATOR_TYPES.get(name, name), count
+
+
+def _hp(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def container_env(job: Job, ctx: LaunchContext) -> dict[str, str]:
+    env = ctx.contract_env(NAME, NOTICE_SECONDS)
+    env["MULTISPOT_CHECKPOINT_URI"] = gs_uri(ctx.checkpoint_uri)
+    env["MULTISPOT_OUTPUT_URI"] = gs_uri(ctx.output_uri)
+    if _is_gs(ctx.checkpoint_uri):
+        env["MULTISPOT_CHECKPOINT_DIR"] = fuse_path(ctx.checkpoint_uri)
+    env["MULTISPOT_CHECKPOINT_KEEP"] = str(job.checkpoint.keep)
+    env["MULTISPOT_HYPERPARAMETERS"] = json.dumps(
+        {k: _hp(v) for k, v in job.hyperparameters.items()}, sort_keys=True
+    )
+    if job.checkpoint.every_steps is not None:
+        env["MULTISPOT_CHECKPOINT_EVERY_STEPS"] = str(job.checkpoint.every_steps)
+    if job.checkpoint.interval is not None:
+        env["MULTISPOT_CHECKPOINT_INTERVAL"] = f"{job.checkpoint.interval:g}"
+    for name, uri in job.inputs.items():
+        env[f"MULTISPOT_INPUT_{name.upper()}"] = gs_uri(uri)
+    env.update(ctx.env)
+    return env
+
+
+def command(job: Job, ctx: LaunchContext) -> tuple[list[str], list[str]]:
+    """(container command, args): with source_dir, unpack the tarball from the FUSE mount first."""
+    args = [part for key, value in job.hyperparameters.items() for part in (f"--{key}", _hp(value))]
+    tarball = source_tarball_uri(job, ctx.job_id)
+    if tarball is None:
+        return list(job.command), args
+    script = (
+        'set -e; mkdir -p /tmp/multispot-src; tar -xzf "$MULTISPOT_SOURCE_TARBALL" -C /tmp/multispot-src; '
+        'cd /tmp/multispot-src; exec "$@"'
+    )
+    return ["sh", "-c", script, "multispot-launch"], [*job.command, *args]
+
+
+def render(job: Job, placement: Placement, ctx: LaunchContext) -> dict[str, Any]:
+    """The CustomJob as protobuf JSON (``json_format`` mapping of aiplatform_v1.CustomJob)."""
+    opts = options(job)
+    accel_type, accel_count = accelerator(job, placement)
+    machine: dict[str, Any] = {
+        "machineType": placement.instance_type or job.resources.instance_type or "n1-standard-4"
+    }
+    if accel_type:
+        machine["acceleratorType"] = accel_type
+        machine["acceleratorCount"] = accel_count
+    cmd, args = command(job, ctx)
+    env = container_env(job, ctx)
+    tarball = source_tarball_uri(job, ctx.job_id)
+    if tarball:
+        env["MULTISPOT_SOURCE_TARBALL"] = fuse_path(tarball)
+    container: dict[str, Any] = {
+        "imageUri": job.image or "",
+        "command": cmd,
+        "env": [{"name": key, "value": value} for key, value in env.items()],
+    }
+    if args:
+        container["args"] = args
+    disk = {
+        "bootDiskType": str(opts.get("boot_disk_type", "pd-ssd")),
+        "bootDiskSizeGb": int(opts.get("boot_disk_gb", 100)),
+    }
+    nodes = placement.count or job.resources.nodes
+    pools: list[dict[str, Any]] = [
+        {"machineSpec": machine, "replicaCount": "1", "containerSpec": container, "diskSpec": disk}
+    ]
+    if nodes > 1:
+        pools.append(
+            {
+                "machineSpec": dict(machine),
+                "replicaCount": str(nodes - 1),
+                "containerSpec": container,
+                "diskSpec": disk,
+            }
+        )
+    scheduling: dict[str, Any] = {"strategy": "SPOT" if placement.market == "spot" else "STANDARD"}
+    if opts.get("restart_job_on_worker_restart", nodes > 1):
+        scheduling["restartJobOnWorkerRestart"] = True
+    if job.limits.max_runtime is not None:
+        scheduling["timeout"] = f"{int(job.limits.max_runtime)}s"
+    spec: dict[str, Any] = {"workerPoolSpecs": pools, "scheduling": scheduling}
+    if _is_gs(ctx.output_uri):
+        spec["baseOutputDirectory"] = {"outputUriPrefix": gs_uri(ctx.output_uri)}
+    if opts.get("service_account"):
+        spec["serviceAccount"] = str(opts["service_account"])
+    if opts.get("network"):
+        spec["network"] = str(opts["network"])
+    labels = {key: value for key, value in job.tags.items()}
+    labels[JOB_LABEL] = label_value(ctx.job_id)
+    labels[ATTEMPT_LABEL] = str(ctx.attempt)
+    return {
+        "displayName": f"{ctx.job_id}-attempt-{ctx.attempt}"[:MAX_DISPLAY_NAME],
+        "jobSpec": spec,
+        "labels": dict(sorted(labels.items())),
+    }
+
+
+def list_filter(job_id: str, attempt: int) -> str:
+    """The ListCustomJobs filter that finds an attempt already created (idempotent submit)."""
+    return f'labels.{JOB_LABEL}="{label_value(job_id)}" AND labels.{ATTEMPT_LABEL}="{attempt}"'
+
+
+# ----------------------------------------------------------------- reading a CustomJob back
+
+
+def _time(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def native_status(job: dict[str, Any]) -> tuple[JobState, str, str]:
+    """(state, message, native state) of a CustomJob in protobuf JSON form."""
+    native = str(job.get("state", "JOB_STATE_UNSPECIFIED"))
+    if native not in STATES:
+        raise UnknownProviderState(f"Vertex job state {native!r} is not in the state table")
+    state = STATES[native]
+    error = job.get("error") or {}
+    message = str(error.get("message", "")) if error else ""
+    if state is JobState.FAILED and message:
+        if PREEMPTED_ERROR.search(message):
+            state = JobState.PREEMPTED
+        elif NO_CAPACITY_ERROR.search(message) and not job.get("startTime"):
+            state = JobState.NO_CAPACITY
+    if not message:
+        message = {
+            JobState.SUBMITTED: "queued",
+            JobState.STARTING: "provisioning",
+            JobState.RUNNING: "running",
+            JobState.SUCCEEDED: "succeeded",
+            JobState.CANCELLED: "cancelled",
+            JobState.TIMED_OUT: "expired",
+        }.get(state, native.removeprefix("JOB_STATE_").lower())
+    return state, message, native
+
+
+def times(job: dict[str, Any]) -> tuple[float | None, float | None]:
+    return _time(job.get("startTime")), _time(job.get("endTime"))
+
+
+def usage(job: dict[str, Any], now: float | None = None) -> Usage:
+    """What the attempt used: Vertex bills from the start of running to the end (queued time is free)."""
+    started, ended = times(job)
+    runtime = max(0.0, (ended or now or time.time()) - started) if started else 0.0
+    spec = job.get("jobSpec", {})
+    pools = spec.get("workerPoolSpecs", [])
+    count = sum(int(pool.get("replicaCount", 0)) for pool in pools) or 1
+    machine = pools[0].get("machineSpec", {}).get("machineType") if pools else None
+    strategy = spec.get("scheduling", {}).get("strategy", "STANDARD")
+    parts = str(job.get("name", "")).split("/")
+    region = parts[3] if len(parts) > 3 and parts[2] == "locations" else None
+    return Usage(
+        runtime_seconds=runtime,
+        billable_seconds=runtime,
+        instance_type=machine,
+        count=count,
+        market="spot" if strategy == "SPOT" else "on-demand",
+        region=region,
+        source="CustomJob startTime/endTime",
+    )

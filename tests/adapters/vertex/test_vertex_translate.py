@@ -1,0 +1,240 @@
+"""Pure translation: golden CustomJobs, strict proto parse, validation paths, state table, usage."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.cloud import aiplatform_v1
+from google.protobuf import json_format
+from multispot_vertex import translate
+from multispot_vertex.provider import VertexProvider
+
+from multispot.job import Job
+from multispot.provider import LaunchContext, UnknownProviderState, ValidationFailed
+from multispot.status import JobState, Placement
+
+GOLDENS = Path(__file__).parent / "goldens"
+REPO = Path(__file__).resolve().parents[3]
+OPTS = {"project": "p", "region": "us-central1", "staging_bucket": "gs://bkt"}
+
+
+def _job(**fields: Any) -> Job:
+    data: dict[str, Any] = {
+        "name": "train",
+        "command": "python train.py --lr 0.1",
+        "image": "us-docker.pkg.dev/vertex-ai/training/pytorch-gpu.2-4.py310:latest",
+        "resources": {"instance_type": "n1-standard-8", "accelerator": "V100:1"},
+        "checkpoint": {"uri": "gs://bkt/ckpt/train", "interval": "5m"},
+        "output_uri": "gs://bkt/out/train",
+        "provider_options": {"vertex": dict(OPTS)},
+    }
+    data.update(fields)
+    return Job.validate_data(data)
+
+
+def _ctx(attempt: int = 1) -> LaunchContext:
+    return LaunchContext(
+        "train-abc123", attempt, "gs://bkt/ckpt/train", "gs://bkt/out/train", env={"WANDB_MODE": "offline"}
+    )
+
+
+def _strict(request: dict[str, Any]) -> aiplatform_v1.CustomJob:
+    message = aiplatform_v1.CustomJob.pb(aiplatform_v1.CustomJob())
+    json_format.Parse(json.dumps(request), message)  # raises on any unknown field or bad value
+    return aiplatform_v1.CustomJob.wrap(message)
+
+
+CASES = {
+    "spot_v100": (lambda: _job(), Placement("vertex", "spot", "us-central1", "n1-standard-8", 1)),
+    "on_demand_multinode": (
+        lambda: _job(
+            resources={"instance_type": "a2-highgpu-8g", "accelerator": "A100:8", "nodes": 3},
+            limits={"max_runtime": "6h"},
+            tags={"team": "nlp"},
+            hyperparameters={"epochs": 3, "amp": True},
+        ),
+        Placement("vertex", "on-demand", "europe-west4", "a2-highgpu-8g", 3),
+    ),
+    "source_cpu": (
+        lambda: _job(
+            source_dir=str(REPO / "examples" / "quickstart"), resources={"instance_type": "n1-standard-4"}
+        ),
+        Placement("vertex", "spot", "us-central1", "n1-standard-4", 1),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden_custom_jobs(case: str) -> None:
+    make, placement = CASES[case]
+    request = translate.render(make(), placement, _ctx())
+    job = _strict(request)
+    path = GOLDENS / f"{case}.json"
+    text = json.dumps(request, indent=2, sort_keys=True) + "\n"
+    if os.environ.get("MULTISPOT_UPDATE_GOLDENS"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text(), f"{case} changed: rerun with MULTISPOT_UPDATE_GOLDENS=1 if intended"
+    # the JSON mapping is lossless: proto → JSON gives the same request back
+    assert json_format.MessageToDict(aiplatform_v1.CustomJob.pb(job)) == json.loads(json.dumps(request))
+
+
+def test_spot_and_checkpoint_mapping() -> None:
+    job = _strict(
+        translate.render(_job(), Placement("vertex", "spot", "us-central1", "n1-standard-8"), _ctx(2))
+    )
+    assert job.job_spec.scheduling.strategy == aiplatform_v1.Scheduling.Strategy.SPOT
+    pool = job.job_spec.worker_pool_specs[0]
+    assert pool.machine_spec.accelerator_type == aiplatform_v1.AcceleratorType.NVIDIA_TESLA_V100
+    assert pool.machine_spec.accelerator_count == 1 and pool.replica_count == 1
+    env = {e.name: e.value for e in pool.container_spec.env}
+    assert env["MULTISPOT_CHECKPOINT_DIR"] == "/gcs/bkt/ckpt/train"
+    assert env["MULTISPOT_CHECKPOINT_URI"] == "gs://bkt/ckpt/train"
+    assert env["MULTISPOT_ATTEMPT"] == "2" and env["MULTISPOT_PROVIDER"] == "vertex"
+    assert env["MULTISPOT_NOTICE_SECONDS"] == "30" and env["WANDB_MODE"] == "offline"
+    assert job.labels == {"multispot-job-id": "train-abc123", "multispot-attempt": "2"}
+    assert job.job_spec.base_output_directory.output_uri_prefix == "gs://bkt/out/train"
+    assert list(pool.container_spec.command) == ["python", "train.py", "--lr", "0.1"]
+
+
+def test_on_demand_and_workers_pool() -> None:
+    make, placement = CASES["on_demand_multinode"]
+    job = _strict(translate.render(make(), placement, _ctx()))
+    assert job.job_spec.scheduling.strategy == aiplatform_v1.Scheduling.Strategy.STANDARD
+    assert job.job_spec.scheduling.restart_job_on_worker_restart is True
+    assert job.job_spec.scheduling.timeout.total_seconds() == 6 * 3600
+    assert [p.replica_count for p in job.job_spec.worker_pool_specs] == [1, 2]
+    assert job.job_spec.worker_pool_specs[1].machine_spec.accelerator_count == 8
+    assert list(job.job_spec.worker_pool_specs[0].container_spec.args) == ["--epochs", "3", "--amp", "true"]
+
+
+def test_source_dir_runs_from_the_tarball_on_fuse() -> None:
+    make, placement = CASES["source_cpu"]
+    job = _strict(translate.render(make(), placement, _ctx()))
+    container = job.job_spec.worker_pool_specs[0].container_spec
+    env = {e.name: e.value for e in container.env}
+    assert env["MULTISPOT_SOURCE_TARBALL"] == "/gcs/bkt/multispot/source/train-abc123/source.tar.gz"
+    assert container.command[:2] == ["sh", "-c"] and list(container.args) == [
+        "python",
+        "train.py",
+        "--lr",
+        "0.1",
+    ]
+    assert not job.job_spec.worker_pool_specs[0].machine_spec.accelerator_type
+
+
+@pytest.mark.parametrize(
+    ("fields", "path"),
+    [
+        ({"provider_options": {"vertex": {**OPTS, "zone": "a"}}}, "provider_options.vertex.zone"),
+        (
+            {"provider_options": {"vertex": {**OPTS, "boot_disk_gb": 10}}},
+            "provider_options.vertex.boot_disk_gb",
+        ),
+        ({"provider_options": {"vertex": {**OPTS, "network": "default"}}}, "provider_options.vertex.network"),
+        (
+            {"provider_options": {"vertex": {**OPTS, "billing_export_table": "t"}}},
+            "provider_options.vertex.billing_export_table",
+        ),
+        ({"image": None}, "image"),
+        ({"checkpoint": {"uri": "s3://b/ckpt"}}, "checkpoint.uri"),
+        ({"output_uri": None, "provider_options": {"vertex": {"project": "p"}}}, "output_uri"),
+        ({"resources": {"instance_type": "n1-standard-8", "accelerator": "T4:3"}}, "resources.accelerator"),
+        ({"tags": {"Team": "x"}}, "tags.Team"),
+        ({"tags": {"team": "Has Spaces"}}, "tags.team"),
+    ],
+)
+def test_validation_names_the_field(fields: dict[str, Any], path: str) -> None:
+    job = _job(**fields)
+    with pytest.raises(ValidationFailed) as info:
+        VertexProvider().validate(job, Placement("vertex", "spot", "us-central1", "n1-standard-8"))
+    assert path in [p for p, _ in info.value.problems], info.value.problems
+
+
+def test_valid_job_passes_and_labels_are_sanitised() -> None:
+    VertexProvider().validate(_job(), Placement("vertex", "spot", "us-central1", "n1-standard-8"))
+    ctx = LaunchContext("Weird.Job_ID" + "x" * 80, 1, "gs://b/c", "gs://b/o")
+    labels = translate.render(_job(), Placement("vertex", "spot", "r", "n1-standard-8"), ctx)["labels"]
+    assert all(translate.LABEL_VALUE.match(v) for v in labels.values())
+    assert len(labels["multispot-job-id"]) == translate.MAX_LABEL_LENGTH
+
+
+def _native(state: str, **fields: Any) -> dict[str, Any]:
+    return {"name": "projects/p/locations/europe-west4/customJobs/1", "state": state, **fields}
+
+
+def test_state_table_covers_every_vertex_state() -> None:
+    names = {s.name for s in aiplatform_v1.JobState} - {"JOB_STATE_UNSPECIFIED"}
+    assert names == set(translate.STATES)
+    assert translate.native_status(_native("JOB_STATE_QUEUED"))[0] is JobState.SUBMITTED
+    assert translate.native_status(_native("JOB_STATE_RUNNING"))[0] is JobState.RUNNING
+    assert translate.native_status(_native("JOB_STATE_SUCCEEDED"))[0] is JobState.SUCCEEDED
+    with pytest.raises(UnknownProviderState):
+        translate.native_status(_native("JOB_STATE_UNSPECIFIED"))
+    with pytest.raises(UnknownProviderState):
+        translate.native_status(_native("JOB_STATE_SOMETHING_NEW"))
+
+
+def test_failed_is_refined_by_the_error() -> None:
+    preempted = _native(
+        "JOB_STATE_FAILED",
+        startTime="2026-11-23T10:00:00Z",
+        error={"code": 14, "message": "VM was preempted"},
+    )
+    assert translate.native_status(preempted)[:2] == (JobState.PREEMPTED, "VM was preempted")
+    stockout = _native("JOB_STATE_FAILED", error={"message": "Resources are insufficient in region"})
+    assert translate.native_status(stockout)[0] is JobState.NO_CAPACITY
+    crashed = _native(
+        "JOB_STATE_FAILED", startTime="2026-11-23T10:00:00Z", error={"message": "exited with 3"}
+    )
+    assert translate.native_status(crashed)[0] is JobState.FAILED
+
+
+def test_usage_from_times_machine_and_count() -> None:
+    job = _native(
+        "JOB_STATE_SUCCEEDED",
+        createTime="2026-11-23T09:00:00Z",  # queued for an hour: not billed
+        startTime="2026-11-23T10:00:00Z",
+        endTime="2026-11-23T10:30:00.500Z",
+        jobSpec={
+            "scheduling": {"strategy": "SPOT"},
+            "workerPoolSpecs": [
+                {"machineSpec": {"machineType": "a2-highgpu-1g"}, "replicaCount": "1"},
+                {"machineSpec": {"machineType": "a2-highgpu-1g"}, "replicaCount": "3"},
+            ],
+        },
+    )
+    usage = translate.usage(job)
+    assert usage.runtime_seconds == pytest.approx(1800.5) and usage.billable_seconds == pytest.approx(1800.5)
+    assert (usage.instance_type, usage.count, usage.market, usage.region) == (
+        "a2-highgpu-1g",
+        4,
+        "spot",
+        "europe-west4",
+    )
+    assert translate.usage(_native("JOB_STATE_QUEUED")).runtime_seconds == 0
+
+
+def test_dry_run_cli_prints_a_strict_custom_job(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "MULTISPOT_VERTEX"))}
+    env["MULTISPOT_HOME"] = str(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "multispot.cli", "submit", str(REPO / "examples/pytorch/vertex.yaml"),
+         "--provider", "vertex", "--dry-run", "--output", "json"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["provider"] == "vertex"
+    job = _strict(data["request"])
+    assert job.job_spec.scheduling.strategy == aiplatform_v1.Scheduling.Strategy.SPOT
+    env_vars = {e.name: e.value for e in job.job_spec.worker_pool_specs[0].container_spec.env}
+    assert env_vars["MULTISPOT_CHECKPOINT_URI"] == "gs://my-bucket/multispot/quickstart/checkpoints"
+    assert env_vars["MULTISPOT_CHECKPOINT_DIR"] == "/gcs/my-bucket/multispot/quickstart/checkpoints"
+    assert job.job_spec.worker_pool_specs[0].machine_spec.accelerator_type.name == "NVIDIA_TESLA_V100"
