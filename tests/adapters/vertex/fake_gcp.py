@@ -31,7 +31,7 @@ from typing import Any
 
 import grpc
 from google.cloud import aiplatform_v1
-from google.protobuf import timestamp_pb2
+from google.protobuf import empty_pb2, timestamp_pb2
 
 SERVICE = "google.cloud.aiplatform.v1.JobService"
 FUSE = "/gcs/"
@@ -207,8 +207,6 @@ class FakeJobService:
             ),
             "CancelCustomJob": (self.cancel, aiplatform_v1.CancelCustomJobRequest, None),
         }
-        from google.protobuf import empty_pb2
-
         methods = {
             name: grpc.unary_unary_rpc_method_handler(
                 fn,
@@ -276,7 +274,7 @@ class FakeJobService:
             proc = fake.proc
         if proc and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
-        return None
+        return empty_pb2.Empty()
 
     # ----------------------------------------------------------------- scripting
 
