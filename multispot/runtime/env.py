@@ -72,7 +72,9 @@ def detect(environ: Mapping[str, str] | None = None) -> JobEnv:
     elif provider == "sagemaker":
         ckpt = _as_file_uri("/opt/ml/checkpoints")
     elif env.get("AIP_CHECKPOINT_DIR"):
-        ckpt = env["AIP_CHECKPOINT_DIR"]
+        ckpt = _gcs_fuse(env["AIP_CHECKPOINT_DIR"], env)
+    elif provider == "azureml" and _azureml_output(env, "checkpoints"):
+        ckpt = _as_file_uri(_azureml_output(env, "checkpoints"))
     else:
         ckpt = _as_file_uri("checkpoints")
     output = env.get("MULTISPOT_OUTPUT_URI")
@@ -89,7 +91,10 @@ def detect(environ: Mapping[str, str] | None = None) -> JobEnv:
     if not isinstance(hyper, dict):  # valid JSON but not an object: ignore it like unreadable JSON
         hyper = {}
     return JobEnv(
-        job_id=env.get("MULTISPOT_JOB_ID") or env.get("TRAINING_JOB_NAME") or env.get("CLOUD_ML_JOB_ID"),
+        job_id=env.get("MULTISPOT_JOB_ID")
+        or env.get("TRAINING_JOB_NAME")
+        or env.get("CLOUD_ML_JOB_ID")
+        or env.get("AZUREML_RUN_ID"),
         attempt=int(env.get("MULTISPOT_ATTEMPT", "1")),
         provider=provider,
         checkpoint_uri=ckpt,
@@ -109,6 +114,19 @@ def detect(environ: Mapping[str, str] | None = None) -> JobEnv:
             if key.startswith("MULTISPOT_INPUT_")
         },
     )
+
+
+def _azureml_output(env: Mapping[str, str], name: str) -> str:
+    """The mount path Azure ML gives a job's output ``name`` (AZURE_ML_OUTPUT_<name>), or ''."""
+    return env.get(f"AZURE_ML_OUTPUT_multispot_{name}") or env.get(f"AZURE_ML_OUTPUT_{name}") or ""
+
+
+def _gcs_fuse(uri: str, env: Mapping[str, str]) -> str:
+    """Vertex mounts buckets with Cloud Storage FUSE: gs://b/p is /gcs/b/p when the mount is there."""
+    root = Path(env.get("MULTISPOT_GCS_FUSE_ROOT", "/gcs"))
+    if uri.startswith("gs://") and root.is_dir():
+        return _as_file_uri(str(root / uri[len("gs://") :]))
+    return uri
 
 
 def _service(env: Mapping[str, str]) -> str:
