@@ -15,11 +15,13 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+from typing import Literal
 
 from multispot import registry
 from multispot.checkpoint import CheckpointStore
 from multispot.job import Job, JobSpecError
 from multispot.policy import PolicyContext, policy_for
+from multispot.policy.deadline import estimate_progress, estimate_spent
 from multispot.provider import CapacityError, LaunchContext, MultispotError
 from multispot.status import Attempt, JobState, Placement
 from multispot.store import JobRecord, JobStore, home, owner_id
@@ -121,9 +123,12 @@ class Controller:
                 return True
             if time.time() < self._not_before:
                 return False
-            current = self._next_attempt(record, job, attempts)
-            if current is None:
+            upcoming = self._next_attempt(record, job, attempts)
+            if upcoming is None:
                 return True
+            if isinstance(upcoming, str):
+                return False  # the policy waits (idle) before the next attempt
+            current = upcoming
             if current.state.terminal:
                 return False  # waiting out a backoff
 
@@ -135,16 +140,26 @@ class Controller:
 
     # ----------------------------------------------------------------- pieces
 
-    def _next_attempt(self, record: JobRecord, job: Job, attempts: list[Attempt]) -> Attempt | None:
+    def _next_attempt(
+        self, record: JobRecord, job: Job, attempts: list[Attempt]
+    ) -> Attempt | Literal["wait"] | None:
+        now = time.time()
         decision = policy_for(job).decide(
             PolicyContext(
                 job,
                 attempts,
                 record_candidates(job, record),
-                time.time(),
+                now,
                 record.created,
+                progress=estimate_progress(attempts),
+                work=job.spot.work,
+                step=max(self.poll_interval, 1.0),
+                spent=estimate_spent(attempts, now),
             )
         )
+        if decision.placement is None and decision.idle:
+            self._not_before = now + max(decision.delay, self.poll_interval)
+            return "wait"
         if decision.placement is None:
             self._finish(record, decision.final_state, decision.reason)
             return None

@@ -154,7 +154,15 @@ class CheckpointSpec(_Model):
         return None if value is None else check_uri(value, _base_dir(info))
 
 
-SpotPolicy = Literal["spot", "on-demand", "fallback"]
+SpotPolicy = Literal[
+    "spot",
+    "on-demand",
+    "fallback",
+    "greedy",
+    "diversified",
+    "uniform-progress",
+    "deadline-aware",
+]
 
 
 class SpotSpec(_Model):
@@ -167,6 +175,9 @@ class SpotSpec(_Model):
     policy: SpotPolicy = "spot"
     fallback_after: int = Field(3, ge=0, le=1000, description="preemptions before falling back")
     max_attempts: int = Field(20, ge=1, le=1000, description="attempts in all before the job fails")
+    work: Duration | None = Field(
+        None, gt=0, description="how long the job runs uninterrupted, e.g. '20h' (deadline-aware policies)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -183,6 +194,7 @@ class Limits(_Model):
         None, description="when the whole job must be done: ISO time, or a duration after submit"
     )
     max_price: float | None = Field(None, ge=0, description="USD per instance-hour never to exceed")
+    budget: float | None = Field(None, ge=0, description="USD for the whole job; no attempt starts past it")
 
     @field_validator("max_runtime", "max_wait")
     @classmethod
