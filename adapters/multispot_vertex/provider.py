@@ -254,12 +254,15 @@ class VertexProvider:
         else:
             client = cloud_logging.Client(project=project)
         base = f'resource.type="ml_job" AND resource.labels.job_id="{job_id}"'
-        last = ""
+        last, seen = "", set()  # entries with the newest timestamp come again (>=): skip them by insertId
         while True:
-            query = base + (f' AND timestamp>"{last}"' if last else "")
+            query = base + (f' AND timestamp>="{last}"' if last else "")
             for entry in client.list_entries(
                 resource_names=[f"projects/{project}"], filter_=query, order_by=cloud_logging.ASCENDING
             ):
+                if entry.insert_id in seen:
+                    continue
+                seen.add(entry.insert_id)
                 payload = entry.payload
                 if isinstance(payload, dict):
                     payload = payload.get("message", json.dumps(payload))

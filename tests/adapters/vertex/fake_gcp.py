@@ -73,7 +73,7 @@ class RestState:
 def _filter_logs(state: RestState, body: dict[str, Any]) -> list[dict[str, Any]]:
     text = body.get("filter", "")
     job = re.search(r'resource\.labels\.job_id="([^"]+)"', text)
-    after = re.search(r'timestamp>"([^"]+)"', text)
+    after = re.search(r'timestamp>="([^"]+)"', text)
     with state.lock:
         entries = [
             e
@@ -81,7 +81,7 @@ def _filter_logs(state: RestState, body: dict[str, Any]) -> list[dict[str, Any]]
             if 'resource.type="ml_job"' in text
             and job is not None
             and e["resource"]["labels"]["job_id"] == job.group(1)
-            and (after is None or e["timestamp"] > after.group(1))
+            and (after is None or e["timestamp"] >= after.group(1))
         ]
     return sorted(entries, key=lambda e: str(e["timestamp"]))
 

@@ -143,3 +143,21 @@ def test_usage_reports_machine_count_and_market(harness: VertexHarness, tmp_path
     assert status.started is not None and status.ended is not None
     assert usage.billable_seconds == pytest.approx(status.ended - status.started)
     assert usage.billable_seconds >= 0.3
+
+
+def test_logs_follow_until_the_job_ends(
+    harness: VertexHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multispot_vertex.provider as provider_module
+
+    monkeypatch.setattr(provider_module, "LOG_POLL_SECONDS", 0.2)
+    job = harness.job(tmp_path, ["--steps", "15", "--step-seconds", "0.1"])
+    ckpt, out = harness.storage(tmp_path)
+    handle = harness.provider.submit(
+        job, harness.provider.placements(job)[0], LaunchContext("follow-1", 1, ckpt, out)
+    )
+    lines = list(harness.provider.logs(handle, follow=True))
+    assert harness.provider.status(handle).state is JobState.SUCCEEDED
+    steps = [line for line in lines if line.startswith("worker: step ")]
+    assert steps == [f"worker: step {n}\n" for n in range(1, 16)]  # each line once, in order
+    assert lines[-1].startswith("worker: done")
