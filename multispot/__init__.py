@@ -29,6 +29,7 @@ _EXPORTS = {
     "plan": "multispot.api",
     "submit": "multispot.api",
     "dry_run": "multispot.api",
+    "simulate": "multispot.api",
     "get": "multispot.api",
     "runs": "multispot.api",
     "CostReport": "multispot.billing",
@@ -36,7 +37,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from multispot.api import Run, dry_run, get, plan, runs, submit
+    from multispot.api import Run, dry_run, get, plan, runs, simulate, submit
     from multispot.billing import CostReport
     from multispot.job import CheckpointSpec, Job, JobSpecError, Limits, Resources, SpotSpec, Target
     from multispot.provider import MultispotError
@@ -71,5 +72,6 @@ __all__ = [
     "get",
     "plan",
     "runs",
+    "simulate",
     "submit",
 ]

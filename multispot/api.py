@@ -106,8 +106,13 @@ def dry_run(
     inject_preemptions: str | None = None,
     save_seconds: float | None = None,
     mtbp: float | None = None,
+    traces: list[str] | None = None,
 ) -> dict[str, Any]:
-    """What would be submitted: the first placement's native request. Submits nothing."""
+    """What would be submitted: the first placement's native request. Submits nothing.
+
+    ``plan`` lists the pools in the order the job's policy tries them and the expected cost range
+    from their prices (with ``spot.work``), and, given spot ``traces``, the simulated cost.
+    """
     job = _with_injection(job, inject_preemptions)
     placements = check(job, provider)
     first = placements[0]
@@ -127,6 +132,7 @@ def dry_run(
         "placements": [p.to_dict() for p in placements],
         "request": prov.render(job, first, ctx),
         "interval_advice": _advice_dict(interval_advice(job, provider, save_seconds, mtbp)),
+        "plan": cost_plan(job, placements, traces),
         "capabilities": [
             {"name": c.name, "supported": c.supported, "reason": c.reason} for c in prov.capabilities
         ],
@@ -162,6 +168,78 @@ def submit(
     if start_controller:
         spawn(job_id, os.getcwd())
     return Run(job_id, store)
+
+
+def with_overrides(job: Job, deadline: str | None = None, policy: str | None = None) -> Job:
+    """``job`` with ``limits.deadline`` and/or ``spot.policy`` replaced (``submit --deadline/--policy``)."""
+    if deadline is None and policy is None:
+        return job
+    data = job.to_data()
+    if deadline is not None:
+        data["limits"] = {**data.get("limits", {}), "deadline": deadline}
+    if policy is not None:
+        data["spot"] = {**data.get("spot", {}), "policy": policy}
+    return Job.validate_data(data)
+
+
+def cost_plan(job: Job, placements: list[Placement], traces: list[str] | None = None) -> dict[str, Any]:
+    """Pools in the order tried, and the cost range their prices imply for ``spot.work``."""
+    spot = sorted(
+        (p for p in placements if p.market == "spot"),
+        key=lambda p: p.price_per_hour if p.price_per_hour is not None else float("inf"),
+    )
+    if job.spot.policy in ("spot", "on-demand", "fallback"):
+        spot = [p for p in placements if p.market == "spot"]  # SpotPolicy keeps the user's order
+    order = [*spot, *(p for p in placements if p.market == "on-demand")]
+    plan: dict[str, Any] = {
+        "policy": job.spot.policy,
+        "pools": [p.to_dict() for p in order],
+        "work_hours": None if job.spot.work is None else job.spot.work / 3600,
+        "cost_range": None,
+        "simulated": None,
+    }
+    priced = [p for p in order if p.price_per_hour is not None]
+    if job.spot.work is not None and priced:
+        hours = job.spot.work / 3600
+        costs = [p.price_per_hour * p.count * hours for p in priced if p.price_per_hour is not None]
+        plan["cost_range"] = {"low": min(costs), "high": max(costs), "basis": "spot.work × the pools' prices"}
+    if traces:
+        from multispot.simulate import simulate as replay
+
+        deadline = job.limits.deadline if isinstance(job.limits.deadline, (int, float)) else None
+        if deadline is not None:
+            report = replay(job, list(traces), deadline, policies=[_sim_name(job)], placements=placements)
+            outcome = report.outcomes[0]
+            plan["simulated"] = {
+                "policy": outcome.policy,
+                "cost": outcome.cost,
+                "deadline_met": outcome.deadline_met,
+                "optimum": report.optimum_cost,
+                "work_source": report.work_source,
+                "price_source": report.price_source,
+            }
+        else:
+            plan["simulated"] = {"error": "a simulation needs limits.deadline as a duration (or --deadline)"}
+    return plan
+
+
+def _sim_name(job: Job) -> str:
+    """The simulator's policy closest to the job's: ``spot``/``fallback`` map to diversified/fallback."""
+    return {"spot": "diversified", "on-demand": "on-demand", "fallback": "fallback"}.get(
+        job.spot.policy, job.spot.policy
+    )
+
+
+def simulate(
+    job: Job,
+    traces: list[str],
+    deadline: float | str | None = None,
+    **options: Any,
+) -> Any:
+    """Each policy on real spot ``traces`` against the omniscient optimum (``multispot.simulate``)."""
+    from multispot.simulate import simulate as replay
+
+    return replay(job, list(traces), deadline, **options)
 
 
 def _advice_dict(advice: IntervalAdvice | str) -> dict[str, Any]:
@@ -319,4 +397,4 @@ def elapsed(run: Run) -> str:
     return format_duration((record.ended or time.time()) - record.created)
 
 
-__all__ = ["JobSpecError", "Run", "check", "dry_run", "get", "plan", "runs", "submit"]
+__all__ = ["JobSpecError", "Run", "check", "dry_run", "get", "plan", "runs", "simulate", "submit"]

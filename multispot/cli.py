@@ -92,6 +92,13 @@ def cli() -> None:
 @click.option("--wait/--detach", default=True, show_default=True, help="follow the job until it ends")
 @click.option("--save-seconds", type=float, help="dry run: a save's duration, for interval advice")
 @click.option("--mtbp", metavar="DURATION", help="dry run: mean time between preemptions, e.g. 2h")
+@click.option(
+    "--deadline", metavar="WHEN", help="limits.deadline: a duration after submit (36h) or an ISO time"
+)
+@click.option("--policy", metavar="NAME", help="spot.policy, e.g. greedy, uniform-progress, deadline-aware")
+@click.option(
+    "--trace", "traces", multiple=True, metavar="PATH", help="dry run: spot trace(s) to simulate the plan on"
+)
 @output_option
 @handles_errors
 def submit(
@@ -102,20 +109,23 @@ def submit(
     wait: bool,
     save_seconds: float | None,
     mtbp: str | None,
+    deadline: str | None,
+    policy: str | None,
+    traces: tuple[str, ...],
     output: str,
 ) -> None:
     """Validate FILE and run it. Nothing is uploaded or started unless every check passes."""
     from multispot import api
     from multispot.job import Job
 
-    job = Job.from_yaml(file)
+    job = api.with_overrides(Job.from_yaml(file), deadline, policy)
     if dry_run:
         from multispot.units import parse_duration
 
         mean = _parse_option("--mtbp", mtbp, parse_duration) if mtbp else None
-        result = api.dry_run(job, provider, inject_preemptions, save_seconds, mean)
+        result = api.dry_run(job, provider, inject_preemptions, save_seconds, mean, list(traces) or None)
         if output == "json":
-            keys = ("provider", "request", "placements", "interval_advice")
+            keys = ("provider", "request", "placements", "interval_advice", "plan")
             _emit_json({key: result[key] for key in keys})
         else:
             _print_dry_run(result)
@@ -382,6 +392,86 @@ def verify_resume(file: str, schedule: str | None, every_steps: int, keep_runs: 
     sys.exit(0 if report.identical else 1)
 
 
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("more_traces", nargs=-1, type=click.Path(dir_okay=False))
+@click.option(
+    "--trace", "traces", multiple=True, required=True, metavar="PATH...", help="spot trace(s), one per pool"
+)
+@click.option("--deadline", metavar="DURATION", help="e.g. 48h (default: the job's limits.deadline)")
+@click.option("--work", metavar="DURATION", help="uninterrupted running time (default: spot.work)")
+@click.option("--policy", default="all", show_default=True, help="a policy name, or all")
+@click.option("--restart-overhead", default="3m", show_default=True, metavar="DURATION")
+@click.option("--start", default=0, show_default=True, help="tick of the trace at which the job starts")
+@click.option("--spot-price", type=float, multiple=True, help="USD/h per spot pool (default: the job's)")
+@click.option("--on-demand-price", type=float, help="USD/h on-demand (default: the job's)")
+@output_option
+@handles_errors
+def simulate(
+    file: str,
+    more_traces: tuple[str, ...],
+    traces: tuple[str, ...],
+    deadline: str | None,
+    work: str | None,
+    policy: str,
+    restart_overhead: str,
+    start: int,
+    spot_price: tuple[float, ...],
+    on_demand_price: float | None,
+    output: str,
+) -> None:
+    """Replay spot traces through the policies: cost, deadline, preemptions, vs the optimum."""
+    from multispot import api
+    from multispot.job import Job
+    from multispot.policy.deadline import POLICIES
+
+    if policy != "all" and policy not in POLICIES:
+        raise click.BadParameter(f"use all or one of {', '.join(POLICIES)}", param_hint="--policy")
+    job = Job.from_yaml(file)
+    try:
+        report = api.simulate(
+            job,
+            [*traces, *more_traces],
+            deadline,
+            policies=policy,
+            work=work,
+            restart_overhead=restart_overhead,
+            start=start,
+            spot_prices=list(spot_price) or None,
+            on_demand_price=on_demand_price,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    if output == "json":
+        _emit_json(report.to_dict())
+        return
+    from rich.table import Table
+
+    headers = ("policy", "cost $", "× optimum", "deadline", "finish h", "preemptions", "spot h")
+    table = Table(*headers, "on-demand h", "saved")
+    for o in report.outcomes:
+        table.add_row(
+            o.policy,
+            f"{o.cost:.2f}",
+            f"{o.ratio_to_optimum:.3f}" if o.ratio_to_optimum else "-",
+            "met" if o.deadline_met else "[red]missed[/]",
+            f"{o.finish_hours:.1f}" if o.finish_hours is not None else "-",
+            str(o.preemptions),
+            f"{o.spot_hours:.1f}",
+            f"{o.on_demand_hours:.1f}",
+            f"{o.savings_vs_on_demand:.0%}" if o.savings_vs_on_demand is not None else "-",
+        )
+    console = _console()
+    console.print(
+        f"work {report.work_hours:.1f}h ({report.work_source}), deadline {report.deadline_hours:.1f}h, "
+        f"tick {report.tick_seconds:g}s, restart {report.restart_overhead_seconds:g}s; prices: {report.price_source}"
+    )
+    console.print(table)
+    best = report.optimum_cost
+    shown = f"${best:.2f}" if best else "infeasible"
+    console.print(f"omniscient optimum ({report.optimum_kind}): {shown}")
+
+
 def _parse_option(name: str, value: str, parse: Callable[[str], Any]) -> Any:
     try:
         return parse(value)
@@ -406,6 +496,14 @@ def _print_dry_run(result: dict[str, Any]) -> None:
             console.print(f"  [yellow]note[/]: {cap['name']}: {cap['reason']}")
     advice = result["interval_advice"]
     console.print(f"  [cyan]interval advice[/]: {advice.get('text') or advice['reason']}")
+    plan = result.get("plan") or {}
+    if plan.get("cost_range"):
+        low, high = plan["cost_range"]["low"], plan["cost_range"]["high"]
+        console.print(f"  [cyan]expected cost[/] ({plan['policy']}): ${low:.2f} - ${high:.2f} for spot.work")
+    sim = plan.get("simulated")
+    if sim and "cost" in sim:
+        met = "met" if sim["deadline_met"] else "missed"
+        console.print(f"  [cyan]simulated on the trace[/]: ${sim['cost']:.2f}, deadline {met}")
     console.print("request:")
     console.print(Syntax(json.dumps(result["request"], indent=2, default=str), "json", word_wrap=True))
 

@@ -274,7 +274,9 @@ class DeadlineAware(TickPolicy):
     for one, and a spot stretch between two on-demand stretches costs two restarts (``2d``)
     however long it runs. So this policy idles through gaps only while the slack stays above a
     *reserve* of ``2d`` per spot stretch still expected (work left over the mean spot-plus-gap
-    cycle seen so far, per pool statistics); below it, it fills gaps with on-demand and goes back
+    cycle seen so far, per pool statistics), and never below ``keep`` (0.2) of Uniform Progress's
+    pacing (the initial slack scaled by the time left), so long gaps early cannot eat the slack
+    the end needs; below it, it fills gaps with on-demand and goes back
     to spot whenever a pool has capacity and the expected stretch pays back its two restarts at
     the two prices. The safety net is greedy's, so no deadline is missed while on-demand is
     allowed. Spot pools are used cheapest first.
@@ -282,7 +284,7 @@ class DeadlineAware(TickPolicy):
 
     name = "deadline-aware"
 
-    def __init__(self, cycle_prior: float = 7200.0, keep: float = 0.5, order: str = "cheapest") -> None:
+    def __init__(self, cycle_prior: float = 7200.0, keep: float = 0.2, order: str = "cheapest") -> None:
         super().__init__(order)
         self.cycle_prior = cycle_prior
         self.keep = keep
@@ -400,7 +402,8 @@ def _waiting_since(ctx: PolicyContext) -> float | None:
         return None
     if not ctx.attempts:
         return ctx.submitted_at
-    return ctx.attempts[-1].ended or ctx.now
+    ended = ctx.attempts[-1].ended
+    return ended if ended is not None else ctx.now
 
 
 def _price(p: Placement) -> float:
