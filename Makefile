@@ -18,13 +18,19 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(PIP) -e '.[dev]'
 	touch $@ $(VENV)/.examples
 
+# Azurite (the Azure Blob emulator the Azure ML tests start) is an npm package; no npm: those tests skip.
+AZURITE_VERSION := 3.37.0
+$(VENV)/azurite/.installed-$(AZURITE_VERSION): | $(BIN)/python
+	@if command -v npm >/dev/null; then npm install --silent --no-audit --no-fund --prefix $(VENV)/azurite azurite@$(AZURITE_VERSION) && touch $@; \
+	else echo "npm not found: the Azure ML tests that need Azurite will be skipped"; fi
+
 ## Run the quickstart job on the local provider with 3 injected preemptions, and prove the
 ## result is bit-identical to an uninterrupted run.
 quickstart: $(VENV)/.examples
 	$(BIN)/python examples/quickstart/run.py
 
 ## Lint, type-check, build the docs, and run every test (emulators included).
-test: $(VENV)/.dev lint typecheck
+test: $(VENV)/.dev $(VENV)/azurite/.installed-$(AZURITE_VERSION) lint typecheck
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev

@@ -1,0 +1,1 @@
+"""multispot provider for azureml (placeholder until the adapter lands)."""

@@ -1,0 +1,291 @@
+"""The Azure ML provider: command jobs on low-priority clusters or serverless spot, via ``azure-ai-ml``.
+
+Every call goes through the real SDK (``MLClient``), imported only when a job is submitted or
+watched; ``render`` and ``validate`` need no credentials. Tests point the client at a local HTTPS
+fake of the management API through ``cloud_metadata`` and inject a credential.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from multispot.job import Job
+from multispot.provider import (
+    Capability,
+    CapacityError,
+    LaunchContext,
+    ProviderError,
+    ValidationFailed,
+)
+from multispot.status import Attempt, Handle, JobState, Placement, ProviderStatus, Usage
+from multispot_azureml import translate as t
+
+if TYPE_CHECKING:
+    from azure.ai.ml import MLClient
+
+    from multispot.billing import MeasuredCost
+
+_QUOTA_WORDS = ("quota", "capacity", "insufficient", "not enough cores")
+LOG_PREFIXES = ("user_logs/std_log", "azureml-logs/70_driver_log")
+
+
+class AzureMLProvider:
+    name = t.PROVIDER
+    capabilities = (
+        Capability("spot", True, "low-priority AmlCompute clusters or serverless jobs in the spot tier"),
+        Capability("multi_node", True, "instance_count nodes with PyTorch distribution"),
+        Capability("accelerators", True, "through the VM size (catalog or resources.instance_type)"),
+        Capability("image", True, "an azureml: environment, or a Docker image registered at submit"),
+        Capability(
+            "preemption_state",
+            False,
+            "Azure ML has no Preempted status: a preemption is read from the run's error and warnings",
+        ),
+    )
+
+    def __init__(
+        self,
+        credential: Any = None,
+        cloud_metadata: dict[str, str] | None = None,
+        connection_verify: str | bool | None = None,
+        management_url: str = "https://management.azure.com",
+    ) -> None:
+        self._credential = credential
+        self._cloud_metadata = cloud_metadata
+        self._verify = connection_verify
+        self.management_url = management_url
+        self._clients: dict[tuple[str, str, str], MLClient] = {}
+
+    # ----------------------------------------------------------------- clients
+
+    @property
+    def credential(self) -> Any:
+        if self._credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            self._credential = DefaultAzureCredential()
+        return self._credential
+
+    def client_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if self._verify is not None:
+            kwargs["connection_verify"] = self._verify
+        return kwargs
+
+    def _client(self, where: dict[str, Any]) -> MLClient:
+        key = (str(where["subscription_id"]), str(where["resource_group"]), str(where["workspace"]))
+        if key not in self._clients:
+            from azure.ai.ml import MLClient
+
+            kwargs = self.client_kwargs()
+            if self._cloud_metadata is not None:
+                kwargs.update(cloud="MultispotCloud", cloud_metadata=self._cloud_metadata)
+            self._clients[key] = MLClient(self.credential, *key, **kwargs)
+        return self._clients[key]
+
+    # ----------------------------------------------------------------- planning
+
+    def notice_seconds(self, job: Job) -> float:
+        return t.NOTICE_SECONDS
+
+    def placements(self, job: Job) -> list[Placement]:
+        policy = job.spot.policy
+        markets = (
+            ["on-demand"]
+            if policy == "on-demand"
+            else ["spot"]
+            if policy == "spot"
+            else ["spot", "on-demand"]
+        )
+        region = t.region(job)
+        out: list[Placement] = []
+        for market in markets:
+            instance_type, price = _resolve(job, region, market)
+            out.append(Placement(self.name, market, region, instance_type, job.resources.nodes, price))
+        return out
+
+    def default_uri(self, kind: str, job_id: str, job: Job) -> str:
+        datastore = t.options(job).get("datastore") or t.DEFAULT_DATASTORE
+        return f"azureml://datastores/{datastore}/paths/multispot/{job_id}/{kind}"
+
+    def validate(self, job: Job, placement: Placement) -> None:
+        problems = t.problems(job)
+        where = t.compute_for(job, placement)
+        if where.cluster is None and not placement.instance_type:
+            problems.append(
+                (
+                    "resources",
+                    "serverless compute needs a VM size: set resources.instance_type (e.g. "
+                    "Standard_NC6s_v3), an accelerator, or provider_options.azureml.compute",
+                )
+            )
+        if problems:
+            raise ValidationFailed(self.name, problems)
+
+    def render(self, job: Job, placement: Placement, ctx: LaunchContext) -> dict[str, Any]:
+        return t.rest_body(t.build(job, placement, ctx, code=job.source_dir))
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def submit(self, job: Job, placement: Placement, ctx: LaunchContext) -> Handle:
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+        self.validate(job, placement)
+        opts = t.options(job)
+        missing = [k for k in ("subscription_id", "resource_group", "workspace") if not opts.get(k)]
+        if missing:
+            raise ValidationFailed(
+                self.name, [(f"provider_options.{self.name}.{k}", "needed to submit") for k in missing]
+            )
+        where = t.compute_for(job, placement)
+        name = t.job_name(ctx)
+        handle = Handle(
+            self.name,
+            name,
+            {
+                "subscription_id": opts["subscription_id"],
+                "resource_group": opts["resource_group"],
+                "workspace": opts["workspace"],
+                "compute": where.cluster,
+                "tier": where.tier,
+                "instance_type": placement.instance_type,
+                "count": job.resources.nodes,
+                "market": placement.market,
+                "region": placement.region,
+                "cost_filter": opts.get("cost_filter"),
+            },
+        )
+        client = self._client(handle.data)
+        try:
+            client.jobs.get(name)
+            return handle  # already submitted: a retried submit never starts two
+        except ResourceNotFoundError:
+            pass
+        if where.create and where.cluster:
+            self._ensure_cluster(client, where.cluster, job, placement, ctx)
+        try:
+            client.jobs.create_or_update(t.build(job, placement, ctx, code=job.source_dir))
+        except HttpResponseError as exc:
+            try:
+                client.jobs.get(name)  # a concurrent submit created it first
+                return handle
+            except ResourceNotFoundError:
+                pass
+            if any(word in str(exc).lower() for word in _QUOTA_WORDS):
+                raise CapacityError(f"Azure ML refused {placement}: {exc.message}") from exc
+            raise ProviderError(f"Azure ML refused the job: {exc.message}") from exc
+        return handle
+
+    def _ensure_cluster(
+        self, client: MLClient, name: str, job: Job, placement: Placement, ctx: LaunchContext
+    ) -> None:
+        from azure.ai.ml.entities import AmlCompute
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            client.compute.get(name)
+            return
+        except ResourceNotFoundError:
+            pass
+        if not placement.instance_type:
+            raise ValidationFailed(self.name, [("resources.instance_type", "needed to create the cluster")])
+        max_nodes = int(t.options(job).get("max_nodes") or job.resources.nodes)
+        cluster = AmlCompute(
+            name=name,
+            size=placement.instance_type,
+            min_instances=0,
+            max_instances=max_nodes,
+            tier="low_priority" if placement.market == "spot" else "dedicated",
+            tags={t.JOB_ID_TAG: ctx.job_id},
+        )
+        client.compute.begin_create_or_update(cluster).result()
+
+    def _details(self, handle: Handle) -> dict[str, Any]:
+        details: Any = self._client(handle.data).jobs._runs_operations.get_run_details(handle.id)
+        return dict(details.as_dict())  # the wire's camelCase keys
+
+    def status(self, handle: Handle) -> ProviderStatus:
+        job = self._client(handle.data).jobs.get(handle.id)
+        native = str(getattr(job.status, "value", job.status))  # a str enum in some SDK versions
+        details = self._details(handle)
+        preempted, absorbed = t.preemption_evidence(details)
+        state = t.state_of(native, preempted)
+        error = ((details.get("error") or {}).get("error") or {}).get("message", "")
+        message = str(error or "")
+        if state is JobState.FAILED and not message:
+            message = f"Azure ML job {handle.id} failed (see `multispot logs`)"
+        return ProviderStatus(
+            state,
+            message,
+            absorbed,
+            native,
+            t.parse_time(details.get("startTimeUtc")),
+            t.parse_time(details.get("endTimeUtc")),
+        )
+
+    def logs(self, handle: Handle, follow: bool = False) -> Iterator[str]:
+        """The user's stdout/stderr files the run lists (what ``MLClient.jobs.stream`` prints)."""
+        seen: dict[str, int] = {}
+        while True:
+            details = self._details(handle)
+            files = details.get("logFiles") or {}
+            for name in sorted(n for n in files if n.startswith(LOG_PREFIXES)):
+                with urllib.request.urlopen(files[name], timeout=30) as response:
+                    text = response.read().decode(errors="replace")
+                done = seen.get(name, 0)
+                if len(text) > done:
+                    seen[name] = len(text)
+                    yield from text[done:].splitlines(keepends=True)
+            if not follow:
+                return
+            native = str(details.get("status", ""))
+            if native in t.STATES and t.STATES[native].terminal:
+                follow = False  # one more read for what was written last
+                continue
+            time.sleep(2.0)
+
+    def cancel(self, handle: Handle) -> None:
+        self._client(handle.data).jobs.begin_cancel(handle.id)
+
+    def usage(self, handle: Handle) -> Usage:
+        details = self._details(handle)
+        runtime = t.runtime_seconds(details, time.time())
+        return Usage(
+            runtime_seconds=runtime,
+            billable_seconds=runtime,  # a node is billed from start to end; queueing is not
+            instance_type=handle.data.get("instance_type"),
+            count=int(handle.data.get("count") or 1),
+            market=str(handle.data.get("market") or "spot"),
+            region=handle.data.get("region"),
+            source="Azure ML run details (startTimeUtc/endTimeUtc)",
+        )
+
+    # ----------------------------------------------------------------- billing
+
+    def measured_cost(self, job_id: str, attempts: list[Attempt]) -> MeasuredCost | None:
+        from multispot_azureml.billing import measured_cost
+
+        return measured_cost(self, job_id, attempts)
+
+
+def _resolve(job: Job, region: str, market: str) -> tuple[str | None, float | None]:
+    """VM size and price from the catalog; an explicit instance type always wins."""
+    try:  # imported by name: the catalog may not be installed alongside an older core
+        catalog = importlib.import_module("multispot.catalog")
+    except ImportError:  # no catalog: only explicit sizes can be placed
+        return job.resources.instance_type, None
+    from multispot.provider import MultispotError
+
+    if not (job.resources.instance_type or job.resources.accelerator or job.resources.cpus):
+        return None, None  # a named cluster decides its own size
+    try:
+        offer = catalog.load_catalog().resolve(t.PROVIDER, job.resources, region=region, market=market)
+    except MultispotError:
+        if job.resources.instance_type:
+            return job.resources.instance_type, None
+        raise
+    return str(offer.instance_type), offer.price(market)

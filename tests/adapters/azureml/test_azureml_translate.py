@@ -1,0 +1,151 @@
+"""Pure translation: golden REST bodies that parse into the SDK's REST model, validation, states."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from multispot_azureml import translate as t
+from multispot_azureml.provider import AzureMLProvider
+
+from multispot.job import Job
+from multispot.provider import LaunchContext, UnknownProviderState, ValidationFailed
+from multispot.status import JobState, Placement
+
+REPO = Path(__file__).resolve().parents[3]
+DRY_RUN = ("--provider", "azureml", "--dry-run", "--output", "json")
+GOLDENS = Path(__file__).parent / "goldens"
+OPTS = {"subscription_id": "sub", "resource_group": "rg", "workspace": "ws"}
+CTX = LaunchContext("job-1", 2, "az://cont/ms/ckpt", "azureml://datastores/workspaceblobstore/paths/ms/out")
+
+CASES: dict[str, dict[str, Any]] = {
+    "serverless-spot": {
+        "resources": {"instance_type": "Standard_NC6s_v3"},
+        "inputs": {"train": "az://cont/data/train"},
+        "limits": {"max_runtime": "2h"},
+    },
+    "cluster-multinode": {
+        "resources": {"instance_type": "Standard_NC24ads_A100_v4", "accelerator": "A100:1", "nodes": 2},
+        "image": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04",
+        "provider_options": {"azureml": {**OPTS, "compute": "gpu-lowpri", "datastore": "mystore"}},
+        "checkpoint": {"every_steps": 100},
+    },
+}
+
+
+def _job(tmp_path: Path, **fields: Any) -> Job:
+    data: dict[str, Any] = {
+        "name": "train",
+        "command": ["python", "train.py", "--lr", "0.1"],
+        "hyperparameters": {"epochs": 3, "amp": True},
+        "tags": {"team": "ml"},
+        "provider_options": {"azureml": OPTS},
+    }
+    data.update(fields)
+    return Job.validate_data(data, base_dir=tmp_path)
+
+
+def _parse(body: dict[str, Any]) -> Any:
+    """The SDK's own REST model for PUT jobs/{name} (the type ``_to_rest_object`` returns)."""
+    from azure.ai.ml._restclient.arm_ml_service.models import JobBase
+
+    model = JobBase(body)
+    assert model.as_dict() == body, "the body has fields the REST model does not know"
+    return model
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden_bodies_parse_into_the_rest_model(case: str, tmp_path: Path) -> None:
+    provider = AzureMLProvider()
+    job = _job(tmp_path, **CASES[case])
+    placement = Placement("azureml", "spot", "eastus", job.resources.instance_type, job.resources.nodes)
+    provider.validate(job, placement)
+    body = provider.render(job, placement, CTX)
+    golden = GOLDENS / f"{case}.json"
+    if os.environ.get("MULTISPOT_UPDATE_GOLDENS"):
+        golden.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+    assert body == json.loads(golden.read_text())
+    model = _parse(body)
+    props = model.properties
+    assert props.outputs[t.CHECKPOINT_OUTPUT].mode == "ReadWriteMount"
+    assert f"${{{{outputs.{t.CHECKPOINT_OUTPUT}}}}}" in props.command
+    assert props.environment_variables["MULTISPOT_ATTEMPT"] == "2"
+    assert props.tags[t.JOB_ID_TAG] == "job-1" and props.tags["team"] == "ml"
+    if case == "serverless-spot":
+        assert props.queue_settings.job_tier == "Spot" and props.compute_id is None
+        assert props.resources.instance_type == "Standard_NC6s_v3"
+        assert (
+            props.outputs[t.CHECKPOINT_OUTPUT].uri == "azureml://datastores/workspaceblobstore/paths/ms/ckpt"
+        )
+        assert props.limits.timeout.total_seconds() == 7200
+    else:
+        assert props.compute_id == "gpu-lowpri" and props.resources.instance_count == 2
+        assert props.distribution.distribution_type == "PyTorch"
+        assert props.outputs[t.CHECKPOINT_OUTPUT].uri.startswith("azureml://datastores/mystore/paths/ms/ckpt")
+
+
+def test_on_demand_uses_the_standard_tier_or_the_dedicated_cluster(tmp_path: Path) -> None:
+    provider = AzureMLProvider()
+    on_demand = Placement("azureml", "on-demand", "eastus", "Standard_NC6s_v3")
+    job = _job(tmp_path, resources={"instance_type": "Standard_NC6s_v3"})
+    assert provider.render(job, on_demand, CTX)["properties"]["queueSettings"]["jobTier"] == "Standard"
+    job = _job(tmp_path, provider_options={"azureml": {**OPTS, "on_demand_compute": "dedicated"}})
+    props = provider.render(job, on_demand, CTX)["properties"]
+    assert props["computeId"] == "dedicated" and "queueSettings" not in props
+
+
+def test_validation_names_fields(tmp_path: Path) -> None:
+    job = _job(
+        tmp_path,
+        checkpoint={"uri": "s3://bucket/ckpt"},
+        inputs={"data": "gs://bucket/data"},
+        provider_options={"azureml": {**OPTS, "cost_filter": "label", "create_compute": True}},
+    )
+    with pytest.raises(ValidationFailed) as info:
+        AzureMLProvider().validate(job, Placement("azureml", "spot", "eastus", None))
+    paths = {path for path, _ in info.value.problems}
+    assert paths == {
+        "checkpoint.uri",
+        "inputs.data",
+        "provider_options.azureml.cost_filter",
+        "provider_options.azureml.create_compute",
+        "resources",
+    }
+
+
+def test_state_table_and_preemption_evidence() -> None:
+    assert t.state_of("Running", False) is JobState.RUNNING
+    assert t.state_of("Failed", False) is JobState.FAILED
+    assert t.state_of("Failed", True) is JobState.PREEMPTED
+    assert t.state_of("Completed", True) is JobState.SUCCEEDED
+    with pytest.raises(UnknownProviderState):
+        t.state_of("Unknown", False)
+    details = {
+        "error": {"error": {"code": "ServiceError", "message": "Low priority node was preempted"}},
+        "warnings": [{"message": "node preempted, requeued"}, {"message": "slow disk"}],
+    }
+    assert t.preemption_evidence(details) == (True, 1)
+    assert t.preemption_evidence({"error": {"error": {"message": "exit code 3"}}}) == (False, 0)
+    span = {"startTimeUtc": "2026-11-23T10:00:00Z", "endTimeUtc": "2026-11-23T10:30:00.5Z"}
+    assert t.runtime_seconds(span, 0.0) == 1800.5
+    assert t.runtime_seconds({}, 0.0) == 0.0
+
+
+def test_dry_run_cli_prints_the_rest_body_without_credentials(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "MSI_", "IDENTITY_"))}
+    env["MULTISPOT_HOME"] = str(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "multispot.cli", "submit", "examples/pytorch/azureml.yaml", *DRY_RUN],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    printed = json.loads(out.stdout)
+    assert printed["provider"] == "azureml"
+    props = _parse(printed["request"]).properties
+    assert props.queue_settings.job_tier == "Spot"
+    assert props.outputs[t.CHECKPOINT_OUTPUT].mode == "ReadWriteMount"
+    assert props.environment_variables["MULTISPOT_PROVIDER"] == "azureml"
