@@ -204,7 +204,7 @@ def cost_plan(job: Job, placements: list[Placement], traces: list[str] | None = 
         costs = [p.price_per_hour * p.count * hours for p in priced if p.price_per_hour is not None]
         plan["cost_range"] = {"low": min(costs), "high": max(costs), "basis": "spot.work × the pools' prices"}
     if traces:
-        from multispot.simulate import simulate as replay
+        from multispot.simulation import simulate as replay
 
         deadline = job.limits.deadline if isinstance(job.limits.deadline, (int, float)) else None
         if deadline is not None:
@@ -236,8 +236,8 @@ def simulate(
     deadline: float | str | None = None,
     **options: Any,
 ) -> Any:
-    """Each policy on real spot ``traces`` against the omniscient optimum (``multispot.simulate``)."""
-    from multispot.simulate import simulate as replay
+    """Each policy on real spot ``traces`` against the omniscient optimum (``multispot.simulation``)."""
+    from multispot.simulation import simulate as replay
 
     return replay(job, list(traces), deadline, **options)
 

@@ -1,6 +1,6 @@
 """The omniscient optimum: the cheapest schedule that meets the deadline, knowing the whole trace.
 
-Exact for the simulator's discrete model (``multispot.simulate.Scenario``): time in ticks of the
+Exact for the simulator's discrete model (``multispot.simulation.Scenario``): time in ticks of the
 trace, a restart overhead of whole ticks paid at every start or switch, progress in running
 ticks, and, when preemptions lose work, progress falling back to the last checkpoint (a multiple
 of the checkpoint period). A dynamic programme over ticks with the state (where the job runs:
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from multispot.simulate import Scenario
+    from multispot.simulation import Scenario
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 from multispot.job import Job
 from multispot.policy import Decision, PolicyContext
 from multispot.policy.optimum import optimum
-from multispot.simulate import Scenario, run_policy
+from multispot.simulation import Scenario, run_policy
 from multispot.status import Placement
 
 JOB = Job.validate_data({"name": "opt", "command": "python -c pass"})

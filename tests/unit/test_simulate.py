@@ -9,7 +9,7 @@ import pytest
 
 from multispot.job import Job
 from multispot.policy import Decision, PolicyContext
-from multispot.simulate import Trace, build_scenario, run_policy, simulate
+from multispot.simulation import Trace, build_scenario, run_policy, simulate
 from multispot.status import Placement
 
 JOB = Job.validate_data({"name": "sim", "command": "python -c pass"})
