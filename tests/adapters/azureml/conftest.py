@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -17,6 +18,17 @@ from fake_azure import Azurite, FakeAzureML
 REPO = Path(__file__).resolve().parents[3]
 AZURITE_BIN = REPO / ".venv" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
 SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE = "00000000-0000-0000-0000-000000000000", "rg-test", "ws-test"
+
+
+@pytest.fixture(autouse=True)
+def _sdk_cloud_env() -> Iterator[None]:
+    """MLClient(cloud=...) sets AZUREML_CURRENT_CLOUD in os.environ; keep it from leaking."""
+    saved = os.environ.get("AZUREML_CURRENT_CLOUD")
+    yield
+    if saved is None:
+        os.environ.pop("AZUREML_CURRENT_CLOUD", None)
+    else:
+        os.environ["AZUREML_CURRENT_CLOUD"] = saved
 
 
 @pytest.fixture(scope="session")
