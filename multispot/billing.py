@@ -9,10 +9,32 @@ from __future__ import annotations
 
 import html
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from multispot.status import Attempt, JobState
 from multispot.units import format_duration
+
+
+@dataclass(frozen=True)
+class MeasuredCost:
+    """What a provider's billing API says a job cost: a measured figure, not an estimate."""
+
+    amount: float  # USD, credits and discounts applied as the source reports them
+    source: str  # e.g. "AWS Cost Explorer, tag multispot-job-id=abc, UnblendedCost"
+    start: str  # ISO dates (inclusive start, exclusive end) the figure covers
+    end: str
+    per_attempt: dict[int, float] = field(default_factory=dict)  # when the source can split it
+
+
+@runtime_checkable
+class BillingSource(Protocol):
+    """Optional provider method: the billed cost of a job's attempts from the cloud's billing API.
+
+    Returns None when the source is not configured (no tag activated, no billing export), so
+    the report falls back to the estimate and says so. Never called by tests against a real cloud.
+    """
+
+    def measured_cost(self, job_id: str, attempts: list[Attempt]) -> MeasuredCost | None: ...
 
 
 @dataclass(frozen=True)
