@@ -184,11 +184,12 @@ def parse_gcp_skus(skus: Iterable[dict[str, Any]], doc: dict[str, Any]) -> Price
     table: PriceTable = {}
     regions = {key[1] for key in cores}
     for shape in doc["shapes"]:
-        family = str(shape["instance_type"]).split("-")[0]
+        machine_family = str(shape["instance_type"]).split("-")[0]
         for region in regions:
-            prices = []
+            prices: list[float | None] = []
             for usage in ("OnDemand", "Preemptible"):
-                core, ram = cores.get((family, region, usage)), rams.get((family, region, usage))
+                key = (machine_family, region, usage)
+                core, ram = cores.get(key), rams.get(key)
                 if core is None or ram is None:
                     prices.append(None)
                     continue
