@@ -30,6 +30,7 @@ _EXPORTS = {
     "submit": "multispot.api",
     "dry_run": "multispot.api",
     "simulate": "multispot.api",
+    "prices": "multispot.api",
     "get": "multispot.api",
     "runs": "multispot.api",
     "CostReport": "multispot.billing",
@@ -37,7 +38,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from multispot.api import Run, dry_run, get, plan, runs, simulate, submit
+    from multispot.api import Run, dry_run, get, plan, prices, runs, simulate, submit
     from multispot.billing import CostReport
     from multispot.job import CheckpointSpec, Job, JobSpecError, Limits, Resources, SpotSpec, Target
     from multispot.provider import MultispotError
@@ -71,6 +72,7 @@ __all__ = [
     "dry_run",
     "get",
     "plan",
+    "prices",
     "runs",
     "simulate",
     "submit",

@@ -9,18 +9,21 @@ import html
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from multispot import registry
 from multispot.billing import CostReport, cost_report
 from multispot.checkpoint import CheckpointStore
 from multispot.controller import STALE_AFTER, candidates, ensure_controller, record_candidates, spawn
-from multispot.job import Job, JobSpecError
+from multispot.job import Job, JobSpecError, Problem
 from multispot.policy.interval import IntervalAdvice, advise
 from multispot.provider import LaunchContext, ValidationFailed
 from multispot.status import Attempt, JobState, Placement, iso_time
 from multispot.store import Event, JobRecord, JobStore, new_job_id
 from multispot.units import format_duration
+
+if TYPE_CHECKING:
+    from multispot.catalog import PriceTable
 
 DEFAULT_PROVIDER = "local"
 
@@ -35,6 +38,21 @@ def _with_injection(job: Job, spec: str | None) -> Job:
     options = {key: dict(value) for key, value in job.provider_options.items()}
     options.setdefault("local", {})["preemptions"] = spec
     return Job.validate_data({**job.to_data(), "provider_options": options})
+
+
+def prices(
+    accelerator: str | None = None,
+    providers: list[str] | None = None,
+    regions: list[str] | None = None,
+    spot: bool = True,
+) -> PriceTable:
+    """Spot and on-demand prices of ``accelerator`` (``"A100:8"``; None: CPU shapes) across clouds."""
+    from multispot.catalog import compare, load_catalog
+
+    try:
+        return compare(load_catalog(), accelerator, providers, regions, "spot" if spot else "on-demand")
+    except ValueError as exc:
+        raise JobSpecError([Problem("accelerator", str(exc))]) from None
 
 
 def plan(job: Job, provider: str | None = None) -> list[Placement]:
@@ -397,4 +415,4 @@ def elapsed(run: Run) -> str:
     return format_duration((record.ended or time.time()) - record.created)
 
 
-__all__ = ["JobSpecError", "Run", "check", "dry_run", "get", "plan", "runs", "simulate", "submit"]
+__all__ = ["JobSpecError", "Run", "check", "dry_run", "get", "plan", "prices", "runs", "simulate", "submit"]

@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -526,6 +527,146 @@ def _print_status(run: Any) -> None:
         ran = format_duration((a.ended or __import__("time").time()) - a.started) if a.started else "-"
         table.add_row(str(a.n), a.placement.market, a.state.value, ran, a.message)
     console.print(table)
+
+
+@cli.command()
+@click.argument("accelerator", required=False, metavar="ACCEL[:COUNT]")
+@click.option("--provider", "providers", multiple=True, help="only this provider (repeatable)")
+@click.option("--region", "regions", multiple=True, help="only this region (repeatable)")
+@click.option("--spot/--on-demand", "spot", default=True, help="sort by the spot or the on-demand price")
+@output_option
+@handles_errors
+def prices(
+    accelerator: str | None, providers: tuple[str, ...], regions: tuple[str, ...], spot: bool, output: str
+) -> None:
+    """Spot and on-demand prices of ACCEL[:COUNT] (e.g. V100:1, A100:8) across clouds and regions.
+
+    Without ACCEL, CPU-only shapes. Prices per instance-hour in USD, from the catalog (the
+    dated snapshot, or what `multispot catalog refresh` fetched); its date is shown.
+    """
+    from multispot import api
+
+    table = api.prices(accelerator, list(providers) or None, list(regions) or None, spot)
+    if output == "json":
+        _emit_json(table.to_dict())
+        return
+    from rich.table import Table
+
+    view = Table(*table.HEADERS, title=f"{table.query}: sorted by {table.market} price per instance-hour")
+    for row in table.rows():
+        view.add_row(*row)
+    console = _console()
+    console.print(view if table.offers else f"no offer in the catalog has {table.query}")
+    for line in table.freshness():
+        console.print(f"[dim]{line}[/]")
+    if any(o.spot_estimated for o in table.offers):
+        console.print("[dim](est.): the provider publishes no spot price; see `multispot catalog show`[/]")
+
+
+@cli.group()
+def catalog() -> None:
+    """The price catalog: what it holds, and refreshing it from the providers' public prices."""
+
+
+@catalog.command("show")
+@output_option
+@handles_errors
+def catalog_show(output: str) -> None:
+    """Each provider's prices: date, age, origin (snapshot or your refreshed copy), and notes."""
+    from multispot.catalog import load_catalog
+
+    cat = load_catalog()
+    info: dict[str, dict[str, Any]] = {
+        p: {
+            "date": cat.dates.get(p),
+            "age_days": cat.age_days(p),
+            "origin": cat.origins.get(p),
+            "offers": len(cat.find(provider=p)),
+            "regions": sorted({o.region for o in cat.find(provider=p)}),
+            "note": cat.notes.get(p, ""),
+            "error": cat.notes.get(f"{p}:error", ""),
+        }
+        for p in cat.providers()
+    }
+    if output == "json":
+        _emit_json(info)
+        return
+    console = _console()
+    for name, item in info.items():
+        console.print(
+            f"[bold]{name}[/]: {item['offers']} offers in {', '.join(item['regions'])}; prices of "
+            f"{item['date']} ({item['age_days']} days old) from {item['origin']}"
+        )
+        for key in ("note", "error"):
+            if item[key]:
+                console.print(f"  [dim]{item[key]}[/]")
+
+
+@catalog.command("refresh")
+@click.option("--provider", "providers", multiple=True, type=click.Choice(["sagemaker", "vertex", "azureml"]))
+@click.option("--region", "regions", multiple=True, help="regions to fetch (default: the snapshot's)")
+@click.option(
+    "--from-file",
+    "from_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="a saved response of the price source instead of fetching (with one --provider)",
+)
+@click.option("--api-key", envvar="MULTISPOT_GCP_API_KEY", help="Cloud Billing Catalog API key (Vertex)")
+@click.option("--force", is_flag=True, help="replace a catalog file you edited by hand (a .bak is kept)")
+@output_option
+@handles_errors
+def catalog_refresh(
+    providers: tuple[str, ...],
+    regions: tuple[str, ...],
+    from_file: str | None,
+    api_key: str | None,
+    force: bool,
+    output: str,
+) -> None:
+    """Rebuild prices from the public price sources into $MULTISPOT_HOME/catalog.
+
+    A provider that cannot be refreshed (no network, no key) keeps its current prices; the
+    command says so and exits 1. A copy you edited by hand is never overwritten without --force.
+    """
+    from multispot.catalog import CatalogError, load_catalog
+    from multispot.catalog.files import write_user_copy
+    from multispot.catalog.sources import refresh_document
+
+    names = list(providers) or ["sagemaker", "vertex", "azureml"]
+    if from_file and len(names) != 1:
+        raise click.UsageError("--from-file needs exactly one --provider")
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:
+        try:
+            raw = json.loads(Path(from_file).read_text()) if from_file else None
+            doc = refresh_document(name, regions=tuple(regions) or None, api_key=api_key, raw=raw)
+            path = write_user_copy(doc, force=force)
+            results[name] = {
+                "refreshed": True,
+                "path": str(path),
+                "prices": len(doc["prices"]),
+                "date": doc["date"],
+            }
+        except (CatalogError, OSError, ValueError) as exc:
+            current = load_catalog((name,))
+            results[name] = {
+                "refreshed": False,
+                "error": str(exc),
+                "kept": f"prices of {current.dates.get(name)} ({current.age_days(name)} days old)",
+            }
+    if output == "json":
+        _emit_json(results)
+    else:
+        console = _console()
+        for name, result in results.items():
+            if result["refreshed"]:
+                console.print(f"[green]{name}[/]: {result['prices']} prices written to {result['path']}")
+            else:
+                console.print(
+                    f"[yellow]{name}[/]: not refreshed ({result['error']}); keeping {result['kept']}"
+                )
+    if not all(r["refreshed"] for r in results.values()):
+        sys.exit(1)
 
 
 def main() -> None:
