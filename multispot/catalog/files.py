@@ -32,9 +32,8 @@ class UserEditedCatalog(CatalogError):
 
 
 def user_dir() -> Path:
-    from multispot.store import home
-
-    return home() / "catalog"
+    """``$MULTISPOT_HOME/catalog``, not created here: reading the catalog must leave no trace."""
+    return Path(os.environ.get("MULTISPOT_HOME") or Path.home() / ".multispot").expanduser() / "catalog"
 
 
 def packaged(provider: str) -> dict[str, Any]:
