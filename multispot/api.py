@@ -201,17 +201,20 @@ def with_overrides(job: Job, deadline: str | None = None, policy: str | None = N
 
 
 def cost_plan(job: Job, placements: list[Placement], traces: list[str] | None = None) -> dict[str, Any]:
-    """Pools in the order tried, and the cost range their prices imply for ``spot.work``."""
+    """Pools in the order tried, and the cost range for ``spot.work`` their prices imply (a price
+    the provider does not give comes from the catalog: ``simulation.catalog_price``)."""
+    with_prices, found = _priced(job, placements, traces)
+    source = dict(zip(with_prices, found, strict=True))
     spot = sorted(
-        (p for p in placements if p.market == "spot"),
+        (p for p in with_prices if p.market == "spot"),
         key=lambda p: p.price_per_hour if p.price_per_hour is not None else float("inf"),
     )
     if job.spot.policy in ("spot", "on-demand", "fallback"):
-        spot = [p for p in placements if p.market == "spot"]  # SpotPolicy keeps the user's order
-    order = [*spot, *(p for p in placements if p.market == "on-demand")]
+        spot = [p for p in with_prices if p.market == "spot"]  # SpotPolicy keeps the user's order
+    order = [*spot, *(p for p in with_prices if p.market == "on-demand")]
     plan: dict[str, Any] = {
         "policy": job.spot.policy,
-        "pools": [p.to_dict() for p in order],
+        "pools": [{**p.to_dict(), "price_source": source[p]} for p in order],
         "work_hours": None if job.spot.work is None else job.spot.work / 3600,
         "cost_range": None,
         "simulated": None,
@@ -220,7 +223,12 @@ def cost_plan(job: Job, placements: list[Placement], traces: list[str] | None = 
     if job.spot.work is not None and priced:
         hours = job.spot.work / 3600
         costs = [p.price_per_hour * p.count * hours for p in priced if p.price_per_hour is not None]
-        plan["cost_range"] = {"low": min(costs), "high": max(costs), "basis": "spot.work × the pools' prices"}
+        plan["cost_range"] = {
+            "low": min(costs),
+            "high": max(costs),
+            "basis": "spot.work × the pools' prices",
+            "price_sources": sorted({(source[p] or "").split(" from ")[0] for p in priced}),
+        }
     if traces:
         from multispot.simulation import simulate as replay
 
@@ -235,10 +243,29 @@ def cost_plan(job: Job, placements: list[Placement], traces: list[str] | None = 
                 "optimum": report.optimum_cost,
                 "work_source": report.work_source,
                 "price_source": report.price_source,
+                "prices": report.prices,
             }
         else:
             plan["simulated"] = {"error": "a simulation needs limits.deadline as a duration (or --deadline)"}
     return plan
+
+
+def _priced(
+    job: Job, order: list[Placement], traces: list[str] | None
+) -> tuple[list[Placement], list[str | None]]:
+    """``order`` with unknown prices taken from the catalog (see ``simulation.catalog_price``)."""
+    from dataclasses import replace
+
+    from multispot.simulation import catalog_price
+
+    hint = os.path.splitext(os.path.basename(traces[0]))[0] if traces else None
+    out: list[Placement] = []
+    sources: list[str | None] = []
+    for p in order:
+        found = None if p.price_per_hour is not None else catalog_price(job, p, hint)
+        out.append(p if found is None else replace(p, price_per_hour=found[0]))
+        sources.append(found[1] if found else ("the provider" if p.price_per_hour is not None else None))
+    return out, sources
 
 
 def _sim_name(job: Job) -> str:

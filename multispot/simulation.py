@@ -89,6 +89,7 @@ class Scenario:
     history: list[tuple[float, float, int, int, bool | None]]  # per pool before the start:
     # seconds, seconds with capacity, stretches with, stretches without, capacity at the last tick
     extra_ticks: list[list[bool]] = field(default_factory=list)  # capacity after the deadline
+    price_sources: dict[Placement, str] = field(default_factory=dict)  # where each price came from
 
     def tick_price(self, placement: Placement) -> float:
         return (placement.price_per_hour or 0.0) * placement.count * self.tick / 3600.0
@@ -132,6 +133,7 @@ class SimulationReport:
     optimum_kind: str
     outcomes: list[Outcome]
     start_tick: int = 0
+    price_sources: dict[str, str] = field(default_factory=dict)  # per entry of ``prices``
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -194,7 +196,9 @@ def build_scenario(
         raise ValueError(
             f"the traces hold {hours:.1f}h from tick {start}; the deadline ({deadline / 3600:.1f}h) does not fit"
         )
-    spots, ods, source = _placements(job, placements, len(traces), traces, spot_prices, on_demand_price)
+    spots, ods, source, origins = _placements(
+        job, placements, len(traces), traces, spot_prices, on_demand_price
+    )
     running = work * (1.0 + save_seconds / checkpoint_interval) if checkpoint_interval else work
     period = None
     if not save_on_notice:
@@ -211,6 +215,7 @@ def build_scenario(
         period_ticks=period,
         history=history,
         extra_ticks=[s[start + deadline_ticks :] for s in series],
+        price_sources=origins,
     )
     return scenario, source
 
@@ -229,7 +234,10 @@ def _placements(
     traces: list[Trace],
     spot_prices: list[float] | None,
     on_demand_price: float | None,
-) -> tuple[list[Placement], list[Placement], str]:
+) -> tuple[list[Placement], list[Placement], str, dict[Placement, str]]:
+    """Spot pools (one per trace) and on-demand placements with prices, and where each price came
+    from: given (``--spot-price``/``--on-demand-price``) wins, then the placement's own price, then
+    the catalog, then the relative ``ASSUMED_PRICES``."""
     known = given if given is not None else _job_placements(job)
     spots = [p for p in known if p.market == "spot"]
     ods = [p for p in known if p.market == "on-demand"]
@@ -240,28 +248,103 @@ def _placements(
         pools.append(base)
     if not ods:
         ods = [replace(template, market="on-demand", price_per_hour=None)]
-    sources: set[str] = set()
+    origin: dict[int, str] = {}  # index in pools + ods -> source of its price
     if spot_prices is not None:
         if len(spot_prices) not in (1, n):
             raise ValueError(f"give one spot price or one per trace ({n})")
         pools = [
             replace(p, price_per_hour=spot_prices[min(i, len(spot_prices) - 1)]) for i, p in enumerate(pools)
         ]
-        sources.add("given")
+        origin.update({i: "given" for i in range(len(pools))})
     if on_demand_price is not None:
         ods = [replace(p, price_per_hour=on_demand_price) for p in ods]
-        sources.add("given")
-    if any(p.price_per_hour is None for p in [*pools, *ods]):
-        sources.add("assumed (relative: on-demand 1.0, spot 0.3 per hour)")
-        pools = [
-            p if p.price_per_hour is not None else replace(p, price_per_hour=ASSUMED_PRICES["spot"])
-            for p in pools
-        ]
-        ods = [
-            p if p.price_per_hour is not None else replace(p, price_per_hour=ASSUMED_PRICES["on-demand"])
-            for p in ods
-        ]
-    return pools, ods, "; ".join(sorted(sources)) or "the job's placements"
+        origin.update({len(pools) + i: "given" for i in range(len(ods))})
+    everything = [*pools, *ods]
+    hints = [t.name for t in traces[: len(pools)]] + [traces[0].name] * len(ods)
+    for i, p in enumerate(everything):
+        if i in origin:
+            continue
+        if p.price_per_hour is not None:
+            origin[i] = "the job's placements"
+            continue
+        found = catalog_price(job, p, hints[i])
+        if found is not None:
+            everything[i] = replace(p, price_per_hour=found[0])
+            origin[i] = found[1]
+        else:
+            everything[i] = replace(p, price_per_hour=ASSUMED_PRICES[p.market])
+            origin[i] = ASSUMED_SOURCE
+    pools, ods = everything[: len(pools)], everything[len(pools) :]
+    sources = {everything[i]: origin[i] for i in range(len(everything))}
+    return pools, ods, _summary(list(origin.values())), sources
+
+
+ASSUMED_SOURCE = "assumed (relative: on-demand 1.0, spot 0.3 per hour)"
+EMULATED = {"aws": "sagemaker", "gcp": "vertex", "azure": "azureml"}  # local's ``emulate`` option
+
+
+def catalog_price(job: Job, placement: Placement, region_hint: str | None = None) -> tuple[float, str] | None:
+    """The catalog's price for ``placement`` (USD per instance-hour) and a line saying which offer,
+    from which source and of which date; None when the catalog cannot say.
+
+    A cloud placement is looked up by its instance type (else resolved from the job's resources).
+    A local placement is priced as the cloud it stands for only when the job says which machine
+    it would be: a cloud target, or an accelerator (then the cloud its ``emulate`` option plays).
+    The region is the placement's own when the catalog knows it, else the one a trace's name
+    starts with (``us-east-1c_v100_1`` -> ``us-east-1``), else the cheapest anywhere.
+    """
+    from multispot.catalog import load_catalog
+    from multispot.provider import MultispotError
+
+    try:
+        cat = load_catalog()
+    except (MultispotError, OSError, ValueError):
+        return None
+    known = set(cat.providers())
+    provider: str | None = placement.provider if placement.provider in known else None
+    if provider is None and placement.provider == "local":
+        clouds = [t.provider for t in job.targets if t.provider in known]
+        if clouds:
+            provider = clouds[0]
+        elif job.resources.accelerator or job.resources.instance_type:
+            emulate = str((job.provider_options.get("local") or {}).get("emulate", "aws"))
+            provider = EMULATED.get(emulate)
+    if provider is None:
+        return None
+    regions = sorted({o.region for o in cat.offers if o.provider == provider}, key=len, reverse=True)
+    region = placement.region if placement.region in regions and provider == placement.provider else None
+    if region is None and region_hint:
+        region = next((r for r in regions if region_hint.startswith(r)), None)
+    offer = None
+    try:
+        if provider == placement.provider and placement.instance_type:
+            offer = cat.lookup(
+                provider, placement.instance_type, region, accelerator=job.resources.accelerator
+            )
+        if offer is None:
+            offer = cat.resolve(provider, job.resources, region=region, market=placement.market)
+    except (MultispotError, ValueError):
+        return None
+    price = offer.price(placement.market)
+    if price is None:
+        return None
+    estimated = " (estimated)" if placement.market == "spot" and offer.spot_estimated else ""
+    origin = cat.origins.get(provider, "snapshot")
+    date = offer.price_date or cat.dates.get(provider, "?")
+    return price, (
+        f"catalog: {offer.provider} {offer.region} {offer.instance_type} {placement.market} "
+        f"${price:g}/h{estimated}, prices of {date} ({origin}) from {offer.source}"
+    )
+
+
+def _summary(origins: list[str]) -> str:
+    """One line for the report: the distinct sources (catalog entries without their URL)."""
+    seen: list[str] = []
+    for text in origins:
+        short = text.split(" from ")[0] if text.startswith("catalog:") else text
+        if short not in seen:
+            seen.append(short)
+    return "; ".join(seen) or "the job's placements"
 
 
 def _job_placements(job: Job) -> list[Placement]:
@@ -274,7 +357,14 @@ def _job_placements(job: Job) -> list[Placement]:
     )
     try:
         return candidates(probe, provider)
-    except Exception:  # provider not installed: a neutral pair of placements
+    except Exception:  # provider not installed: the targets as written (the catalog prices them)
+        if job.targets:
+            return [
+                Placement(t.provider, market, t.region, t.instance_type, job.resources.nodes)
+                for t in job.targets
+                for market in ("spot", "on-demand")
+                if t.market in (None, market)
+            ]
         return [Placement(provider, "spot"), Placement(provider, "on-demand")]
 
 
@@ -500,11 +590,16 @@ def simulate(
         work_hours=scenario.work_ticks * scenario.tick / 3600,
         deadline_hours=scenario.deadline_ticks * scenario.tick / 3600,
         restart_overhead_seconds=scenario.overhead_ticks * scenario.tick,
-        prices={f"{p.region or p.provider} {p.market}": p.price_per_hour or 0.0 for p in scenario.candidates},
+        prices={_label(p): p.price_per_hour or 0.0 for p in scenario.candidates},
         price_source=price_source,
         work_source=work_source,
         optimum_cost=best,
         optimum_kind="exact" if optimum else "not computed",
         outcomes=outcomes,
         start_tick=start,
+        price_sources={_label(p): scenario.price_sources.get(p, price_source) for p in scenario.candidates},
     )
+
+
+def _label(p: Placement) -> str:
+    return f"{p.region or p.provider} {p.market}"
