@@ -33,13 +33,15 @@ _EXPORTS = {
     "prices": "multispot.api",
     "get": "multispot.api",
     "runs": "multispot.api",
+    "savings": "multispot.api",
     "CostReport": "multispot.billing",
+    "SavingsReport": "multispot.billing",
     "MultispotError": "multispot.provider",
 }
 
 if TYPE_CHECKING:
-    from multispot.api import Run, dry_run, get, plan, prices, runs, simulate, submit
-    from multispot.billing import CostReport
+    from multispot.api import Run, dry_run, get, plan, prices, runs, savings, simulate, submit
+    from multispot.billing import CostReport, SavingsReport
     from multispot.job import CheckpointSpec, Job, JobSpecError, Limits, Resources, SpotSpec, Target
     from multispot.provider import MultispotError
     from multispot.status import JobState, Placement
@@ -67,6 +69,7 @@ __all__ = [
     "Placement",
     "Resources",
     "Run",
+    "SavingsReport",
     "SpotSpec",
     "Target",
     "dry_run",
@@ -74,6 +77,7 @@ __all__ = [
     "plan",
     "prices",
     "runs",
+    "savings",
     "simulate",
     "submit",
 ]

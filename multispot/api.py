@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from multispot import registry
-from multispot.billing import CostReport, cost_report
+from multispot.billing import CostReport, SavingsReport, report_for_job
+from multispot.billing import savings as _savings
 from multispot.checkpoint import CheckpointStore
-from multispot.controller import STALE_AFTER, candidates, ensure_controller, record_candidates, spawn
+from multispot.controller import STALE_AFTER, candidates, ensure_controller, spawn
 from multispot.job import Job, JobSpecError, Problem
 from multispot.policy.interval import IntervalAdvice, advise
 from multispot.provider import LaunchContext, ValidationFailed
@@ -389,15 +390,13 @@ class Run:
                 yield f"--- attempt {item.n} ({item.placement}) ---\n"
             yield line
 
-    def cost(self) -> CostReport:
-        attempts = self.attempts
-        on_demand = None
-        for placement in record_candidates(self.job, self.record):
-            if placement.market == "on-demand" and placement.price_per_hour is not None:
-                on_demand = placement.price_per_hour
-                break
-        times = {a.n: a.last_checkpoint for a in attempts if a.last_checkpoint}
-        return cost_report(self.id, attempts, on_demand, times)
+    def cost(self, measured: bool = False) -> CostReport:
+        """Per attempt and in total: actual cost, on-demand counterfactual, savings (``multispot.billing``).
+
+        ``measured`` asks the providers' billing APIs (Cost Explorer, BigQuery export, Cost
+        Management) for the billed figure; without it every figure is estimated.
+        """
+        return report_for_job(self.store, self.id, measured=measured)
 
     def to_dict(self) -> dict[str, Any]:
         record, attempts = self.record, self.attempts
@@ -437,9 +436,29 @@ class Run:
         )
 
 
+def savings(
+    since: str | float | None = None, provider: str | None = None, store: JobStore | None = None
+) -> SavingsReport:
+    """Savings of every job in the store (created since ``since``: ``7d`` or ``2026-11-01``),
+    grouped by provider and instance type, with totals; estimated figures."""
+    return _savings(store, since, provider)
+
+
 def elapsed(run: Run) -> str:
     record = run.record
     return format_duration((record.ended or time.time()) - record.created)
 
 
-__all__ = ["JobSpecError", "Run", "check", "dry_run", "get", "plan", "prices", "runs", "simulate", "submit"]
+__all__ = [
+    "JobSpecError",
+    "Run",
+    "check",
+    "dry_run",
+    "get",
+    "plan",
+    "prices",
+    "runs",
+    "savings",
+    "simulate",
+    "submit",
+]

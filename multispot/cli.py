@@ -268,25 +268,64 @@ def list_(limit: int, output: str) -> None:
 
 @cli.command()
 @click.argument("job")
+@click.option(
+    "--measured",
+    is_flag=True,
+    help="ask the provider's billing API for the billed figure (Cost Explorer, BigQuery export, "
+    "Cost Management); otherwise every figure is estimated",
+)
 @output_option
 @handles_errors
-def cost(job: str, output: str) -> None:
+def cost(job: str, measured: bool, output: str) -> None:
     """What JOB's attempts were billed, against the on-demand counterfactual."""
     from multispot import api
 
-    report = api.get(job).cost()
+    report = api.get(job).cost(measured=measured)
     if output == "json":
         _emit_json(report.to_dict())
         return
     from rich.table import Table
 
-    table = Table(*report.HEADERS, title=f"cost of {report.job_id}")
+    table = Table(*report.headers(), title=f"cost of {report.job_id}")
     for row in report.rows():
         table.add_row(*row)
     console = _console()
     console.print(table)
     console.print(report.summary())
-    for note in report.notes:
+    for note in report.details():
+        console.print(f"[dim]note: {note}[/]")
+
+
+@cli.command()
+@click.option(
+    "--since", default=None, help="jobs created since a duration ago (7d, 12h) or a date (2026-11-01, UTC)"
+)
+@click.option("--provider", default=None, help="only attempts on this provider")
+@output_option
+@handles_errors
+def savings(since: str | None, provider: str | None, output: str) -> None:
+    """What every job saved against on-demand, grouped by provider and instance type."""
+    from multispot import api
+    from multispot.billing import parse_since
+
+    try:
+        parse_since(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    report = api.savings(since=since, provider=provider)
+    if output == "json":
+        _emit_json(report.to_dict())
+        return
+    from rich.table import Table
+
+    table = Table(*report.HEADERS, title="savings (estimated)")
+    rows = report.rows()
+    for i, row in enumerate(rows):
+        table.add_row(*row, end_section=i == len(rows) - 2)
+    console = _console()
+    console.print(table)
+    console.print(report.summary())
+    for note in report.details():
         console.print(f"[dim]note: {note}[/]")
 
 
