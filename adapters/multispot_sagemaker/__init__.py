@@ -1,0 +1,1 @@
+"""multispot provider for Amazon SageMaker Managed Spot Training (``provider: sagemaker``)."""

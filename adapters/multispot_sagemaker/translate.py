@@ -1,0 +1,512 @@
+"""Pure translation: Job + Placement + LaunchContext → CreateTrainingJob parameters, and back.
+
+Nothing here performs I/O or imports an AWS SDK at module import: ``render`` returns the exact
+keyword arguments of boto3's ``sagemaker.create_training_job``; ``job_state`` maps
+TrainingJobStatus + SecondaryStatus through an explicit table; ``usage_from`` reads billing
+fields out of a DescribeTrainingJob response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from multispot.job import Job
+from multispot.provider import LaunchContext, UnknownProviderState, ValidationFailed
+from multispot.status import JobState, Placement, Usage
+
+PROVIDER = "sagemaker"
+
+# --------------------------------------------------------------------------- SageMaker's limits
+# From the CreateTrainingJob API reference and the SageMaker service quotas (2026).
+MAX_JOB_NAME = 63
+JOB_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+MAX_ENV_ENTRIES = 100
+MAX_ENV_KEY = 512
+MAX_ENV_VALUE = 512
+MAX_HYPERPARAMETERS = 100
+MAX_HYPERPARAMETER_KEY = 256
+MAX_HYPERPARAMETER_VALUE = 2500
+MAX_RUNTIME_SECONDS = 28 * 24 * 3600  # MaxRuntimeInSeconds ceiling: 28 days
+DEFAULT_MAX_RUNTIME = 24 * 3600  # SageMaker's own default when none is given
+MIN_RETRY_ATTEMPTS, MAX_RETRY_ATTEMPTS = 1, 30
+MAX_CONTAINER_ARGUMENTS = 100
+MAX_CONTAINER_ARGUMENT = 256
+MAX_TAGS = 50
+MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256
+MAX_CHANNELS = 20
+CHANNEL_NAME = re.compile(r"^[A-Za-z0-9\.\-_]+$")
+NOTICE_SECONDS = 120.0  # SIGTERM to hard stop on a stop; documented for StopTrainingJob
+
+# --------------------------------------------------------------------------- container layout
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+CODE_CHANNEL = "code"
+CODE_DIR = "/opt/ml/input/data/code"
+CONFIG_DIR = "/opt/ml/input/config"
+DATA_DIR = "/opt/ml/input/data"
+ENTRY_NAME = "multispot_entry.py"
+DEFAULT_FRAMEWORK, DEFAULT_FRAMEWORK_VERSION, DEFAULT_PY_VERSION = "pytorch", "2.5", "py311"
+FRAMEWORKS = ("pytorch", "tensorflow")
+TAG_JOB_ID, TAG_ATTEMPT = "multispot-job-id", "multispot-attempt"
+
+OPTIONS = {
+    "role": "IAM role ARN SageMaker assumes for the job (required)",
+    "bucket": "S3 bucket for code, and for checkpoints/outputs when the job names no URI",
+    "prefix": "key prefix under the bucket (default multispot)",
+    "region": "AWS region (default us-east-1)",
+    "regions": "regions the planner may choose among, e.g. [us-east-1, us-west-2]",
+    "subnets": "VPC subnet ids (VpcConfig.Subnets); needs security_group_ids",
+    "security_group_ids": "VPC security group ids (VpcConfig.SecurityGroupIds)",
+    "kms_key": "KMS key id/ARN for the volume and the output (VolumeKmsKeyId, OutputDataConfig.KmsKeyId)",
+    "volume_size_gb": "EBS volume per instance, GB (default 30)",
+    "max_retry_attempts": "RetryStrategy.MaximumRetryAttempts, 1-30 (default 1)",
+    "python": "interpreter inside the image (default python3)",
+    "install": "pip spec installed when the image lacks multispot (default multispot==VERSION; 'none')",
+    "distribution": "'torchrun' (default when nodes > 1 or several GPUs per node) or 'none'",
+}
+
+
+def options(job: Job) -> dict[str, Any]:
+    return dict(job.provider_options.get(PROVIDER, {}))
+
+
+def region_of(job: Job, placement: Placement) -> str:
+    return placement.region or str(options(job).get("region") or "us-east-1")
+
+
+def _bucket_of(uri: str | None) -> str | None:
+    if uri and uri.startswith("s3://"):
+        return uri[len("s3://") :].split("/")[0] or None
+    return None
+
+
+def bucket(job: Job) -> str | None:
+    """The bucket for code (and default URIs): the option, else the job's own output/checkpoint bucket."""
+    opt = options(job).get("bucket")
+    return str(opt) if opt else (_bucket_of(job.output_uri) or _bucket_of(job.checkpoint.uri))
+
+
+def prefix(job: Job) -> str:
+    return str(options(job).get("prefix", "multispot")).strip("/")
+
+
+def default_uri(kind: str, job_id: str, job: Job) -> str:
+    name = bucket(job)
+    if not name:
+        raise ValidationFailed(
+            PROVIDER, [(f"provider_options.{PROVIDER}.bucket", "name an S3 bucket (or give s3:// URIs)")]
+        )
+    return f"s3://{name}/{prefix(job)}/{kind}/{job_id}"
+
+
+def code_uri(job: Job, job_id: str) -> str:
+    return f"s3://{bucket(job)}/{prefix(job)}/code/{job_id}/"
+
+
+def training_job_name(job_id: str, attempt: int) -> str:
+    """``<job id>-a<attempt>``, made to fit SageMaker's name rule (a hash keeps long ids unique)."""
+    base = re.sub(r"[^a-zA-Z0-9-]+", "-", job_id).strip("-") or "job"
+    suffix = f"-a{attempt}"
+    name = base + suffix
+    if len(name) > MAX_JOB_NAME:
+        digest = hashlib.sha256(job_id.encode()).hexdigest()[:8]
+        name = base[: MAX_JOB_NAME - len(suffix) - 9].rstrip("-") + "-" + digest + suffix
+    return re.sub(r"-{2,}", "-", name)
+
+
+# --------------------------------------------------------------------------- images
+
+
+def is_image_uri(image: str) -> bool:
+    return "/" in image or ".dkr.ecr." in image
+
+
+def framework_alias(image: str | None) -> tuple[str, str, str] | None:
+    """``pytorch`` / ``pytorch:2.5`` / ``pytorch:2.5-py311`` → (framework, version, py_version)."""
+    if image is None:
+        return DEFAULT_FRAMEWORK, DEFAULT_FRAMEWORK_VERSION, DEFAULT_PY_VERSION
+    if is_image_uri(image):
+        return None
+    name, _, rest = image.partition(":")
+    if name.lower() not in FRAMEWORKS:
+        return None
+    version, _, py = (rest or DEFAULT_FRAMEWORK_VERSION).partition("-")
+    return name.lower(), version, py or DEFAULT_PY_VERSION
+
+
+def resolve_image(job: Job, region: str, instance_type: str | None) -> str:
+    """The training image: an explicit URI wins; a framework alias becomes the documented DLC URI."""
+    alias = framework_alias(job.image)
+    if alias is None:
+        assert job.image is not None
+        return job.image
+    from sagemaker.core import image_uris  # SDK 3.x, bundled image tables: no network
+
+    framework, version, py = alias
+    return str(
+        image_uris.retrieve(
+            framework=framework,
+            region=region,
+            version=version,
+            py_version=py,
+            instance_type=instance_type or "ml.m5.xlarge",
+            image_scope="training",
+        )
+    )
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def problems(job: Job, placement: Placement) -> list[tuple[str, str]]:
+    """Everything SageMaker would reject, as (field path, fix); checked before any upload."""
+    out: list[tuple[str, str]] = []
+    opts = options(job)
+    base = f"provider_options.{PROVIDER}"
+    for key in opts:
+        if key not in OPTIONS:
+            out.append((f"{base}.{key}", f"unknown option: known are {', '.join(OPTIONS)}"))
+    role = opts.get("role")
+    if not isinstance(role, str) or not re.match(r"^arn:aws[a-z\-]*:iam::\d{12}:role/", role):
+        out.append(
+            (f"{base}.role", "give the IAM role ARN, e.g. arn:aws:iam::111122223333:role/SageMakerRole")
+        )
+    if not bucket(job):
+        out.append(
+            (f"{base}.bucket", "name an S3 bucket for the code (or give s3:// output/checkpoint URIs)")
+        )
+    for path, uri in (("checkpoint.uri", job.checkpoint.uri), ("output_uri", job.output_uri)):
+        if uri and not uri.startswith("s3://"):
+            out.append((path, "SageMaker reads and writes S3: use an s3:// URI"))
+    if bool(opts.get("subnets")) != bool(opts.get("security_group_ids")):
+        out.append((f"{base}.subnets", "VpcConfig needs both subnets and security_group_ids"))
+    for key in ("subnets", "security_group_ids", "regions"):
+        if key in opts and not (
+            isinstance(opts[key], list) and all(isinstance(v, str) and v for v in opts[key])
+        ):
+            out.append((f"{base}.{key}", "give a list of strings"))
+    retries = opts.get("max_retry_attempts", 1)
+    if not isinstance(retries, int) or not MIN_RETRY_ATTEMPTS <= retries <= MAX_RETRY_ATTEMPTS:
+        out.append((f"{base}.max_retry_attempts", f"{MIN_RETRY_ATTEMPTS}-{MAX_RETRY_ATTEMPTS}"))
+    volume = opts.get("volume_size_gb", 30)
+    if not isinstance(volume, int) or not 1 <= volume <= 16384:
+        out.append((f"{base}.volume_size_gb", "an integer number of GB, 1-16384"))
+    if opts.get("distribution", "torchrun") not in ("torchrun", "none"):
+        out.append((f"{base}.distribution", "use torchrun or none"))
+    if job.image and not is_image_uri(job.image) and framework_alias(job.image) is None:
+        out.append(
+            (
+                "image",
+                f"{job.image!r} is neither an image URI nor a framework alias ({', '.join(FRAMEWORKS)})",
+            )
+        )
+    if not placement.instance_type or not placement.instance_type.startswith("ml."):
+        out.append(("resources.instance_type", "SageMaker instance types look like ml.g5.xlarge"))
+    runtime = job.limits.max_runtime or DEFAULT_MAX_RUNTIME
+    if runtime > MAX_RUNTIME_SECONDS:
+        out.append(("limits.max_runtime", f"SageMaker allows at most {MAX_RUNTIME_SECONDS} s (28 days)"))
+    for name, uri in job.inputs.items():
+        if not uri.startswith("s3://"):
+            out.append((f"inputs.{name}", "SageMaker channels read S3: use an s3:// URI"))
+        if name == CODE_CHANNEL or not CHANNEL_NAME.match(name):
+            out.append(
+                (f"inputs.{name}", f"channel names are letters, digits, . - _ and not {CODE_CHANNEL!r}")
+            )
+    if len(job.inputs) + 1 > MAX_CHANNELS:
+        out.append(("inputs", f"at most {MAX_CHANNELS - 1} inputs (one channel carries the code)"))
+    if len(job.hyperparameters) > MAX_HYPERPARAMETERS:
+        out.append(("hyperparameters", f"SageMaker takes at most {MAX_HYPERPARAMETERS}"))
+    for key, value in job.hyperparameters.items():
+        if len(key) > MAX_HYPERPARAMETER_KEY:
+            out.append((f"hyperparameters.{key}", f"names are at most {MAX_HYPERPARAMETER_KEY} characters"))
+        if len(_hp(value)) > MAX_HYPERPARAMETER_VALUE:
+            out.append(
+                (f"hyperparameters.{key}", f"values are at most {MAX_HYPERPARAMETER_VALUE} characters")
+            )
+    contract = 12 + len(job.inputs) + int(job.checkpoint.every_steps is not None)
+    if len(job.env) + contract > MAX_ENV_ENTRIES:
+        out.append(("env", f"SageMaker takes {MAX_ENV_ENTRIES} variables; multispot uses {contract} of them"))
+    for key, value in job.env.items():
+        if len(value) > MAX_ENV_VALUE:
+            out.append((f"env.{key}", f"values are at most {MAX_ENV_VALUE} characters"))
+    if len(job.tags) + 2 > MAX_TAGS:
+        out.append(("tags", f"at most {MAX_TAGS - 2} tags (multispot adds 2)"))
+    for key, value in job.tags.items():
+        if len(key) > MAX_TAG_KEY or len(value) > MAX_TAG_VALUE:
+            out.append((f"tags.{key}", f"keys ≤ {MAX_TAG_KEY}, values ≤ {MAX_TAG_VALUE} characters"))
+    args = container_arguments(job)
+    if len(args) > MAX_CONTAINER_ARGUMENTS or any(len(a) > MAX_CONTAINER_ARGUMENT for a in args):
+        out.append(
+            (
+                "command",
+                f"at most {MAX_CONTAINER_ARGUMENTS} arguments of ≤ {MAX_CONTAINER_ARGUMENT} characters",
+            )
+        )
+    return out
+
+
+def validate(job: Job, placement: Placement) -> None:
+    found = problems(job, placement)
+    if found:
+        raise ValidationFailed(PROVIDER, found)
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _hp(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def nproc_per_node(job: Job) -> int:
+    return max(1, job.resources.accelerator_count)
+
+
+def container_arguments(job: Job) -> list[str]:
+    """The entry's arguments: where things are, how to launch, then the user's command."""
+    opts = options(job)
+    distribution = str(opts.get("distribution", "torchrun"))
+    launch = distribution == "torchrun" and (job.resources.nodes > 1 or nproc_per_node(job) > 1)
+    install = str(opts.get("install", f"multispot=={_version()}"))
+    argv = list(job.command)
+    for key, value in job.hyperparameters.items():
+        argv += [f"--{key}", _hp(value)]
+    return [
+        "--code-dir",
+        CODE_DIR,
+        "--config-dir",
+        CONFIG_DIR,
+        "--nproc-per-node",
+        str(nproc_per_node(job) if launch else 0),
+        "--install",
+        install,
+        "--",
+        *argv,
+    ]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("multispot")
+    except PackageNotFoundError:
+        return "0.1.0"
+
+
+def environment(job: Job, ctx: LaunchContext) -> dict[str, str]:
+    env = ctx.contract_env(PROVIDER, NOTICE_SECONDS)
+    env.update(
+        MULTISPOT_CHECKPOINT_DIR=CHECKPOINT_LOCAL_PATH,
+        MULTISPOT_CHECKPOINT_KEEP=str(job.checkpoint.keep),
+        MULTISPOT_HYPERPARAMETERS=json.dumps(
+            {k: _hp(v) for k, v in job.hyperparameters.items()}, sort_keys=True
+        ),
+    )
+    if job.checkpoint.every_steps is not None:
+        env["MULTISPOT_CHECKPOINT_EVERY_STEPS"] = str(job.checkpoint.every_steps)
+    if job.checkpoint.interval is not None:
+        env["MULTISPOT_CHECKPOINT_INTERVAL"] = f"{job.checkpoint.interval:g}"
+    for name in job.inputs:
+        env[f"MULTISPOT_INPUT_{name.upper()}"] = f"file://{DATA_DIR}/{name}"
+    env.update(ctx.env)
+    return env
+
+
+def _channel(name: str, uri: str) -> dict[str, Any]:
+    return {
+        "ChannelName": name,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": uri,
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+        "InputMode": "File",
+    }
+
+
+def render(job: Job, placement: Placement, ctx: LaunchContext, image: str | None = None) -> dict[str, Any]:
+    """CreateTrainingJob keyword arguments exactly as boto3 takes them; no side effect.
+
+    ``image``: the resolved training image (``resolve_image``); given by the caller so this
+    module stays free of the SDK.
+    """
+    opts = options(job)
+    region = region_of(job, placement)
+    spot = placement.market == "spot"
+    runtime = int(job.limits.max_runtime or DEFAULT_MAX_RUNTIME)
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": runtime}
+    if spot:
+        # MaxWait covers waiting for spot capacity plus running, over every interruption.
+        stopping["MaxWaitTimeInSeconds"] = int(max(job.limits.max_wait or 2 * runtime, runtime))
+    resource: dict[str, Any] = {
+        "InstanceType": placement.instance_type,
+        "InstanceCount": placement.count,
+        "VolumeSizeInGB": int(opts.get("volume_size_gb", 30)),
+    }
+    output: dict[str, Any] = {"S3OutputPath": ctx.output_uri}
+    if opts.get("kms_key"):
+        resource["VolumeKmsKeyId"] = str(opts["kms_key"])
+        output["KmsKeyId"] = str(opts["kms_key"])
+    tags = [{"Key": TAG_JOB_ID, "Value": ctx.job_id}, {"Key": TAG_ATTEMPT, "Value": str(ctx.attempt)}]
+    tags += [{"Key": k, "Value": v} for k, v in sorted(job.tags.items())]
+    request: dict[str, Any] = {
+        "TrainingJobName": training_job_name(ctx.job_id, ctx.attempt),
+        "AlgorithmSpecification": {
+            "TrainingImage": image or resolve_image(job, region, placement.instance_type),
+            "TrainingInputMode": "File",
+            "ContainerEntrypoint": [str(opts.get("python", "python3")), f"{CODE_DIR}/{ENTRY_NAME}"],
+            "ContainerArguments": container_arguments(job),
+        },
+        "RoleArn": str(opts.get("role", "")),
+        "InputDataConfig": [_channel(CODE_CHANNEL, code_uri(job, ctx.job_id))]
+        + [_channel(name, uri) for name, uri in sorted(job.inputs.items())],
+        "OutputDataConfig": output,
+        "ResourceConfig": resource,
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": spot,
+        "CheckpointConfig": {"S3Uri": ctx.checkpoint_uri, "LocalPath": CHECKPOINT_LOCAL_PATH},
+        "RetryStrategy": {"MaximumRetryAttempts": int(opts.get("max_retry_attempts", 1))},
+        "Environment": environment(job, ctx),
+        "Tags": tags,
+    }
+    if job.hyperparameters:
+        request["HyperParameters"] = {k: _hp(v) for k, v in job.hyperparameters.items()}
+    if opts.get("subnets"):
+        request["VpcConfig"] = {
+            "SecurityGroupIds": list(opts["security_group_ids"]),
+            "Subnets": list(opts["subnets"]),
+        }
+    return request
+
+
+# --------------------------------------------------------------------------- status
+
+_STARTING = ("Starting", "Pending", "LaunchingMLInstances", "PreparingTrainingStack", "Downloading")
+# (TrainingJobStatus, SecondaryStatus) → JobState. Anything else is an UnknownProviderState.
+STATE_TABLE: dict[tuple[str, str], JobState] = {
+    **{("InProgress", s): JobState.STARTING for s in (*_STARTING, "DownloadingTrainingImage")},
+    ("InProgress", "Training"): JobState.RUNNING,
+    ("InProgress", "Uploading"): JobState.RUNNING,
+    ("InProgress", "Updating"): JobState.RUNNING,
+    # Spot capacity was reclaimed; SageMaker waits for capacity and restarts within MaxWait.
+    ("InProgress", "Interrupted"): JobState.STARTING,
+    ("InProgress", "Restarting"): JobState.STARTING,
+    ("InProgress", "Stopping"): JobState.RUNNING,
+    ("Stopping", "Stopping"): JobState.RUNNING,
+    ("Stopping", "Interrupted"): JobState.RUNNING,
+    ("Stopping", "MaxRuntimeExceeded"): JobState.RUNNING,
+    ("Stopping", "MaxWaitTimeExceeded"): JobState.RUNNING,
+    ("Completed", "Completed"): JobState.SUCCEEDED,
+    ("Failed", "Failed"): JobState.FAILED,
+    ("Stopped", "Stopped"): JobState.CANCELLED,
+    ("Stopped", "MaxRuntimeExceeded"): JobState.TIMED_OUT,
+    # SageMaker gave up on spot: capacity lost after training began (PREEMPTED), or never had (NO_CAPACITY).
+    ("Stopped", "MaxWaitTimeExceeded"): JobState.PREEMPTED,
+    ("Stopped", "Interrupted"): JobState.PREEMPTED,
+    ("Failed", "MaxWaitTimeExceeded"): JobState.PREEMPTED,
+    ("Failed", "Interrupted"): JobState.PREEMPTED,
+}
+CAPACITY_FAILURES = ("CapacityError", "InsufficientInstanceCapacity", "ResourceLimitExceeded")
+
+
+def _transitions(described: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(described.get("SecondaryStatusTransitions") or [])
+
+
+def interruptions(described: dict[str, Any]) -> int:
+    return sum(1 for t in _transitions(described) if t.get("Status") == "Interrupted")
+
+
+def ever_trained(described: dict[str, Any]) -> bool:
+    return any(t.get("Status") == "Training" for t in _transitions(described))
+
+
+def job_state(described: dict[str, Any]) -> JobState:
+    status, secondary = described.get("TrainingJobStatus", ""), described.get("SecondaryStatus", "")
+    key = (str(status), str(secondary))
+    if key not in STATE_TABLE:
+        raise UnknownProviderState(f"SageMaker state {status}/{secondary} is not in the state table")
+    state = STATE_TABLE[key]
+    if state is JobState.PREEMPTED and not ever_trained(described):
+        return JobState.NO_CAPACITY
+    if state is JobState.FAILED and any(
+        c in str(described.get("FailureReason", "")) for c in CAPACITY_FAILURES
+    ):
+        return JobState.NO_CAPACITY
+    return state
+
+
+def _stamp(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, (int, float)):
+        return float(value)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+def message(described: dict[str, Any]) -> str:
+    if described.get("FailureReason"):
+        return str(described["FailureReason"])
+    transitions = _transitions(described)
+    if transitions and transitions[-1].get("StatusMessage"):
+        return str(transitions[-1]["StatusMessage"])
+    return f"{described.get('TrainingJobStatus')}/{described.get('SecondaryStatus')}"
+
+
+def times(described: dict[str, Any]) -> tuple[float | None, float | None]:
+    started = _stamp(described.get("TrainingStartTime"))
+    for t in _transitions(described):
+        if t.get("Status") == "Training":
+            started = _stamp(t.get("StartTime"))
+            break
+    ended = (
+        _stamp(described.get("TrainingEndTime"))
+        if described.get("TrainingJobStatus")
+        in (
+            "Completed",
+            "Failed",
+            "Stopped",
+        )
+        else None
+    )
+    return started, ended
+
+
+def usage_from(described: dict[str, Any], region: str | None) -> Usage:
+    """Usage from DescribeTrainingJob.
+
+    SageMaker managed spot bills ``BillableTimeInSeconds`` × instance count at the **on-demand**
+    rate; the spot discount shows up as billable < training time (savings = 1 − billable/training).
+    """
+    resource = described.get("ResourceConfig") or {}
+    spot = bool(described.get("EnableManagedSpotTraining"))
+    training = described.get("TrainingTimeInSeconds")
+    started, ended = times(described)
+    if training is None and started is not None and ended is not None:
+        training = max(0.0, ended - started)
+    billable = described.get("BillableTimeInSeconds")
+    source = "DescribeTrainingJob TrainingTimeInSeconds/BillableTimeInSeconds"
+    if billable is None:
+        billable = training or 0.0
+        source = "DescribeTrainingJob (no BillableTimeInSeconds yet: training time used as the bound)"
+    if spot:
+        source += "; managed spot: billable seconds are charged at the on-demand rate"
+    return Usage(
+        runtime_seconds=float(training or 0.0),
+        billable_seconds=float(billable),
+        instance_type=resource.get("InstanceType"),
+        count=int(resource.get("InstanceCount", 1)),
+        market="spot" if spot else "on-demand",
+        region=region,
+        source=source,
+    )
