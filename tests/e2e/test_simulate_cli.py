@@ -61,6 +61,13 @@ def cli(home: Path, *args: str, cwd: Path = ROOT) -> Any:
     return json.loads(result.stdout) if "json" in args else result.stdout
 
 
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The same empty MULTISPOT_HOME here and in the CLI: both read the packaged catalog."""
+    monkeypatch.setenv("MULTISPOT_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
 @pytest.fixture
 def gpu_job(tmp_path: Path) -> Path:
     (tmp_path / "train.py").write_text("print('hi')\n")
