@@ -71,7 +71,9 @@ def one_trace(args: tuple[str, list[float], list[float], list[float]]) -> list[d
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0], lambda p: p.add_argument("--traces", default=None))
-    root = Path(args.traces) if args.traces else REPO.parent / "shared" / "data" / "spot-traces"
+    shared = REPO.parent / "shared" / "data" / "spot-traces"
+    # every shared trace where the project's data sits beside the clone; else the two in the repo
+    root = Path(args.traces) if args.traces else shared if shared.is_dir() else REPO / "examples" / "traces"
     paths = sorted(str(p) for p in root.rglob("*.json"))
     if not paths:
         print(f"no traces under {root}: nothing to measure")

@@ -10,7 +10,7 @@ import pytest
 
 from multispot.local.preemptions import AttemptPlan, PreemptionSpec, Trace
 
-TRACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "spot-traces"
+TRACES = Path(__file__).resolve().parents[2] / "examples" / "traces"  # real traces, copied into the repo
 
 
 def write_trace(tmp_path: Path, data: list[int], gap: float = 60.0, name: str = "trace.json") -> Path:
@@ -285,7 +285,6 @@ def _a_real_trace() -> Path | None:
     return next(iter(sorted(TRACES.rglob("*.json"))), None)
 
 
-@pytest.mark.skipif(_a_real_trace() is None, reason="the shared spot traces are not beside this clone")
 def test_a_real_spot_trace_loads_and_plans() -> None:
     path = _a_real_trace()
     assert path is not None
