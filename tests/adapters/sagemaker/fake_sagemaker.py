@@ -156,7 +156,9 @@ class FakeSageMaker:
             self._download(uri, base / "input" / "data" / channel["ChannelName"])
         config = base / "input" / "config"
         config.mkdir(parents=True, exist_ok=True)
-        (config / "resourceconfig.json").write_text(json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
+        (config / "resourceconfig.json").write_text(
+            json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]})
+        )
         (config / "hyperparameters.json").write_text(json.dumps(request.get("HyperParameters", {})))
         ckpt = request.get("CheckpointConfig")
         ckpt_dir = Path(local(ckpt["LocalPath"])) if ckpt else None
@@ -184,7 +186,9 @@ class FakeSageMaker:
             if ckpt_dir is not None:
                 ckpt_dir.mkdir(parents=True, exist_ok=True)
                 self._download(ckpt["S3Uri"], ckpt_dir)  # copied back on (re)start
-            self._transition(job, "InProgress", "Training", "Training image download completed. Training in progress.")
+            self._transition(
+                job, "InProgress", "Training", "Training image download completed. Training in progress."
+            )
             if job.training_start_time is None:
                 job.training_start_time = datetime.now(timezone.utc)
             began = time.time()
@@ -206,7 +210,9 @@ class FakeSageMaker:
         job.training_end_time = datetime.now(timezone.utc)
         if outcome == "give_up":
             self._transition(job, "InProgress", "Interrupted", "Spot capacity was reclaimed")
-            self._transition(job, "Stopped", "MaxWaitTimeExceeded", "No spot capacity within MaxWaitTimeInSeconds")
+            self._transition(
+                job, "Stopped", "MaxWaitTimeExceeded", "No spot capacity within MaxWaitTimeInSeconds"
+            )
         elif outcome == "stop":
             self._transition(job, "Stopped", "Stopped", "Stopped by the user")
         elif code == 0:
@@ -228,7 +234,9 @@ class FakeSageMaker:
     ) -> tuple[str, int]:
         out = self.root / name / f"{stream.rsplit('/', 1)[1]}.log"
         with open(out, "wb") as sink:
-            proc = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                argv, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+            )
         seen: dict[str, tuple[int, int]] = {}
         shipped = 0
         outcome, stop_at = "exit", None
@@ -239,7 +247,10 @@ class FakeSageMaker:
             cut = lines.rfind(b"\n") + 1
             if cut:
                 now = int(time.time() * 1000)
-                events = [{"timestamp": now, "message": line} for line in lines[:cut].decode(errors="replace").splitlines()]
+                events = [
+                    {"timestamp": now, "message": line}
+                    for line in lines[:cut].decode(errors="replace").splitlines()
+                ]
                 logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=events)
                 shipped += cut
 
