@@ -101,7 +101,7 @@ def apply(uri: str, model: Model, op: tuple[Any, ...]) -> None:
         path = raw.path(step, name)
         new: bytes | None
         if how == "flip":
-            new = bytes([data[0] ^ 0x01]) + data[1:]
+            new = bytes([data[0] ^ 0x01]) + data[1:] if data else b"\x01"  # an emptied file: grow it
         elif how == "truncate":
             new = data[:-1]
         elif how == "append":
