@@ -54,6 +54,7 @@ def main() -> int:
         print(f"reference:     sha256 {theirs['params_sha256']}")
         print(f"bit-identical to the uninterrupted run: {'YES' if identical else 'NO'}")
         ok = identical and data["preemptions"] >= 3 and len(resumes) >= 3
+        print(f"cost:          {spot.cost().summary()}  (modelled at SageMaker ml.m5.xlarge prices)")
     print(f"elapsed:       {elapsed:.0f}s\n")
     print("Look closer:")
     env = f"MULTISPOT_HOME={home()} " if "MULTISPOT_HOME" in __import__("os").environ else ""
