@@ -7,6 +7,7 @@ Only neutral vocabulary lives here; what a provider needs beyond it goes under
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import shlex
@@ -269,6 +270,10 @@ def _split_command(value: Any) -> Any:
     return value
 
 
+def hyperparameter_text(value: str | int | float | bool) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
 class Job(_Model):
     """A training run described once, for every provider."""
 
@@ -379,6 +384,23 @@ class Job(_Model):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_data(), sort_keys=False)
+
+    # ----------------------------------------------------------------- what every provider runs
+
+    def hyperparameter_strings(self) -> dict[str, str]:
+        """Hyperparameters as the strings a command line (and SageMaker) takes: booleans lowercase."""
+        return {key: hyperparameter_text(value) for key, value in self.hyperparameters.items()}
+
+    def argv(self) -> list[str]:
+        """The command with ``--key value`` appended for each hyperparameter, in the spec's order."""
+        argv = list(self.command)
+        for key, value in self.hyperparameter_strings().items():
+            argv += [f"--{key}", value]
+        return argv
+
+    def hyperparameters_json(self) -> str:
+        """``MULTISPOT_HYPERPARAMETERS``: the same strings as JSON, keys sorted (stable requests)."""
+        return json.dumps(self.hyperparameter_strings(), sort_keys=True)
 
     # ----------------------------------------------------------------- env references
 

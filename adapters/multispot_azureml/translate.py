@@ -177,17 +177,14 @@ def command_line(job: Job) -> str:
     binds = [f"MULTISPOT_CHECKPOINT_DIR=${{{{outputs.{CHECKPOINT_OUTPUT}}}}}"]
     binds.append(f"MULTISPOT_OUTPUT_URI=file://${{{{outputs.{OUTPUT_OUTPUT}}}}}")
     binds += [f"MULTISPOT_INPUT_{name.upper()}=${{{{inputs.{name}}}}}" for name in sorted(job.inputs)]
-    argv = list(job.command)
-    for key, value in job.hyperparameters.items():
-        argv += [f"--{key}", _hp(value)]
-    return "env " + " ".join(binds) + " " + shlex.join(argv)
+    return "env " + " ".join(binds) + " " + shlex.join(job.argv())
 
 
 def environment_vars(job: Job, ctx: LaunchContext) -> dict[str, str]:
     env = ctx.contract_env(PROVIDER, NOTICE_SECONDS)
     env.pop("MULTISPOT_OUTPUT_URI")  # set in the command line: the mounted output's path
     env["MULTISPOT_CHECKPOINT_KEEP"] = str(job.checkpoint.keep)
-    env["MULTISPOT_HYPERPARAMETERS"] = _json({k: _hp(v) for k, v in job.hyperparameters.items()})
+    env["MULTISPOT_HYPERPARAMETERS"] = job.hyperparameters_json()
     if job.checkpoint.every_steps is not None:
         env["MULTISPOT_CHECKPOINT_EVERY_STEPS"] = str(job.checkpoint.every_steps)
     if job.checkpoint.interval is not None:
@@ -306,15 +303,3 @@ def runtime_seconds(details: dict[str, Any], now: float) -> float:
         return 0.0
     end = parse_time(details.get("endTimeUtc")) or now
     return max(0.0, end - start)
-
-
-def _hp(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _json(data: dict[str, str]) -> str:
-    import json
-
-    return json.dumps(data, sort_keys=True)

@@ -9,12 +9,11 @@ fields out of a DescribeTrainingJob response.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from datetime import datetime
 from typing import Any
 
-from multispot.job import Job
+from multispot.job import Job, hyperparameter_text
 from multispot.provider import LaunchContext, UnknownProviderState, ValidationFailed
 from multispot.status import JobState, Placement, Usage
 
@@ -222,7 +221,7 @@ def problems(job: Job, placement: Placement) -> list[tuple[str, str]]:
     for key, value in job.hyperparameters.items():
         if len(key) > MAX_HYPERPARAMETER_KEY:
             out.append((f"hyperparameters.{key}", f"names are at most {MAX_HYPERPARAMETER_KEY} characters"))
-        if len(_hp(value)) > MAX_HYPERPARAMETER_VALUE:
+        if len(hyperparameter_text(value)) > MAX_HYPERPARAMETER_VALUE:
             out.append(
                 (f"hyperparameters.{key}", f"values are at most {MAX_HYPERPARAMETER_VALUE} characters")
             )
@@ -257,12 +256,6 @@ def validate(job: Job, placement: Placement) -> None:
 # --------------------------------------------------------------------------- rendering
 
 
-def _hp(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def nproc_per_node(job: Job) -> int:
     return max(1, job.resources.accelerator_count)
 
@@ -273,9 +266,7 @@ def container_arguments(job: Job) -> list[str]:
     distribution = str(opts.get("distribution", "torchrun"))
     launch = distribution == "torchrun" and (job.resources.nodes > 1 or nproc_per_node(job) > 1)
     install = str(opts.get("install", f"multispot=={_version()}"))
-    argv = list(job.command)
-    for key, value in job.hyperparameters.items():
-        argv += [f"--{key}", _hp(value)]
+    argv = job.argv()
     return [
         "--code-dir",
         CODE_DIR,
@@ -304,9 +295,7 @@ def environment(job: Job, ctx: LaunchContext) -> dict[str, str]:
     env.update(
         MULTISPOT_CHECKPOINT_DIR=CHECKPOINT_LOCAL_PATH,
         MULTISPOT_CHECKPOINT_KEEP=str(job.checkpoint.keep),
-        MULTISPOT_HYPERPARAMETERS=json.dumps(
-            {k: _hp(v) for k, v in job.hyperparameters.items()}, sort_keys=True
-        ),
+        MULTISPOT_HYPERPARAMETERS=job.hyperparameters_json(),
     )
     if job.checkpoint.every_steps is not None:
         env["MULTISPOT_CHECKPOINT_EVERY_STEPS"] = str(job.checkpoint.every_steps)
@@ -378,7 +367,7 @@ def render(job: Job, placement: Placement, ctx: LaunchContext, image: str | None
         "Tags": tags,
     }
     if job.hyperparameters:
-        request["HyperParameters"] = {k: _hp(v) for k, v in job.hyperparameters.items()}
+        request["HyperParameters"] = job.hyperparameter_strings()
     if opts.get("subnets"):
         request["VpcConfig"] = {
             "SecurityGroupIds": list(opts["security_group_ids"]),

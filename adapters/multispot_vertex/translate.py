@@ -10,7 +10,6 @@ limits, the state table, and usage parsing from a CustomJob read back from the s
 from __future__ import annotations
 
 import importlib
-import json
 import re
 import time
 from datetime import datetime
@@ -239,12 +238,6 @@ def accelerator(job: Job, placement: Placement) -> tuple[str | None, int]:
     return ACCELERATOR_TYPES.get(name, name), count
 
 
-def _hp(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def container_env(job: Job, ctx: LaunchContext) -> dict[str, str]:
     env = ctx.contract_env(NAME, NOTICE_SECONDS)
     env["MULTISPOT_CHECKPOINT_URI"] = gs_uri(ctx.checkpoint_uri)
@@ -252,9 +245,7 @@ def container_env(job: Job, ctx: LaunchContext) -> dict[str, str]:
     if _is_gs(ctx.checkpoint_uri):
         env["MULTISPOT_CHECKPOINT_DIR"] = fuse_path(ctx.checkpoint_uri)
     env["MULTISPOT_CHECKPOINT_KEEP"] = str(job.checkpoint.keep)
-    env["MULTISPOT_HYPERPARAMETERS"] = json.dumps(
-        {k: _hp(v) for k, v in job.hyperparameters.items()}, sort_keys=True
-    )
+    env["MULTISPOT_HYPERPARAMETERS"] = job.hyperparameters_json()
     if job.checkpoint.every_steps is not None:
         env["MULTISPOT_CHECKPOINT_EVERY_STEPS"] = str(job.checkpoint.every_steps)
     if job.checkpoint.interval is not None:
@@ -267,7 +258,7 @@ def container_env(job: Job, ctx: LaunchContext) -> dict[str, str]:
 
 def command(job: Job, ctx: LaunchContext) -> tuple[list[str], list[str]]:
     """(container command, args): with source_dir, unpack the tarball from the FUSE mount first."""
-    args = [part for key, value in job.hyperparameters.items() for part in (f"--{key}", _hp(value))]
+    args = job.argv()[len(job.command) :]  # the hyperparameters as --key value
     tarball = source_tarball_uri(job, ctx.job_id)
     if tarball is None:
         return list(job.command), args

@@ -148,18 +148,16 @@ class LocalProvider:
     # ----------------------------------------------------------------- rendering
 
     def _argv(self, job: Job) -> list[str]:
-        argv = list(job.command)
+        argv = job.argv()
         if argv[0] in _PYTHON_NAMES:
             argv[0] = sys.executable  # the interpreter multispot runs in, so the runtime is importable
-        for key, value in job.hyperparameters.items():
-            argv += [f"--{key}", _hp(value)]
         return argv
 
     def render(self, job: Job, placement: Placement, ctx: LaunchContext) -> dict[str, Any]:
         env = ctx.contract_env(self.name, self.notice_seconds(job))
         env.update(
             MULTISPOT_CHECKPOINT_KEEP=str(job.checkpoint.keep),
-            MULTISPOT_HYPERPARAMETERS=_json({k: _hp(v) for k, v in job.hyperparameters.items()}),
+            MULTISPOT_HYPERPARAMETERS=job.hyperparameters_json(),
         )
         if job.checkpoint.every_steps is not None:
             env["MULTISPOT_CHECKPOINT_EVERY_STEPS"] = str(job.checkpoint.every_steps)
@@ -383,18 +381,6 @@ def _command_problems(job: Job) -> list[tuple[str, str]]:
     if shutil.which(exe) is None:
         return [("command[0]", f"{exe!r} is not found on PATH: install it or give a path")]
     return []
-
-
-def _hp(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _json(data: dict[str, str]) -> str:
-    import json
-
-    return json.dumps(data, sort_keys=True)
 
 
 def _free_port() -> int:
