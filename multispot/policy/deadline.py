@@ -160,8 +160,8 @@ class GreedySpot(TickPolicy):
         return self.idle(ctx, "waiting for spot capacity")
 
 
-class FallbackAfter(TickPolicy):
-    """Spot, waiting out gaps, until ``n`` preemptions; then on-demand for good (and when forced)."""
+class FallbackAfter(GreedySpot):
+    """Greedy until ``n`` preemptions; then on-demand for good."""
 
     name = "fallback"
 
@@ -170,16 +170,10 @@ class FallbackAfter(TickPolicy):
         self.n = n
 
     def choose(self, ctx: PolicyContext) -> Decision:
-        if ctx.current is not None and ctx.current.market == "on-demand":
-            return Decision(ctx.current, "on-demand until the end")
-        if preemptions(ctx.attempts) >= self.n:
+        on_demand = ctx.current is not None and ctx.current.market == "on-demand"
+        if not on_demand and preemptions(ctx.attempts) >= self.n:
             return self.go_on_demand(ctx, f"{self.n} preemptions: falling back to on-demand")
-        if self.forced(ctx):
-            return self.go_on_demand(ctx, "the deadline forces on-demand")
-        pools = self.spot_pools(ctx)
-        if pools and (ctx.current in pools or self.can_enter_spot(ctx)):
-            return Decision(self.pick_spot(ctx, pools), "spot has capacity")
-        return self.idle(ctx, "waiting for spot capacity")
+        return super().choose(ctx)
 
 
 class Diversified(TickPolicy):
