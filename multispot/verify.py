@@ -119,7 +119,9 @@ def default_schedule(reference: api.Run) -> str:
         per_save = (max(times) - min(times)) / (len(times) - 1)
         startup = max(0.0, min(times) - attempt.started - per_save)
     work = max(total - startup, 1.0)
-    return f"at={startup + 0.35 * work:.1f}s,save:2,{startup + 0.3 * work:.1f}s!"
+    # The hard stop comes early in attempt 3 so it lands before the job ends even when this run
+    # goes faster than the reference did (a busy machine makes timings vary).
+    return f"at={startup + 0.35 * work:.1f}s,save:2,{startup + 0.2 * work:.1f}s!"
 
 
 def _manifests(store: CheckpointStore) -> dict[int, Manifest]:
