@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from multispot.catalog import load_catalog
 from multispot.job import Resources
@@ -128,8 +129,10 @@ def test_quickstart_all_policies_json(tmp_path: Path) -> None:
     )
     check_report(report, list(ALL_POLICIES))
     [od_price], [spot_price] = price(report, "on-demand"), price(report, "spot")
-    # the quickstart names no accelerator or cloud: relative prices, and the report says so
-    assert "assumed" in report["price_source"] and od_price > spot_price > 0
+    # the quickstart prices itself (provider_options.local.price_per_hour): those prices, said so
+    local = yaml.safe_load((ROOT / "examples/quickstart/job.yaml").read_text())["provider_options"]["local"]
+    assert (spot_price, od_price) == (local["price_per_hour"]["spot"], local["price_per_hour"]["on-demand"])
+    assert report["price_source"] == "the job's placements"
     assert report["work_source"] == "given" and abs(report["work_hours"] - 30) < 195 / 3600
     # on-demand pays the work and one restart at the on-demand price
     od = report["policies"]["on-demand"]
@@ -148,7 +151,7 @@ def test_table_output_names_every_policy(tmp_path: Path) -> None:
     )
     for name in ALL_POLICIES:
         assert name in text
-    assert "omniscient optimum (exact)" in text and "prices: assumed" in text
+    assert "omniscient optimum (exact)" in text and "prices: the job's placements" in text
 
 
 def test_two_pools_priced_from_the_catalog(tmp_path: Path, gpu_job: Path) -> None:
