@@ -226,3 +226,13 @@ def test_dry_run_plan(tmp_path: Path, gpu_job: Path) -> None:
 
     text = cli(tmp_path, "submit", str(gpu_job), "--dry-run", cwd=gpu_job.parent)
     assert "expected cost" in text and f"${rng['low']:.2f}" in text and "nothing submitted" in text
+
+
+def test_a_job_without_prices_gets_relative_ones_and_is_told(tmp_path: Path) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text("name: unpriced\ncommand: python train.py\n")
+    report = cli(
+        tmp_path, "simulate", str(job), "--trace", str(EAST), "--deadline", "30h", "--output", "json"
+    )
+    [od_price], [spot_price] = price(report, "on-demand"), price(report, "spot")
+    assert "assumed" in report["price_source"] and od_price > spot_price > 0
