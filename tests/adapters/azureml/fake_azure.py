@@ -29,6 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from multispot.testing.files import files_under
+
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's published development key (public, documented; it opens nothing but the emulator).
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -252,7 +254,7 @@ class FakeJob:
     def _sync(self) -> None:
         """Mounted outputs → Azurite (what blobfuse does), the log → its blob."""
         for folder, container, prefix in self.mounts.values():
-            files = sorted(p for p in folder.rglob("*") if p.is_file())
+            files = files_under(folder)
             files.sort(key=lambda p: p.name in _LAST)
             present = set()
             for path in files:

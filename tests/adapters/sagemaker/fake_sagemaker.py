@@ -34,6 +34,8 @@ from moto.sagemaker.models import sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 from moto.server import ThreadedMotoServer
 
+from multispot.testing.files import files_under
+
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 SPOT_BILLABLE_FRACTION = 0.3  # what the fake bills of a spot job's training time (a 70 % saving)
@@ -122,8 +124,8 @@ class FakeSageMaker:
         s3 = self._client("s3")
         bucket, _, prefix = uri[len("s3://") :].partition("/")
         prefix = prefix.rstrip("/") + "/" if prefix else ""
-        for path in sorted(local.rglob("*")):
-            if not path.is_file() or path.name.startswith("."):
+        for path in files_under(local):
+            if path.name.startswith("."):
                 continue
             try:
                 stat = path.stat()

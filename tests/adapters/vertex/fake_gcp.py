@@ -33,6 +33,8 @@ import grpc
 from google.cloud import aiplatform_v1
 from google.protobuf import empty_pb2, timestamp_pb2
 
+from multispot.testing.files import files_under
+
 SERVICE = "google.cloud.aiplatform.v1.JobService"
 FUSE = "/gcs/"
 NOTICE_SECONDS = 5.0  # the fake's grace between SIGTERM and the hard stop (Vertex: 30 s)
@@ -392,7 +394,7 @@ class FakeJobService:
         if not mount.exists():
             return
         files = sorted(
-            (p for p in mount.rglob("*") if p.is_file()),
+            files_under(mount),
             key=lambda p: (p.name in ("MANIFEST.json", "LATEST"), p.name == "LATEST"),
         )
         current = set()
