@@ -6,7 +6,7 @@ drives one attempt through the service (``submit``/``status``/``logs``/``cancel`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -39,6 +39,16 @@ class ValidationFailed(ProviderError):
         self.problems = problems
         lines = "\n".join(f"  - {path}: {message}" for path, message in problems)
         super().__init__(f"{provider} cannot run this job:\n{lines}")
+
+
+def unknown_options(provider: str, options: Iterable[str], known: Iterable[str]) -> list[tuple[str, str]]:
+    """A ValidationFailed problem for each key of ``provider_options.<provider>`` not in ``known``."""
+    known = list(known)
+    return [
+        (f"provider_options.{provider}.{key}", f"unknown option: known are {', '.join(known)}")
+        for key in options
+        if key not in known
+    ]
 
 
 class CapacityError(ProviderError):

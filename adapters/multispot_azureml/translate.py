@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from multispot.provider import LaunchContext, UnknownProviderState
+from multispot.provider import LaunchContext, UnknownProviderState, unknown_options
 from multispot.status import JobState, Placement
 
 if TYPE_CHECKING:
@@ -92,11 +92,7 @@ def problems(job: Job) -> list[tuple[str, str]]:
     """Every reason this job cannot run on Azure ML as written, with its field path."""
     found: list[tuple[str, str]] = []
     opts = options(job)
-    for key in opts:
-        if key not in OPTIONS:
-            found.append(
-                (f"provider_options.{PROVIDER}.{key}", f"unknown option: known are {', '.join(OPTIONS)}")
-            )
+    found += unknown_options(PROVIDER, opts, OPTIONS)
     for key in ("subscription_id", "resource_group", "workspace", "compute", "on_demand_compute"):
         if key in opts and (not isinstance(opts[key], str) or not opts[key]):
             found.append((f"provider_options.{PROVIDER}.{key}", "must be a non-empty string"))

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from multispot.job import Job, hyperparameter_text
-from multispot.provider import LaunchContext, UnknownProviderState, ValidationFailed
+from multispot.provider import LaunchContext, UnknownProviderState, ValidationFailed, unknown_options
 from multispot.status import JobState, Placement, Usage
 
 PROVIDER = "sagemaker"
@@ -165,9 +165,7 @@ def problems(job: Job, placement: Placement) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     opts = options(job)
     base = f"provider_options.{PROVIDER}"
-    for key in opts:
-        if key not in OPTIONS:
-            out.append((f"{base}.{key}", f"unknown option: known are {', '.join(OPTIONS)}"))
+    out += unknown_options(PROVIDER, opts, OPTIONS)
     role = opts.get("role")
     if not isinstance(role, str) or not re.match(r"^arn:aws[a-z\-]*:iam::\d{12}:role/", role):
         out.append(

@@ -15,7 +15,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from multispot.provider import LaunchContext, UnknownProviderState
+from multispot.provider import LaunchContext, UnknownProviderState, unknown_options
 from multispot.status import JobState, Placement, Usage
 
 if TYPE_CHECKING:
@@ -93,11 +93,7 @@ def validation_problems(job: Job, placement: Placement | None = None) -> list[tu
     """Every reason Vertex cannot take this job, as (field path, fix)."""
     problems: list[tuple[str, str]] = []
     opts = options(job)
-    for key in opts:
-        if key not in OPTIONS:
-            problems.append(
-                (f"provider_options.{NAME}.{key}", f"unknown option: known are {', '.join(OPTIONS)}")
-            )
+    problems += unknown_options(NAME, opts, OPTIONS)
     for key in ("project", "region", "service_account", "network", "billing_export_table"):
         if key in opts and not (isinstance(opts[key], str) and opts[key].strip()):
             problems.append((f"provider_options.{NAME}.{key}", "must be a non-empty string"))

@@ -23,7 +23,7 @@ from typing import Any
 from multispot.job import Job
 from multispot.local.preemptions import PreemptionSpec
 from multispot.local.supervisor import read_json, write_json_atomic
-from multispot.provider import Capability, LaunchContext, ValidationFailed
+from multispot.provider import Capability, LaunchContext, ValidationFailed, unknown_options
 from multispot.runtime.env import NOTICE_SECONDS
 from multispot.status import Handle, JobState, Placement, ProviderStatus, Usage
 from multispot.store import home
@@ -112,10 +112,7 @@ class LocalProvider:
     def validate(self, job: Job, placement: Placement) -> None:
         problems: list[tuple[str, str]] = []
         opts = self._options(job)
-        for key in opts:
-            if key not in OPTIONS:
-                known = ", ".join(OPTIONS)
-                problems.append((f"provider_options.local.{key}", f"unknown option: known are {known}"))
+        problems += unknown_options("local", opts, OPTIONS)
         if opts.get("emulate", "aws") not in ("aws", "gcp", "azure"):
             problems.append(("provider_options.local.emulate", "use aws, gcp or azure"))
         for key in ("time_scale", "notice_seconds"):
