@@ -42,8 +42,8 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from multispot.api import Run, dry_run, get, plan, prices, runs, savings, simulate, submit
     from multispot.billing import CostReport, SavingsReport
-    from multispot.job import CheckpointSpec, Job, JobSpecError, Limits, Resources, SpotSpec, Target
-    from multispot.provider import MultispotError
+    from multispot.errors import JobSpecError, MultispotError
+    from multispot.job import CheckpointSpec, Job, Limits, Resources, SpotSpec, Target
     from multispot.status import JobState, Placement
 
 

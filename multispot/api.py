@@ -16,9 +16,10 @@ from multispot.billing import CostReport, SavingsReport, report_for_job
 from multispot.billing import savings as _savings
 from multispot.checkpoint import CheckpointStore
 from multispot.controller import STALE_AFTER, candidates, ensure_controller, spawn
-from multispot.job import Job, JobSpecError, Problem
+from multispot.errors import JobSpecError, Problem, ValidationFailed
+from multispot.job import Job
 from multispot.policy.interval import IntervalAdvice, advise
-from multispot.provider import LaunchContext, ValidationFailed
+from multispot.provider import LaunchContext
 from multispot.status import Attempt, JobState, Placement, iso_time
 from multispot.store import Event, JobRecord, JobStore, new_job_id
 from multispot.units import format_duration

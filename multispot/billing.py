@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from multispot.provider import MultispotError
+from multispot.errors import MissingExtra, MultispotError
 from multispot.status import Attempt, JobState, iso_time
 from multispot.units import format_duration, parse_duration
 
@@ -56,7 +56,7 @@ BILLING_RULES: dict[str, str] = {
 PLOT_HINT = "pip install 'multispot[plot]'"
 
 
-class MissingPlotExtra(MultispotError, ImportError):
+class MissingPlotExtra(MissingExtra):
     """``plot()`` needs matplotlib, which is the optional ``plot`` extra."""
 
 

@@ -47,7 +47,7 @@ def handles_errors(func: F) -> F:
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from multispot.provider import MultispotError
+        from multispot.errors import MultispotError
 
         try:
             return func(*args, **kwargs)
@@ -336,7 +336,7 @@ def savings(since: str | None, provider: str | None, output: str) -> None:
 def checkpoints(target: str, output: str) -> None:
     """Checkpoints of a job (or under a URI): each step, committed or not, and why."""
     from multispot.checkpoint import CheckpointStore
-    from multispot.provider import JobNotFound
+    from multispot.errors import JobNotFound
     from multispot.store import JobStore
 
     if "://" in target:
@@ -667,9 +667,10 @@ def catalog_refresh(
     A provider that cannot be refreshed (no network, no key) keeps its current prices; the
     command says so and exits 1. A copy you edited by hand is never overwritten without --force.
     """
-    from multispot.catalog import CatalogError, load_catalog
+    from multispot.catalog import load_catalog
     from multispot.catalog.files import write_user_copy
     from multispot.catalog.sources import refresh_document
+    from multispot.errors import CatalogError
 
     names = list(providers) or ["sagemaker", "vertex", "azureml"]
     if from_file and len(names) != 1:

@@ -19,10 +19,11 @@ from typing import Literal
 
 from multispot import registry
 from multispot.checkpoint import CheckpointStore
-from multispot.job import Job, JobSpecError
+from multispot.errors import CapacityError, JobSpecError, MultispotError
+from multispot.job import Job
 from multispot.policy import PolicyContext, policy_for
 from multispot.policy.deadline import estimate_progress, estimate_spent
-from multispot.provider import CapacityError, LaunchContext, MultispotError
+from multispot.provider import LaunchContext
 from multispot.status import Attempt, JobState, Placement
 from multispot.store import JobRecord, JobStore, home, owner_id
 

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from multispot.provider import MultispotError
+from multispot.errors import JobSpecError, Problem
 from multispot.units import parse_duration
 
 JOB_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
@@ -42,26 +42,6 @@ _URI = re.compile(r"^([a-z][a-z0-9+.-]*)://(.*)$")
 
 
 # --------------------------------------------------------------------------- errors
-
-
-class Problem(typing.NamedTuple):
-    path: str
-    message: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = f" (line {self.line})" if self.line else ""
-        return f"{self.path}{where}: {self.message}"
-
-
-class JobSpecError(MultispotError, ValueError):
-    """A job spec that cannot be used; every problem names its field path and the fix."""
-
-    def __init__(self, problems: list[Problem], source: str | None = None) -> None:
-        self.problems = problems
-        self.source = source
-        head = f"invalid job spec{f' in {source}' if source else ''}"
-        super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 class _Loader(yaml.SafeLoader):

@@ -1,4 +1,4 @@
-"""The Provider protocol every adapter implements, and the error tree.
+"""The Provider protocol every adapter implements.
 
 A provider translates a neutral Job into its service's native request (``render``, pure) and
 drives one attempt through the service (``submit``/``status``/``logs``/``cancel``/``usage``).
@@ -16,31 +16,6 @@ if TYPE_CHECKING:
     from multispot.job import Job
 
 
-# --------------------------------------------------------------------------- errors
-
-
-class MultispotError(Exception):
-    """Base of every error multispot raises on purpose; the message is meant for the user."""
-
-
-class ProviderError(MultispotError):
-    pass
-
-
-class ProviderNotFound(ProviderError):
-    pass
-
-
-class ValidationFailed(ProviderError):
-    """The provider cannot run this job as written; ``problems`` name field paths and fixes."""
-
-    def __init__(self, provider: str, problems: list[tuple[str, str]]) -> None:
-        self.provider = provider
-        self.problems = problems
-        lines = "\n".join(f"  - {path}: {message}" for path, message in problems)
-        super().__init__(f"{provider} cannot run this job:\n{lines}")
-
-
 def unknown_options(provider: str, options: Iterable[str], known: Iterable[str]) -> list[tuple[str, str]]:
     """A ValidationFailed problem for each key of ``provider_options.<provider>`` not in ``known``."""
     known = list(known)
@@ -49,18 +24,6 @@ def unknown_options(provider: str, options: Iterable[str], known: Iterable[str])
         for key in options
         if key not in known
     ]
-
-
-class CapacityError(ProviderError):
-    """No capacity (or quota) for this placement right now; the policy decides what next."""
-
-
-class UnknownProviderState(ProviderError):
-    """The service reported a state the adapter's table does not know: never guessed."""
-
-
-class JobNotFound(MultispotError):
-    pass
 
 
 # --------------------------------------------------------------------------- protocol

@@ -10,7 +10,8 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from multispot.provider import Provider, ProviderNotFound
+from multispot.errors import ProviderNotFound
+from multispot.provider import Provider
 
 GROUP = "multispot.providers"
 

@@ -294,7 +294,7 @@ def catalog_price(job: Job, placement: Placement, region_hint: str | None = None
     starts with (``us-east-1c_v100_1`` -> ``us-east-1``), else the cheapest anywhere.
     """
     from multispot.catalog import load_catalog
-    from multispot.provider import MultispotError
+    from multispot.errors import MultispotError
 
     try:
         cat = load_catalog()

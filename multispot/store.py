@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from multispot.provider import JobNotFound
+from multispot.errors import JobNotFound
 from multispot.status import Attempt, Handle, JobState, Placement, Usage
 
 SCHEMA_VERSION = 1

@@ -13,14 +13,9 @@ import urllib.request
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from multispot.errors import CapacityError, ProviderError, ValidationFailed
 from multispot.job import Job
-from multispot.provider import (
-    Capability,
-    CapacityError,
-    LaunchContext,
-    ProviderError,
-    ValidationFailed,
-)
+from multispot.provider import Capability, LaunchContext
 from multispot.status import Attempt, Handle, JobState, Placement, ProviderStatus, Usage
 from multispot_azureml import translate as t
 
@@ -278,7 +273,7 @@ def _resolve(job: Job, region: str, market: str) -> tuple[str | None, float | No
         catalog = importlib.import_module("multispot.catalog")
     except ImportError:  # no catalog: only explicit sizes can be placed
         return job.resources.instance_type, None
-    from multispot.provider import MultispotError
+    from multispot.errors import MultispotError
 
     if not (job.resources.instance_type or job.resources.accelerator or job.resources.cpus):
         return None, None  # a named cluster decides its own size

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from multispot.provider import LaunchContext, UnknownProviderState, unknown_options
+from multispot.errors import UnknownProviderState
+from multispot.provider import LaunchContext, unknown_options
 from multispot.status import JobState, Placement
 
 if TYPE_CHECKING:

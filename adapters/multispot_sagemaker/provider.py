@@ -12,14 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from multispot.errors import CapacityError, JobNotFound, ProviderError
 from multispot.job import Job
-from multispot.provider import (
-    Capability,
-    CapacityError,
-    JobNotFound,
-    LaunchContext,
-    ProviderError,
-)
+from multispot.provider import Capability, LaunchContext
 from multispot.status import Attempt, Handle, Placement, ProviderStatus, Usage
 from multispot_sagemaker import translate as t
 

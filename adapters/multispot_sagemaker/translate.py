@@ -13,8 +13,9 @@ import re
 from datetime import datetime
 from typing import Any
 
+from multispot.errors import UnknownProviderState, ValidationFailed
 from multispot.job import Job, hyperparameter_text
-from multispot.provider import LaunchContext, UnknownProviderState, ValidationFailed, unknown_options
+from multispot.provider import LaunchContext, unknown_options
 from multispot.status import JobState, Placement, Usage
 
 PROVIDER = "sagemaker"

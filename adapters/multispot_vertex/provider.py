@@ -23,15 +23,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from multispot.billing import MeasuredCost
+from multispot.errors import CapacityError, JobNotFound, ProviderError, ValidationFailed
 from multispot.job import Job
-from multispot.provider import (
-    Capability,
-    CapacityError,
-    JobNotFound,
-    LaunchContext,
-    ProviderError,
-    ValidationFailed,
-)
+from multispot.provider import Capability, LaunchContext
 from multispot.status import Attempt, Handle, Placement, ProviderStatus, Usage
 from multispot_vertex import translate
 

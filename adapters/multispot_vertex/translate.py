@@ -15,7 +15,8 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from multispot.provider import LaunchContext, UnknownProviderState, unknown_options
+from multispot.errors import UnknownProviderState
+from multispot.provider import LaunchContext, unknown_options
 from multispot.status import JobState, Placement, Usage
 
 if TYPE_CHECKING:

@@ -17,18 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from multispot.catalog.model import Catalog, Offer
-from multispot.provider import MultispotError
+from multispot.errors import CatalogError, UserEditedCatalog
 
 PROVIDERS = ("sagemaker", "vertex", "azureml")
 SCHEMA_KEYS = ("provider", "date", "shapes", "prices")
-
-
-class CatalogError(MultispotError):
-    pass
-
-
-class UserEditedCatalog(CatalogError):
-    """Refresh would overwrite a catalog file the user changed by hand."""
 
 
 def user_dir() -> Path:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from multispot.provider import MultispotError
+from multispot.errors import NoMatchingInstance
 
 if TYPE_CHECKING:
     from multispot.job import Resources
@@ -93,22 +93,6 @@ class Offer:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "discount": self.discount}
-
-
-class NoMatchingInstance(MultispotError):
-    """Nothing in the catalog meets the job's resources; the message lists the closest offers."""
-
-    def __init__(self, message: str, closest: list[Offer]) -> None:
-        self.closest = closest
-        lines = [message]
-        if closest:
-            lines.append("closest options:")
-            lines += [
-                f"  - {o.provider} {o.region} {o.instance_type} ({o.accelerators}, {_fmt(o.vcpus)} vCPU, "
-                f"{_fmt(o.memory_gb)} GiB)"
-                for o in closest
-            ]
-        super().__init__("\n".join(lines))
 
 
 def _fmt(value: float | None) -> str:

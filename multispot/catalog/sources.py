@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from multispot.catalog.files import CatalogError, packaged
+from multispot.catalog.files import packaged
+from multispot.errors import CatalogError
 
 AWS_OFFER_URL = (
     "https://pricing.us-east-1.amazonaws.com/offers/v1.0/aws/AmazonSageMaker/current/{region}/index.json"

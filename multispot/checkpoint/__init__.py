@@ -3,16 +3,13 @@
 from multispot.checkpoint.digest import ALGORITHM, digest_bytes, digest_stream
 from multispot.checkpoint.manifest import FORMAT_VERSION, LATEST, MANIFEST, FileEntry, Manifest, step_dir
 from multispot.checkpoint.store import (
-    CheckpointError,
-    CheckpointExists,
     CheckpointStore,
     CheckpointWriter,
-    NoCheckpoint,
     RestoredCheckpoint,
-    SaveAbandoned,
     Verdict,
     copy_checkpoint,
 )
+from multispot.errors import CheckpointError, CheckpointExists, NoCheckpoint, SaveAbandoned
 
 __all__ = [
     "ALGORITHM",

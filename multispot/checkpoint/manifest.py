@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from multispot.checkpoint.digest import ALGORITHM
+from multispot.errors import ManifestError
 
 FORMAT_VERSION = 1
 MANIFEST = "MANIFEST.json"
@@ -15,10 +16,6 @@ MANIFEST_PART_PREFIX = "MANIFEST.rank-"  # one per rank while several ranks save
 LATEST = "LATEST"
 _STEP_DIR = re.compile(r"^step-(\d{12})$")
 _RESERVED = {MANIFEST, LATEST}
-
-
-class ManifestError(ValueError):
-    pass
 
 
 def step_dir(step: int) -> str:

@@ -37,31 +37,14 @@ from multispot.checkpoint.manifest import (
     MANIFEST_PART_PREFIX,
     FileEntry,
     Manifest,
-    ManifestError,
     check_file_name,
     parse_step_dir,
     step_dir,
 )
-from multispot.provider import MultispotError
+from multispot.errors import CheckpointError, CheckpointExists, ManifestError, NoCheckpoint, SaveAbandoned
 
 CHUNK = 8 * 1024 * 1024  # large enough to run at storage bandwidth, small enough to stream
 WRITE_BUFFER = min(4, os.cpu_count() or 1) * CHUNK
-
-
-class CheckpointError(MultispotError):
-    pass
-
-
-class NoCheckpoint(CheckpointError):
-    pass
-
-
-class CheckpointExists(CheckpointError):
-    pass
-
-
-class SaveAbandoned(CheckpointError):
-    """A save was cancelled before it committed (e.g. the preemption notice left too little time)."""
 
 
 @dataclass(frozen=True)

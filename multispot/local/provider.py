@@ -20,10 +20,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from multispot.errors import ValidationFailed
 from multispot.job import Job
 from multispot.local.preemptions import PreemptionSpec
 from multispot.local.supervisor import read_json, write_json_atomic
-from multispot.provider import Capability, LaunchContext, ValidationFailed, unknown_options
+from multispot.provider import Capability, LaunchContext, unknown_options
 from multispot.runtime.env import NOTICE_SECONDS
 from multispot.status import Handle, JobState, Placement, ProviderStatus, Usage
 from multispot.store import home
@@ -268,7 +269,7 @@ class LocalProvider:
         state = self._state(handle)
         native = str(state["state"])
         if native not in _STATES:
-            from multispot.provider import UnknownProviderState
+            from multispot.errors import UnknownProviderState
 
             raise UnknownProviderState(f"local attempt state {native!r} is not in the state table")
         return ProviderStatus(

@@ -16,13 +16,8 @@ from contextlib import contextmanager
 from importlib.metadata import entry_points
 from typing import Any, NoReturn, TypeVar
 
-from multispot.checkpoint import (
-    CheckpointStore,
-    CheckpointWriter,
-    Manifest,
-    RestoredCheckpoint,
-    SaveAbandoned,
-)
+from multispot.checkpoint import CheckpointStore, CheckpointWriter, Manifest, RestoredCheckpoint
+from multispot.errors import SaveAbandoned
 from multispot.runtime.env import JobEnv, detect
 from multispot.runtime.notice import FileNoticeSource, Hook, NoticeSource, PreemptionNotice
 

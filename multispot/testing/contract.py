@@ -26,8 +26,9 @@ import pytest
 from multispot import api
 from multispot.checkpoint import CheckpointStore
 from multispot.controller import Controller
+from multispot.errors import ValidationFailed
 from multispot.job import Job
-from multispot.provider import Capability, LaunchContext, Provider, ValidationFailed
+from multispot.provider import Capability, LaunchContext, Provider
 from multispot.status import Handle, JobState, Placement
 from multispot.store import JobStore
 from multispot.testing.worker import expected_sum
@@ -138,7 +139,7 @@ def test_contract_validate_names_the_field(harness: ContractHarness, tmp_path: P
     job = harness.job(tmp_path, ["--steps", "2"], provider_options={name: {"no_such_option": 1}})
     with pytest.raises(ValidationFailed) as info:
         harness.provider.validate(job, _placement(harness, job))
-    assert any(path == f"provider_options.{name}.no_such_option" for path, _ in info.value.problems)
+    assert any(path == f"provider_options.{name}.no_such_option" for path, *_ in info.value.problems)
 
 
 def test_contract_submit_runs_to_success(harness: ContractHarness, tmp_path: Path) -> None:

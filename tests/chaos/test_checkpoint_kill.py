@@ -36,7 +36,8 @@ from typing import IO
 import pytest
 from chaos_ckpt_child import content, file_plan
 
-from multispot.checkpoint import CheckpointStore, NoCheckpoint
+from multispot.checkpoint import CheckpointStore
+from multispot.errors import NoCheckpoint
 
 CHILD = Path(__file__).with_name("chaos_ckpt_child.py")
 _STEP = re.compile(r"^step-(\d{12})$")

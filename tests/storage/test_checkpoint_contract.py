@@ -15,16 +15,8 @@ from typing import Any
 import fsspec
 import pytest
 
-from multispot.checkpoint import (
-    LATEST,
-    MANIFEST,
-    CheckpointExists,
-    CheckpointStore,
-    Manifest,
-    NoCheckpoint,
-    SaveAbandoned,
-    step_dir,
-)
+from multispot.checkpoint import LATEST, MANIFEST, CheckpointStore, Manifest, step_dir
+from multispot.errors import CheckpointExists, NoCheckpoint, SaveAbandoned
 
 # ----------------------------------------------------------------------------- raw access
 

@@ -12,14 +12,8 @@ from typing import Any
 import fsspec
 import pytest
 
-from multispot.checkpoint import (
-    MANIFEST,
-    CheckpointStore,
-    NoCheckpoint,
-    copy_checkpoint,
-    digest_bytes,
-    step_dir,
-)
+from multispot.checkpoint import MANIFEST, CheckpointStore, copy_checkpoint, digest_bytes, step_dir
+from multispot.errors import NoCheckpoint
 
 
 def raw_bytes(uri: str, rel: str) -> bytes:

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from multispot.checkpoint import CheckpointError, CheckpointStore, CheckpointWriter, SaveAbandoned
+from multispot.checkpoint import CheckpointStore, CheckpointWriter
+from multispot.errors import CheckpointError, SaveAbandoned
 from multispot.runtime import Checkpointer
 from multispot.runtime.env import JobEnv
 

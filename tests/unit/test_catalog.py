@@ -8,14 +8,7 @@ from typing import Any
 
 import pytest
 
-from multispot.catalog import (
-    NoMatchingInstance,
-    UserEditedCatalog,
-    canonical_accelerator,
-    compare,
-    load_catalog,
-    parse_accelerator,
-)
+from multispot.catalog import canonical_accelerator, compare, load_catalog, parse_accelerator
 from multispot.catalog.files import PROVIDERS, write_user_copy
 from multispot.catalog.sources import (
     azure_items,
@@ -25,6 +18,7 @@ from multispot.catalog.sources import (
     parse_gcp_skus,
     refresh_document,
 )
+from multispot.errors import NoMatchingInstance, UserEditedCatalog
 from multispot.job import Resources
 
 

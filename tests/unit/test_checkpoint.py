@@ -16,14 +16,13 @@ from multispot.checkpoint import (
     FORMAT_VERSION,
     LATEST,
     MANIFEST,
-    CheckpointExists,
     CheckpointStore,
     Manifest,
-    NoCheckpoint,
     copy_checkpoint,
     step_dir,
 )
-from multispot.checkpoint.manifest import ManifestError, check_file_name, parse_step_dir
+from multispot.checkpoint.manifest import check_file_name, parse_step_dir
+from multispot.errors import CheckpointExists, ManifestError, NoCheckpoint
 
 # --------------------------------------------------------------------------- raw access, bypassing the store
 

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from multispot.checkpoint import LATEST, MANIFEST, CheckpointExists, CheckpointStore, step_dir
+from multispot.checkpoint import LATEST, MANIFEST, CheckpointStore, step_dir
+from multispot.errors import CheckpointExists
 
 STEPS = st.integers(min_value=0, max_value=12)
 NAMES = st.sampled_from(["model.bin", "opt.bin", "a/b.bin", "rng"])

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from multispot.job import Job, JobSpecError, Problem, Resources, check_uri
+from multispot.errors import JobSpecError, Problem
+from multispot.job import Job, Resources, check_uri
 
 BASE = "name: train\ncommand: python train.py\n"
 

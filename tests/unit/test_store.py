@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from multispot.provider import JobNotFound
+from multispot.errors import JobNotFound
 from multispot.status import Attempt, Handle, JobState, Placement, Usage
 from multispot.store import JobRecord, JobStore, home, new_job_id, owner_id
 

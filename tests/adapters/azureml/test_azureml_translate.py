@@ -13,8 +13,9 @@ import pytest
 from multispot_azureml import translate as t
 from multispot_azureml.provider import AzureMLProvider
 
+from multispot.errors import UnknownProviderState, ValidationFailed
 from multispot.job import Job
-from multispot.provider import LaunchContext, UnknownProviderState, ValidationFailed
+from multispot.provider import LaunchContext
 from multispot.status import JobState, Placement
 
 REPO = Path(__file__).resolve().parents[3]
@@ -108,7 +109,7 @@ def test_validation_names_fields(tmp_path: Path) -> None:
     )
     with pytest.raises(ValidationFailed) as info:
         AzureMLProvider().validate(job, Placement("azureml", "spot", "eastus", None))
-    paths = {path for path, _ in info.value.problems}
+    paths = {path for path, *_ in info.value.problems}
     assert paths == {
         "checkpoint.uri",
         "inputs.data",

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from multispot_sagemaker import translate as t
 
+from multispot.errors import UnknownProviderState, ValidationFailed
 from multispot.job import Job
-from multispot.provider import LaunchContext, UnknownProviderState, ValidationFailed
+from multispot.provider import LaunchContext
 from multispot.status import JobState, Placement
 
 HERE = Path(__file__).parent
@@ -141,7 +142,7 @@ def _problems(**fields: Any) -> list[str]:
     job = Job.validate_data(data)
     with pytest.raises(ValidationFailed) as info:
         t.validate(job, Placement("sagemaker", "spot", "us-east-1", "ml.m5.xlarge"))
-    return [path for path, _ in info.value.problems]
+    return [path for path, *_ in info.value.problems]
 
 
 def test_limits_are_checked_with_field_paths() -> None:

@@ -15,8 +15,9 @@ from google.protobuf import json_format
 from multispot_vertex import translate
 from multispot_vertex.provider import VertexProvider
 
+from multispot.errors import UnknownProviderState, ValidationFailed
 from multispot.job import Job
-from multispot.provider import LaunchContext, UnknownProviderState, ValidationFailed
+from multispot.provider import LaunchContext
 from multispot.status import JobState, Placement
 
 GOLDENS = Path(__file__).parent / "goldens"
@@ -154,7 +155,7 @@ def test_validation_names_the_field(fields: dict[str, Any], path: str) -> None:
     job = _job(**fields)
     with pytest.raises(ValidationFailed) as info:
         VertexProvider().validate(job, Placement("vertex", "spot", "us-central1", "n1-standard-8"))
-    assert path in [p for p, _ in info.value.problems], info.value.problems
+    assert path in [p for p, *_ in info.value.problems], info.value.problems
 
 
 def test_valid_job_passes_and_labels_are_sanitised() -> None:
