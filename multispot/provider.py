@@ -62,17 +62,38 @@ class LaunchContext:
         }
 
 
+@dataclass(frozen=True)
+class BillingRule:
+    """How a provider bills an attempt: the core prices usage with it and never names a cloud.
+
+    ``spot_rate``: the market whose price applies to spot billable time. SageMaker managed spot
+    reports shortened billable seconds and bills them at the on-demand rate, so its rule is
+    ``"on-demand"``; everyone else bills spot time at the spot rate.
+    """
+
+    text: str  # one line for reports: what is billed and at which rate
+    spot_rate: str = "spot"
+    measured_source: str = ""  # the billing API `cost --measured` asks, if any
+
+
 @runtime_checkable
 class Provider(Protocol):
+    """An adapter. Everything the core needs to know about a cloud comes through here (or through
+    the adapter's entry points: ``multispot.job_environments`` for the runtime inside a job,
+    ``multispot.price_sources`` for catalog refresh), so no core module branches on a cloud's name."""
+
     name: str
     capabilities: tuple[Capability, ...]
+    billing: BillingRule
 
     def notice_seconds(self, job: Job) -> float:
         """Seconds between the preemption notice and the hard stop, for this job."""
         ...
 
     def placements(self, job: Job) -> list[Placement]:
-        """Where this provider would run the job, cheapest first."""
+        """Every placement this provider offers for the job, in both markets (spot and on-demand),
+        cheapest first within a market. Never reads ``spot.policy``: the policy picks the market
+        (``multispot.plan``)."""
         ...
 
     def default_uri(self, kind: str, job_id: str, job: Job) -> str:

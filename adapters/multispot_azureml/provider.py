@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from multispot.errors import CapacityError, ProviderError, ValidationFailed
 from multispot.job import Job
-from multispot.provider import Capability, LaunchContext
+from multispot.provider import BillingRule, Capability, LaunchContext
 from multispot.status import Attempt, Handle, JobState, Placement, ProviderStatus, Usage
 from multispot_azureml import translate as t
 
@@ -40,6 +40,11 @@ class AzureMLProvider:
             False,
             "Azure ML has no Preempted status: a preemption is read from the run's error and warnings",
         ),
+    )
+    billing = BillingRule(
+        "Azure ML bills node-hours (start to end × node count) at the VM size's "
+        "low-priority/spot or dedicated rate; queueing is not billed",
+        measured_source="Azure Cost Management, by the compute's resource id or tag",
     )
 
     def __init__(

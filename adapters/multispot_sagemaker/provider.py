@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from multispot.errors import CapacityError, JobNotFound, ProviderError
 from multispot.job import Job
-from multispot.provider import Capability, LaunchContext
+from multispot.provider import BillingRule, Capability, LaunchContext
 from multispot.status import Attempt, Handle, Placement, ProviderStatus, Usage
 from multispot_sagemaker import translate as t
 
@@ -40,7 +40,12 @@ class SageMakerProvider:
         ),
     )
     # SageMaker bills BillableTimeInSeconds at the on-demand rate (the spot discount is in the seconds).
-    billing_rate_market = "on-demand"
+    billing = BillingRule(
+        "SageMaker bills BillableTimeInSeconds × instance count at the on-demand rate; "
+        "for managed spot the discount is the billable time being shorter than the training time",
+        spot_rate="on-demand",
+        measured_source="AWS Cost Explorer, by the multispot-job-id cost allocation tag",
+    )
 
     def __init__(self, client_config: dict[str, Any] | None = None) -> None:
         self._client_config = client_config or {}

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from multispot.billing import MeasuredCost
 from multispot.errors import CapacityError, JobNotFound, ProviderError, ValidationFailed
 from multispot.job import Job
-from multispot.provider import Capability, LaunchContext
+from multispot.provider import BillingRule, Capability, LaunchContext
 from multispot.status import Attempt, Handle, Placement, ProviderStatus, Usage
 from multispot_vertex import translate
 
@@ -51,6 +51,11 @@ class VertexProvider:
             "the CustomJob API does not report in-place worker restarts; only preemptions that end "
             "the job are seen",
         ),
+    )
+    billing = BillingRule(
+        "Vertex AI bills running time at the machine's and accelerators' spot or on-demand "
+        "rates; queued and preempted time is not billed",
+        measured_source="the Cloud Billing export in BigQuery, by the multispot-job-id label",
     )
 
     def __init__(self) -> None:

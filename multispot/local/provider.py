@@ -24,7 +24,7 @@ from multispot.errors import ValidationFailed
 from multispot.job import Job
 from multispot.local.preemptions import PreemptionSpec
 from multispot.local.supervisor import read_json, write_json_atomic
-from multispot.provider import Capability, LaunchContext, unknown_options
+from multispot.provider import BillingRule, Capability, LaunchContext, unknown_options
 from multispot.runtime.env import NOTICE_SECONDS
 from multispot.status import Handle, JobState, Placement, ProviderStatus, Usage
 from multispot.store import home
@@ -60,6 +60,9 @@ class LocalProvider:
             "accelerators", False, "the job runs on this machine's CPUs; accelerators are not provided"
         ),
         Capability("image", False, "no container: the command runs in this Python environment"),
+    )
+    billing = BillingRule(
+        "the local provider bills nothing: costs are modelled with provider_options.local.price_per_hour"
     )
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
