@@ -21,13 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import REPO, goal, parse_args, print_machine, table
 
-POLICIES = ("on-demand", "greedy", "fallback", "diversified", "uniform-progress", "deadline-aware")
+POLICIES = ("on-demand", "spot", "fallback", "greedy", "diversified", "uniform-progress", "deadline-aware")
 SPOT, ON_DEMAND, OVERHEAD = 0.918, 3.06, 180.0
 
 
 def one_trace(args: tuple[str, list[float], list[float], list[float]]) -> list[dict[str, Any]]:
     from multispot.job import Job
-    from multispot.policy.deadline import make_policy
+    from multispot.policy import get
     from multispot.policy.optimum import optimum
     from multispot.simulation import Trace, build_scenario, run_policy
 
@@ -55,7 +55,7 @@ def one_trace(args: tuple[str, list[float], list[float], list[float]]) -> list[d
                 best = optimum(sc).cost
                 assert best is not None
                 for name in POLICIES:
-                    out = run_policy(sc, make_policy(name, job), job, name)
+                    out = run_policy(sc, get(name), job, name)
                     rows.append(
                         {
                             "trace": f"{Path(path).parent.parent.parent.name}/{trace.name}",

@@ -15,23 +15,20 @@ from multispot import registry
 from multispot.billing import CostReport, SavingsReport, report_for_job
 from multispot.billing import savings as _savings
 from multispot.checkpoint import CheckpointStore
-from multispot.controller import STALE_AFTER, candidates, ensure_controller, spawn
+from multispot.controller import STALE_AFTER, ensure_controller, spawn
 from multispot.errors import JobSpecError, Problem, ValidationFailed
 from multispot.job import Job
+from multispot.plan import Plan
+from multispot.plan import plan as make_plan
+from multispot.plan import provider_name as _provider_name
 from multispot.policy.interval import IntervalAdvice, advise
 from multispot.provider import LaunchContext
-from multispot.status import Attempt, JobState, Placement, iso_time
+from multispot.status import Attempt, JobState, iso_time
 from multispot.store import Event, JobRecord, JobStore, new_job_id
 from multispot.units import format_duration
 
 if TYPE_CHECKING:
     from multispot.catalog import PriceTable
-
-DEFAULT_PROVIDER = "local"
-
-
-def _provider_name(job: Job, provider: str | None) -> str:
-    return provider or (job.targets[0].provider if job.targets else DEFAULT_PROVIDER)
 
 
 def _with_injection(job: Job, spec: str | None) -> Job:
@@ -57,12 +54,13 @@ def prices(
         raise JobSpecError([Problem("accelerator", str(exc))]) from None
 
 
-def plan(job: Job, provider: str | None = None) -> list[Placement]:
-    """The placements the job may run on, in the order they would be tried (``provider`` restricts)."""
-    return candidates(job, _provider_name(job, provider), only=provider is not None)
+def plan(job: Job, provider: str | None = None, *, region_hint: str | None = None) -> Plan:
+    """The placements the job may run on, priced, in the order its policy would try them
+    (``provider`` restricts to that provider): ``multispot.plan``."""
+    return make_plan(job, provider, only=provider is not None, region_hint=region_hint)
 
 
-def check(job: Job, provider: str | None = None) -> list[Placement]:
+def check(job: Job, provider: str | None = None) -> Plan:
     """Everything that can be checked before submitting: providers installed, options, command, env.
 
     Raises ``JobSpecError``/``ValidationFailed``/``ProviderNotFound``; nothing is uploaded or started.
@@ -135,6 +133,8 @@ def dry_run(
     """
     job = _with_injection(job, inject_preemptions)
     placements = check(job, provider)
+    if traces:  # a trace's name (us-east-1c_v100_1) says which region to price at
+        placements = plan(job, provider, region_hint=os.path.splitext(os.path.basename(traces[0]))[0])
     first = placements[0]
     prov = registry.get(first.provider)
     job_id = f"{job.name}-dryrun"
@@ -202,26 +202,17 @@ def with_overrides(job: Job, deadline: str | None = None, policy: str | None = N
     return Job.validate_data(data)
 
 
-def cost_plan(job: Job, placements: list[Placement], traces: list[str] | None = None) -> dict[str, Any]:
-    """Pools in the order tried, and the cost range for ``spot.work`` their prices imply (a price
-    the provider does not give comes from the catalog: ``simulation.catalog_price``)."""
-    with_prices, found = _priced(job, placements, traces)
-    source = dict(zip(with_prices, found, strict=True))
-    spot = sorted(
-        (p for p in with_prices if p.market == "spot"),
-        key=lambda p: p.price_per_hour if p.price_per_hour is not None else float("inf"),
-    )
-    if job.spot.policy in ("spot", "on-demand", "fallback"):
-        spot = [p for p in with_prices if p.market == "spot"]  # SpotPolicy keeps the user's order
-    order = [*spot, *(p for p in with_prices if p.market == "on-demand")]
+def cost_plan(job: Job, placements: Plan, traces: list[str] | None = None) -> dict[str, Any]:
+    """Pools in the order the job's policy tries them, with each price and its source, and the
+    cost range for ``spot.work`` those prices imply; given ``traces``, the simulated cost."""
     plan: dict[str, Any] = {
-        "policy": job.spot.policy,
-        "pools": [{**p.to_dict(), "price_source": source[p]} for p in order],
+        "policy": placements.policy,
+        "pools": [{**p.to_dict(), "price_source": placements.source(p)} for p in placements],
         "work_hours": None if job.spot.work is None else job.spot.work / 3600,
         "cost_range": None,
         "simulated": None,
     }
-    priced = [p for p in order if p.price_per_hour is not None]
+    priced = [p for p in placements if p.price_per_hour is not None]
     if job.spot.work is not None and priced:
         hours = job.spot.work / 3600
         costs = [p.price_per_hour * p.count * hours for p in priced if p.price_per_hour is not None]
@@ -229,14 +220,14 @@ def cost_plan(job: Job, placements: list[Placement], traces: list[str] | None = 
             "low": min(costs),
             "high": max(costs),
             "basis": "spot.work × the pools' prices",
-            "price_sources": sorted({(source[p] or "").split(" from ")[0] for p in priced}),
+            "price_sources": sorted({(placements.source(p) or "").split(" from ")[0] for p in priced}),
         }
     if traces:
         from multispot.simulation import simulate as replay
 
         deadline = job.limits.deadline if isinstance(job.limits.deadline, (int, float)) else None
         if deadline is not None:
-            report = replay(job, list(traces), deadline, policies=[_sim_name(job)], placements=placements)
+            report = replay(job, list(traces), deadline, policies=[job.spot.policy], placements=placements)
             outcome = report.outcomes[0]
             plan["simulated"] = {
                 "policy": outcome.policy,
@@ -250,31 +241,6 @@ def cost_plan(job: Job, placements: list[Placement], traces: list[str] | None = 
         else:
             plan["simulated"] = {"error": "a simulation needs limits.deadline as a duration (or --deadline)"}
     return plan
-
-
-def _priced(
-    job: Job, order: list[Placement], traces: list[str] | None
-) -> tuple[list[Placement], list[str | None]]:
-    """``order`` with unknown prices taken from the catalog (see ``simulation.catalog_price``)."""
-    from dataclasses import replace
-
-    from multispot.simulation import catalog_price
-
-    hint = os.path.splitext(os.path.basename(traces[0]))[0] if traces else None
-    out: list[Placement] = []
-    sources: list[str | None] = []
-    for p in order:
-        found = None if p.price_per_hour is not None else catalog_price(job, p, hint)
-        out.append(p if found is None else replace(p, price_per_hour=found[0]))
-        sources.append(found[1] if found else ("the provider" if p.price_per_hour is not None else None))
-    return out, sources
-
-
-def _sim_name(job: Job) -> str:
-    """The simulator's policy closest to the job's: ``spot``/``fallback`` map to diversified/fallback."""
-    return {"spot": "diversified", "on-demand": "on-demand", "fallback": "fallback"}.get(
-        job.spot.policy, job.spot.policy
-    )
 
 
 def simulate(

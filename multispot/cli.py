@@ -463,10 +463,10 @@ def simulate(
     """Replay spot traces through the policies: cost, deadline, preemptions, vs the optimum."""
     from multispot import api
     from multispot.job import Job
-    from multispot.policy.deadline import POLICIES
+    from multispot.policy import names
 
-    if policy != "all" and policy not in POLICIES:
-        raise click.BadParameter(f"use all or one of {', '.join(POLICIES)}", param_hint="--policy")
+    if policy != "all" and policy not in names():
+        raise click.BadParameter(f"use all or one of {', '.join(names())}", param_hint="--policy")
     job = Job.from_yaml(file)
     try:
         report = api.simulate(

@@ -17,49 +17,24 @@ import time
 from datetime import datetime
 from typing import Literal
 
-from multispot import registry
+from multispot import policy, registry
 from multispot.checkpoint import CheckpointStore
-from multispot.errors import CapacityError, JobSpecError, MultispotError
+from multispot.errors import AttemptLost, CapacityError, JobSpecError, MultispotError, TransientProviderError
 from multispot.job import Job
-from multispot.policy import PolicyContext, policy_for
+from multispot.plan import candidates
+from multispot.policy import PolicyContext
 from multispot.policy.deadline import estimate_progress, estimate_spent
 from multispot.provider import LaunchContext
-from multispot.status import Attempt, JobState, Placement
+from multispot.status import Attempt, JobState, Placement, ProviderStatus
 from multispot.store import JobRecord, JobStore, home, owner_id
 
 STALE_AFTER = 10.0  # seconds without a heartbeat before another process may take the job over
 MAX_STEP_ERRORS = 20  # consecutive failed reconciliations before the job is marked FAILED
 
 
-def candidates(job: Job, provider_name: str, only: bool = False) -> list[Placement]:
-    """Every placement the job's targets allow (or the chosen provider's own), in the user's order.
-
-    ``only``: the user named the provider (``--provider``), so targets on other providers are left out.
-    """
-    out: list[Placement] = []
-    targets = [t for t in job.targets if not only or t.provider == provider_name]
-    if not targets:
-        return registry.get(provider_name).placements(job)
-    for target in targets:
-        for placement in registry.get(target.provider).placements(job):
-            if target.market and placement.market != target.market:
-                continue
-            out.append(
-                Placement(
-                    placement.provider,
-                    placement.market,
-                    target.region or placement.region,
-                    target.instance_type or placement.instance_type,
-                    placement.count,
-                    placement.price_per_hour,
-                )
-            )
-    return out
-
-
 def record_candidates(job: Job, record: JobRecord) -> list[Placement]:
     """The candidates of a submitted job, restricted as it was submitted (``--provider``)."""
-    return candidates(job, record.provider, bool(record.options.get("only_provider")))
+    return candidates(job, record.provider, only=bool(record.options.get("only_provider")))
 
 
 class Controller:
@@ -145,7 +120,7 @@ class Controller:
         self, record: JobRecord, job: Job, attempts: list[Attempt]
     ) -> Attempt | Literal["wait"] | None:
         now = time.time()
-        decision = policy_for(job).decide(
+        decision = policy.get(job.spot.policy).decide(
             PolicyContext(
                 job,
                 attempts,
@@ -206,6 +181,8 @@ class Controller:
                 self.job_id, attempt.n, state=JobState.NO_CAPACITY, message=str(exc), ended=now
             )
             return False
+        except TransientProviderError:
+            raise  # throttling or a service fault: the loop retries with backoff (submits are idempotent)
         except MultispotError as exc:
             self.store.update_attempt(
                 self.job_id, attempt.n, state=JobState.FAILED, message=str(exc), ended=now
@@ -226,7 +203,10 @@ class Controller:
     def _observe(self, record: JobRecord, attempt: Attempt) -> None:
         assert attempt.handle is not None
         provider = registry.get(attempt.handle.provider)
-        status = provider.status(attempt.handle)
+        try:
+            status = provider.status(attempt.handle)
+        except AttemptLost as exc:  # the service lost the attempt: lost capacity, not a failed job
+            status = ProviderStatus(JobState.PREEMPTED, f"{exc}: taken as lost capacity", ended=time.time())
         changes: dict[str, object] = {}
         if status.message != attempt.message:
             changes["message"] = status.message

@@ -135,25 +135,16 @@ class CheckpointSpec(_Model):
         return None if value is None else check_uri(value, _base_dir(info))
 
 
-SpotPolicy = Literal[
-    "spot",
-    "on-demand",
-    "fallback",
-    "greedy",
-    "diversified",
-    "uniform-progress",
-    "deadline-aware",
-]
-
-
 class SpotSpec(_Model):
     """Which market to buy and when to give up on spot.
 
-    ``spot``: spot only; ``on-demand``: never spot; ``fallback``: spot, then on-demand after
-    ``fallback_after`` preemptions or when spot has no capacity.
+    ``policy`` is a name from the policy registry (``multispot.policy.names()``): ``spot``: spot
+    only; ``on-demand``: never spot; ``fallback``: spot, then on-demand after ``fallback_after``
+    preemptions or when spot has no capacity; and the deadline-oriented ones (``greedy``,
+    ``diversified``, ``uniform-progress``, ``deadline-aware``).
     """
 
-    policy: SpotPolicy = "spot"
+    policy: str = "spot"
     fallback_after: int = Field(3, ge=0, le=1000, description="preemptions before falling back")
     max_attempts: int = Field(20, ge=1, le=1000, description="attempts in all before the job fails")
     work: Duration | None = Field(
@@ -164,6 +155,15 @@ class SpotSpec(_Model):
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
         return {"policy": data} if isinstance(data, str) else data
+
+    @field_validator("policy")
+    @classmethod
+    def _known_policy(cls, value: str) -> str:
+        from multispot.policy.registry import names  # the registry imports no policy code for this
+
+        if value not in names():
+            raise ValueError(f"unknown policy {value!r}: use one of {', '.join(names())}")
+        return value
 
 
 class Limits(_Model):

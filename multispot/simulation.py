@@ -27,18 +27,21 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from multispot.job import Job
-from multispot.policy import Decision, Policy, PolicyContext, PoolStats
+from multispot.plan import Plan, both_markets, price_of
+from multispot.policy import Decision, Policy, PolicyContext, PoolStats, registry
+from multispot.policy import get as policy_get
 from multispot.status import Attempt, JobState, Placement
 
 DEFAULT_OVERHEAD = 180.0  # seconds from the start of an attempt to useful progress
 ASSUMED_PRICES = {"on-demand": 1.0, "spot": 0.3}  # relative, when neither the job nor the caller says
 STATS_EVERY = 600.0  # seconds of trace between refreshes of the statistics a policy sees
-ALL_POLICIES = ("on-demand", "greedy", "fallback", "diversified", "uniform-progress", "deadline-aware")
+ALL_POLICIES = registry.names()  # the one registry: every name the job spec accepts
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,7 @@ def build_scenario(
     start: int = 0,
     spot_prices: list[float] | None = None,
     on_demand_price: float | None = None,
-    placements: list[Placement] | None = None,
+    placements: Sequence[Placement] | None = None,
 ) -> tuple[Scenario, str]:
     """The discrete model of ``job`` on ``traces`` (one per spot pool); also where prices came from."""
     if not traces:
@@ -229,7 +232,7 @@ def _history(values: list[bool], tick: float) -> tuple[float, float, int, int, b
 
 def _placements(
     job: Job,
-    given: list[Placement] | None,
+    given: Sequence[Placement] | None,
     n: int,
     traces: list[Trace],
     spot_prices: list[float] | None,
@@ -238,7 +241,7 @@ def _placements(
     """Spot pools (one per trace) and on-demand placements with prices, and where each price came
     from: given (``--spot-price``/``--on-demand-price``) wins, then the placement's own price, then
     the catalog, then the relative ``ASSUMED_PRICES``."""
-    known = given if given is not None else _job_placements(job)
+    known = given if given is not None else both_markets(job)
     spots = [p for p in known if p.market == "spot"]
     ods = [p for p in known if p.market == "on-demand"]
     template = spots[0] if spots else (ods[0] if ods else Placement("local", "spot"))
@@ -265,9 +268,10 @@ def _placements(
         if i in origin:
             continue
         if p.price_per_hour is not None:
-            origin[i] = "the job's placements"
+            planned = given.source(p) if isinstance(given, Plan) and p in given else None
+            origin[i] = planned if planned and planned.startswith("catalog") else "the job's placements"
             continue
-        found = catalog_price(job, p, hints[i])
+        found = price_of(job, p, hints[i])
         if found is not None:
             everything[i] = replace(p, price_per_hour=found[0])
             origin[i] = found[1]
@@ -280,61 +284,6 @@ def _placements(
 
 
 ASSUMED_SOURCE = "assumed (relative: on-demand 1.0, spot 0.3 per hour)"
-EMULATED = {"aws": "sagemaker", "gcp": "vertex", "azure": "azureml"}  # local's ``emulate`` option
-
-
-def catalog_price(job: Job, placement: Placement, region_hint: str | None = None) -> tuple[float, str] | None:
-    """The catalog's price for ``placement`` (USD per instance-hour) and a line saying which offer,
-    from which source and of which date; None when the catalog cannot say.
-
-    A cloud placement is looked up by its instance type (else resolved from the job's resources).
-    A local placement is priced as the cloud it stands for only when the job says which machine
-    it would be: a cloud target, or an accelerator (then the cloud its ``emulate`` option plays).
-    The region is the placement's own when the catalog knows it, else the one a trace's name
-    starts with (``us-east-1c_v100_1`` -> ``us-east-1``), else the cheapest anywhere.
-    """
-    from multispot.catalog import load_catalog
-    from multispot.errors import MultispotError
-
-    try:
-        cat = load_catalog()
-    except (MultispotError, OSError, ValueError):
-        return None
-    known = set(cat.providers())
-    provider: str | None = placement.provider if placement.provider in known else None
-    if provider is None and placement.provider == "local":
-        clouds = [t.provider for t in job.targets if t.provider in known]
-        if clouds:
-            provider = clouds[0]
-        elif job.resources.accelerator or job.resources.instance_type:
-            emulate = str((job.provider_options.get("local") or {}).get("emulate", "aws"))
-            provider = EMULATED.get(emulate)
-    if provider is None:
-        return None
-    regions = sorted({o.region for o in cat.offers if o.provider == provider}, key=len, reverse=True)
-    region = placement.region if placement.region in regions and provider == placement.provider else None
-    if region is None and region_hint:
-        region = next((r for r in regions if region_hint.startswith(r)), None)
-    offer = None
-    try:
-        if provider == placement.provider and placement.instance_type:
-            offer = cat.lookup(
-                provider, placement.instance_type, region, accelerator=job.resources.accelerator
-            )
-        if offer is None:
-            offer = cat.resolve(provider, job.resources, region=region, market=placement.market)
-    except (MultispotError, ValueError):
-        return None
-    price = offer.price(placement.market)
-    if price is None:
-        return None
-    estimated = " (estimated)" if placement.market == "spot" and offer.spot_estimated else ""
-    origin = cat.origins.get(provider, "snapshot")
-    date = offer.price_date or cat.dates.get(provider, "?")
-    return price, (
-        f"catalog: {offer.provider} {offer.region} {offer.instance_type} {placement.market} "
-        f"${price:g}/h{estimated}, prices of {date} ({origin}) from {offer.source}"
-    )
 
 
 def _summary(origins: list[str]) -> str:
@@ -345,27 +294,6 @@ def _summary(origins: list[str]) -> str:
         if short not in seen:
             seen.append(short)
     return "; ".join(seen) or "the job's placements"
-
-
-def _job_placements(job: Job) -> list[Placement]:
-    """The job's candidates with both markets (a simulation compares spot with on-demand)."""
-    from multispot.controller import candidates
-
-    provider = job.targets[0].provider if job.targets else "local"
-    probe = Job.validate_data(
-        {**job.to_data(), "spot": {**job.spot.model_dump(mode="json"), "policy": "greedy"}}
-    )
-    try:
-        return candidates(probe, provider)
-    except Exception:  # provider not installed: the targets as written (the catalog prices them)
-        if job.targets:
-            return [
-                Placement(t.provider, market, t.region, t.instance_type, job.resources.nodes)
-                for t in job.targets
-                for market in ("spot", "on-demand")
-                if t.market in (None, market)
-            ]
-        return [Placement(provider, "spot"), Placement(provider, "on-demand")]
 
 
 # --------------------------------------------------------------------------- running a policy
@@ -527,7 +455,7 @@ def simulate(
     start: int = 0,
     spot_prices: list[float] | None = None,
     on_demand_price: float | None = None,
-    placements: list[Placement] | None = None,
+    placements: Sequence[Placement] | None = None,
     optimum: bool = True,
 ) -> SimulationReport:
     """Each policy's cost, finish, deadline and preemptions on ``traces``, against the optimum.
@@ -536,7 +464,6 @@ def simulate(
     ``limits.deadline`` (a duration) and ``spot.work``; without a work, two thirds of the
     deadline is assumed (and said so in ``work_source``).
     """
-    from multispot.policy.deadline import make_policy
     from multispot.policy.optimum import optimum as solve
     from multispot.units import parse_duration
 
@@ -576,12 +503,14 @@ def simulate(
         placements=placements,
     )
     names = list(ALL_POLICIES) if policies == "all" else [policies] if isinstance(policies, str) else policies
-    outcomes = [run_policy(scenario, make_policy(n, job), job, n) for n in names]
+    outcomes = [run_policy(scenario, policy_get(n), job, n) for n in names]
     best = solve(scenario).cost if optimum else None
     baseline = next((o.cost for o in outcomes if o.policy == "on-demand"), None)
     if baseline is None:
-        baseline = run_policy(scenario, make_policy("on-demand", job), job).cost
+        baseline = run_policy(scenario, policy_get("on-demand"), job).cost
     for o in outcomes:
+        if o.stopped is not None and o.finish_hours is None:
+            continue  # the policy ended the job unfinished: its cost buys less work, no ratio
         o.savings_vs_on_demand = 1.0 - o.cost / baseline if baseline > 0 else None
         o.ratio_to_optimum = o.cost / best if best else None
     return SimulationReport(

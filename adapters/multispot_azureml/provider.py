@@ -13,7 +13,13 @@ import urllib.request
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from multispot.errors import CapacityError, ProviderError, ValidationFailed
+from multispot.errors import (
+    AttemptLost,
+    CapacityError,
+    ProviderError,
+    TransientProviderError,
+    ValidationFailed,
+)
 from multispot.job import Job
 from multispot.provider import BillingRule, Capability, LaunchContext
 from multispot.status import Attempt, Handle, JobState, Placement, ProviderStatus, Usage
@@ -93,17 +99,9 @@ class AzureMLProvider:
         return t.NOTICE_SECONDS
 
     def placements(self, job: Job) -> list[Placement]:
-        policy = job.spot.policy
-        markets = (
-            ["on-demand"]
-            if policy == "on-demand"
-            else ["spot"]
-            if policy == "spot"
-            else ["spot", "on-demand"]
-        )
         region = t.region(job)
         out: list[Placement] = []
-        for market in markets:
+        for market in ("spot", "on-demand"):
             instance_type, price = _resolve(job, region, market)
             out.append(Placement(self.name, market, region, instance_type, job.resources.nodes, price))
         return out
@@ -177,6 +175,8 @@ class AzureMLProvider:
                 pass
             if any(word in str(exc).lower() for word in _QUOTA_WORDS):
                 raise CapacityError(f"Azure ML refused {placement}: {exc.message}") from exc
+            if _transient(exc):
+                raise TransientProviderError(f"Azure ML (will retry): {exc.message}") from exc
             raise ProviderError(f"Azure ML refused the job: {exc.message}") from exc
         return handle
 
@@ -209,7 +209,16 @@ class AzureMLProvider:
         return dict(details.as_dict())  # the wire's camelCase keys
 
     def status(self, handle: Handle) -> ProviderStatus:
-        job = self._client(handle.data).jobs.get(handle.id)
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+        try:
+            job = self._client(handle.data).jobs.get(handle.id)
+        except ResourceNotFoundError as exc:
+            raise AttemptLost(f"Azure ML has no job {handle.id}") from exc
+        except HttpResponseError as exc:
+            if _transient(exc):
+                raise TransientProviderError(f"Azure ML jobs.get (will retry): {exc.message}") from exc
+            raise ProviderError(f"Azure ML jobs.get failed: {exc.message}") from exc
         native = str(getattr(job.status, "value", job.status))  # a str enum in some SDK versions
         details = self._details(handle)
         preempted, absorbed = t.preemption_evidence(details)
@@ -289,3 +298,10 @@ def _resolve(job: Job, region: str, market: str) -> tuple[str | None, float | No
             return job.resources.instance_type, None
         raise
     return str(offer.instance_type), offer.price(market)
+
+
+def _transient(exc: Any) -> bool:
+    """429 and 5xx: throttling and service faults the controller retries later (azure-core's
+    retry policy already retried them with backoff)."""
+    status = int(getattr(exc, "status_code", 0) or 0)
+    return status == 429 or status >= 500

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from multispot.errors import CapacityError, JobNotFound, ProviderError
+from multispot.errors import AttemptLost, CapacityError, ProviderError, TransientProviderError
 from multispot.job import Job
 from multispot.provider import BillingRule, Capability, LaunchContext
 from multispot.status import Attempt, Handle, Placement, ProviderStatus, Usage
@@ -75,11 +75,8 @@ class SageMakerProvider:
         return [str(opts.get("region") or "us-east-1")]
 
     def placements(self, job: Job) -> list[Placement]:
-        markets = {"spot": ["spot"], "on-demand": ["on-demand"], "fallback": ["spot", "on-demand"]}[
-            job.spot.policy
-        ]
         out: list[Placement] = []
-        for market in markets:
+        for market in ("spot", "on-demand"):
             found = self._offers(job, market)
             out += [
                 Placement(self.name, market, region, itype, job.resources.nodes, price)
@@ -129,9 +126,9 @@ class SageMakerProvider:
         try:
             return dict(self.client("sagemaker", region).describe_training_job(TrainingJobName=name))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("ValidationException", "ResourceNotFound"):
+            if _code(exc) in ("ValidationException", "ResourceNotFound"):
                 return None
-            raise
+            raise _mapped(exc, "DescribeTrainingJob") from exc
 
     def submit(self, job: Job, placement: Placement, ctx: LaunchContext) -> Handle:
         from botocore.exceptions import ClientError
@@ -147,18 +144,15 @@ class SageMakerProvider:
         try:
             self.client("sagemaker", region).create_training_job(**request)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ResourceInUse":
+            if _code(exc) == "ResourceInUse":
                 return handle
-            if code in ("ResourceLimitExceeded", "CapacityError", "ThrottlingException"):
-                raise CapacityError(f"SageMaker: {exc}") from exc
-            raise ProviderError(f"SageMaker CreateTrainingJob failed: {exc}") from exc
+            raise _mapped(exc, "CreateTrainingJob") from exc
         return handle
 
     def _described(self, handle: Handle) -> dict[str, Any]:
         described = self._describe(handle.data["region"], handle.id)
         if described is None:
-            raise JobNotFound(f"SageMaker training job {handle.id} not found in {handle.data['region']}")
+            raise AttemptLost(f"SageMaker has no training job {handle.id} in {handle.data['region']}")
         return described
 
     def status(self, handle: Handle) -> ProviderStatus:
@@ -216,8 +210,8 @@ class SageMakerProvider:
         try:
             self.client("sagemaker", handle.data["region"]).stop_training_job(TrainingJobName=handle.id)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ValidationException":
-                raise  # ValidationException: the job has already ended
+            if _code(exc) != "ValidationException":  # ValidationException: the job has already ended
+                raise _mapped(exc, "StopTrainingJob") from exc
 
     def usage(self, handle: Handle) -> Usage:
         return t.usage_from(self._described(handle), handle.data.get("region"))
@@ -229,3 +223,34 @@ class SageMakerProvider:
 
         # Cost Explorer has one endpoint, in us-east-1, whatever region the jobs ran in.
         return measured_cost(self.client("ce", "us-east-1"), job_id, attempts)
+
+
+# Error codes of the SageMaker API (API reference, "Common Errors" and CreateTrainingJob "Errors").
+# boto3's "standard" retry mode (set on every client) already retried throttling and 5xx with
+# backoff; what still fails here is transient for the controller, which retries it later.
+_CAPACITY = {"ResourceLimitExceeded", "CapacityError", "InsufficientCapacityError"}
+_TRANSIENT = {
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "InternalServerError",
+}
+
+
+def _code(exc: Any) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _mapped(exc: Any, operation: str) -> ProviderError:
+    """A botocore ClientError as the error tree's: lost capacity, transient, or a plain refusal."""
+    code = _code(exc)
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    if code in _CAPACITY:
+        return CapacityError(f"SageMaker {operation}: {exc}")
+    if code in _TRANSIENT or status >= 500:
+        return TransientProviderError(f"SageMaker {operation} (will retry): {exc}")
+    return ProviderError(f"SageMaker {operation} failed: {exc}")

@@ -45,7 +45,7 @@ def table_of(attempts: list[Attempt]) -> str | None:
 
 
 def _client(project: str) -> Any:
-    from google.cloud import bigquery
+    import google.cloud.bigquery as bigquery
 
     endpoint = os.environ.get(ENDPOINT_ENV)
     if endpoint:
@@ -64,7 +64,7 @@ def measured_cost(job_id: str, attempts: list[Attempt], table: str | None = None
     table = table or table_of(attempts)
     if not table:
         return None
-    from google.cloud import bigquery
+    import google.cloud.bigquery as bigquery
 
     submitted = [a.submitted for a in attempts if a.submitted is not None]
     since = (

@@ -23,7 +23,13 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from multispot.billing import MeasuredCost
-from multispot.errors import CapacityError, JobNotFound, ProviderError, ValidationFailed
+from multispot.errors import (
+    AttemptLost,
+    CapacityError,
+    ProviderError,
+    TransientProviderError,
+    ValidationFailed,
+)
 from multispot.job import Job
 from multispot.provider import BillingRule, Capability, LaunchContext
 from multispot.status import Attempt, Handle, Placement, ProviderStatus, Usage
@@ -69,12 +75,9 @@ class VertexProvider:
 
     def placements(self, job: Job) -> list[Placement]:
         opts = translate.options(job)
-        markets = {"spot": ["spot"], "on-demand": ["on-demand"], "fallback": ["spot", "on-demand"]}[
-            job.spot.policy
-        ]
         regions = [str(opts["region"])] if opts.get("region") else None
         out: list[Placement] = []
-        for market in markets:
+        for market in ("spot", "on-demand"):
             out += self._market_placements(job, market, regions)
         return out
 
@@ -191,12 +194,10 @@ class VertexProvider:
             request = translate.render(job, placement, ctx)
             custom_job = aiplatform_v1.CustomJob.from_json(json.dumps(request))
             created = client.create_custom_job(parent=parent, custom_job=custom_job)
-        except exceptions.ResourceExhausted as exc:
-            raise CapacityError(f"Vertex quota or capacity exhausted in {region}: {exc.message}") from exc
         except exceptions.InvalidArgument as exc:
             raise ProviderError(f"Vertex rejected the CustomJob: {exc.message}") from exc
         except exceptions.GoogleAPICallError as exc:
-            raise ProviderError(f"Vertex call failed: {exc}") from exc
+            raise _mapped(exc, f"CreateCustomJob in {region}") from exc
         return Handle(self.name, created.name, data)
 
     def _get(self, handle: Handle) -> dict[str, Any]:
@@ -209,9 +210,9 @@ class VertexProvider:
                 name=handle.id
             )
         except exceptions.NotFound as exc:
-            raise JobNotFound(f"Vertex has no custom job {handle.id}") from exc
+            raise AttemptLost(f"Vertex has no custom job {handle.id}") from exc
         except exceptions.GoogleAPICallError as exc:
-            raise ProviderError(f"Vertex call failed: {exc}") from exc
+            raise _mapped(exc, "GetCustomJob") from exc
         return dict(json_format.MessageToDict(aiplatform_v1.CustomJob.pb(job)))
 
     def status(self, handle: Handle) -> ProviderStatus:
@@ -230,7 +231,7 @@ class VertexProvider:
         except exceptions.FailedPrecondition:
             pass  # already over
         except exceptions.NotFound as exc:
-            raise JobNotFound(f"Vertex has no custom job {handle.id}") from exc
+            raise AttemptLost(f"Vertex has no custom job {handle.id}") from exc
 
     def usage(self, handle: Handle) -> Usage:
         return translate.usage(self._get(handle))
@@ -299,3 +300,27 @@ def upload_source(source_dir: str, uri: str) -> None:
 def _skip_caches(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
     name = info.name.rsplit("/", 1)[-1]
     return None if name in ("__pycache__", ".git", ".venv", "checkpoints", "outputs") else info
+
+
+def _mapped(exc: Any, operation: str) -> ProviderError:
+    """A google-api-core error as the error tree's (https://cloud.google.com/apis/design/errors):
+    RESOURCE_EXHAUSTED is a quota or capacity refusal unless it is a request-rate limit;
+    UNAVAILABLE, INTERNAL, DEADLINE_EXCEEDED and rate limits are transient."""
+    from google.api_core import exceptions
+
+    message = str(getattr(exc, "message", exc))
+    rate = "per minute" in message.lower() or "rate" in message.lower()
+    if isinstance(exc, exceptions.ResourceExhausted) and not rate:
+        return CapacityError(f"Vertex {operation}: quota or capacity exhausted: {message}")
+    transient = (
+        exceptions.ResourceExhausted,
+        exceptions.ServiceUnavailable,
+        exceptions.InternalServerError,
+        exceptions.DeadlineExceeded,
+        exceptions.TooManyRequests,
+        exceptions.BadGateway,
+        exceptions.GatewayTimeout,
+    )
+    if isinstance(exc, transient):
+        return TransientProviderError(f"Vertex {operation} (will retry): {message}")
+    return ProviderError(f"Vertex {operation} failed: {exc}")

@@ -29,6 +29,9 @@ from multispot.runtime.env import NOTICE_SECONDS
 from multispot.status import Handle, JobState, Placement, ProviderStatus, Usage
 from multispot.store import home
 
+# The cloud each ``emulate`` value plays, as a provider of the catalog.
+EMULATED_PROVIDER = {"aws": "sagemaker", "gcp": "vertex", "azure": "azureml"}
+
 OPTIONS = {
     "emulate": "which cloud's notice period to use: aws, gcp or azure (default aws)",
     "time_scale": "factor applied to the notice period and trace time, e.g. 0.05 (default 1)",
@@ -77,6 +80,14 @@ class LocalProvider:
     def _options(self, job: Job) -> dict[str, Any]:
         return dict(job.provider_options.get("local", {}))
 
+    def priced_as(self, job: Job) -> str | None:
+        """The cloud provider a local job stands for when it is priced (the dry-run plan, the
+        simulator): the cloud its ``emulate`` option plays, but only when the job says which
+        machine it would be (an accelerator or an instance type)."""
+        if not (job.resources.accelerator or job.resources.instance_type):
+            return None
+        return EMULATED_PROVIDER.get(self._emulate(job))
+
     def _emulate(self, job: Job) -> str:
         return str(self._options(job).get("emulate", "aws"))
 
@@ -94,9 +105,6 @@ class LocalProvider:
     # ----------------------------------------------------------------- planning
 
     def placements(self, job: Job) -> list[Placement]:
-        markets = ["on-demand"] if job.spot.policy == "on-demand" else ["spot", "on-demand"]
-        if job.spot.policy == "spot":
-            markets = ["spot"]
         prices = self._options(job).get("price_per_hour") or {}
         return [
             Placement(
@@ -107,7 +115,7 @@ class LocalProvider:
                 job.resources.nodes,
                 float(prices[market]) if market in prices else None,
             )
-            for market in markets
+            for market in ("spot", "on-demand")
         ]
 
     def default_uri(self, kind: str, job_id: str, job: Job) -> str:

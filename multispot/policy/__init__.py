@@ -1,5 +1,9 @@
 """Placement and recovery policies: where the next attempt runs, or why the job stops.
 
+``get(name)`` returns the one object registered under a name (``registry.py``); ``names()``
+lists them. ``market.py`` holds the market policies (spot, on-demand, fallback),
+``deadline.py`` the deadline-oriented ones.
+
 One interface for the controller (live) and the simulator (replayed traces): ``decide(ctx)``
 returns a ``Decision``. The controller asks when an attempt has ended (``ctx.current`` is None);
 the simulator asks at every tick of a trace, with ``ctx.current`` the placement running now, so
@@ -71,7 +75,20 @@ class Decision:
 
 
 class Policy(Protocol):
+    """One recovery policy. Registered once by name (``multispot.policy.registry``): the controller,
+    the simulator, the dry-run plan and the job spec's allowed names all come from that one object.
+    Its settings come from ``ctx.job`` at each decision, so one object serves every job."""
+
     name: str
+    summary: str  # one line for ``--help`` and docs
+
+    def markets(self, job: Job) -> tuple[str, ...]:
+        """The markets this policy may buy for ``job``: the plan offers it only those."""
+        ...
+
+    def preview(self, candidates: list[Placement]) -> list[Placement]:
+        """``candidates`` in the order this policy would try them (what a dry run shows)."""
+        ...
 
     def decide(self, ctx: PolicyContext) -> Decision: ...
 
@@ -80,56 +97,17 @@ def preemptions(attempts: list[Attempt]) -> int:
     return sum(a.interruptions + (a.state is JobState.PREEMPTED) for a in attempts)
 
 
-class SpotPolicy:
-    """The job's ``spot`` block: spot only, on-demand only, or spot with fallback to on-demand.
-
-    Among candidates of the wanted market it keeps the user's order, moves away from a pool
-    that just lost capacity when there is another, and never exceeds ``limits.max_price``.
-    """
-
-    name = "spot"
-
-    def __init__(self, no_capacity_backoff: float = 5.0) -> None:
-        self.no_capacity_backoff = no_capacity_backoff
-
-    def decide(self, ctx: PolicyContext) -> Decision:
-        job, attempts = ctx.job, ctx.attempts
-        deadline = absolute_deadline(job, ctx.submitted_at)
-        if deadline is not None and ctx.now >= deadline:
-            return Decision(None, "the deadline has passed", final_state=JobState.TIMED_OUT)
-        if len(attempts) >= job.spot.max_attempts:
-            return Decision(None, f"gave up after {len(attempts)} attempts (spot.max_attempts)")
-        market = self._market(ctx)
-        pool = [c for c in ctx.candidates if c.market == market]
-        if job.limits.max_price is not None:
-            pool = [c for c in pool if c.price_per_hour is None or c.price_per_hour <= job.limits.max_price]
-        if not pool:
-            return Decision(None, f"no {market} placement within the job's targets and max_price")
-        last = attempts[-1] if attempts else None
-        choice = pool[0]
-        if last is not None and last.placement.market == market and len(pool) > 1:
-            # Diversify: start after the pool that just lost capacity, wrapping around.
-            same = [i for i, c in enumerate(pool) if _same_pool(c, last.placement)]
-            if same:
-                choice = pool[(same[0] + 1) % len(pool)]
-        delay = self.no_capacity_backoff if last and last.state is JobState.NO_CAPACITY else 0.0
-        if last and last.state is JobState.NO_CAPACITY and market == "on-demand":
-            delay = 0.0
-        reason = "first attempt" if last is None else f"after {last.state.value.lower()}: {market}"
-        return Decision(choice, reason, delay=delay)
-
-    def _market(self, ctx: PolicyContext) -> str:
-        spot = ctx.job.spot
-        if spot.policy == "on-demand":
-            return "on-demand"
-        if spot.policy == "spot":
-            return "spot"
-        attempts = ctx.attempts
-        if preemptions(attempts) >= spot.fallback_after:
-            return "on-demand"
-        if attempts and attempts[-1].state is JobState.NO_CAPACITY:
-            return "on-demand"
-        return "spot"
+def within_budget(ctx: PolicyContext, decision: Decision) -> Decision:
+    """``decision``, or a stop when running its placement for the next step would take the spend
+    past ``limits.budget``: the one budget guard every policy applies."""
+    budget = ctx.job.limits.budget
+    if budget is None or decision.placement is None:
+        return decision
+    price = decision.placement.price_per_hour or 0.0
+    step_cost = price * decision.placement.count * ctx.step / 3600.0
+    if ctx.spent + step_cost > budget + 1e-9:
+        return Decision(None, f"the budget of ${budget:g} would be exceeded (spent ${ctx.spent:.2f})")
+    return decision
 
 
 def absolute_deadline(job: Job, submitted_at: float) -> float | None:
@@ -142,19 +120,14 @@ def absolute_deadline(job: Job, submitted_at: float) -> float | None:
     return submitted_at + float(deadline)
 
 
-def _same_pool(a: Placement, b: Placement) -> bool:
-    return (a.provider, a.region, a.instance_type) == (b.provider, b.region, b.instance_type)
+def get(name: str) -> Policy:
+    """The policy registered as ``name`` (see ``multispot.policy.registry``)."""
+    from multispot.policy.registry import get as _get
+
+    return _get(name)
 
 
-def policy_for(job: Job, name: str | None = None) -> Policy:
-    """The policy object for ``name`` (default: the job's ``spot.policy``).
+def names() -> tuple[str, ...]:
+    from multispot.policy.registry import names as _names
 
-    ``spot``, ``on-demand`` and ``fallback`` keep the ``SpotPolicy`` behaviour; the other names
-    are the deadline-oriented policies of ``multispot.policy.deadline``.
-    """
-    name = name or job.spot.policy
-    if name in ("spot", "on-demand", "fallback"):
-        return SpotPolicy()
-    from multispot.policy.deadline import make_policy
-
-    return make_policy(name, job)
+    return _names()

@@ -20,7 +20,7 @@ import math
 import time
 
 from multispot.job import Job
-from multispot.policy import Decision, PolicyContext, absolute_deadline, preemptions
+from multispot.policy import Decision, PolicyContext, absolute_deadline, within_budget
 from multispot.status import Attempt, JobState, Placement
 
 RETRY_AFTER = 300.0  # live: a pool that just had no capacity (or preempted) is skipped this long
@@ -30,6 +30,7 @@ class TickPolicy:
     """Shared guards and helpers; subclasses implement ``choose``."""
 
     name = "tick"
+    summary = ""
 
     def __init__(self, order: str = "cheapest") -> None:
         if order not in ("cheapest", "ordered"):
@@ -38,20 +39,24 @@ class TickPolicy:
 
     # ----------------------------------------------------------------- the interface
 
+    def markets(self, job: Job | None = None) -> tuple[str, ...]:
+        return ("spot", "on-demand")
+
+    def preview(self, candidates: list[Placement]) -> list[Placement]:
+        """Spot pools (cheapest first, or in the user's order), then on-demand likewise."""
+        out: list[Placement] = []
+        for market in ("spot", "on-demand"):
+            pool = [c for c in candidates if c.market == market]
+            out += sorted(pool, key=_price) if self.order == "cheapest" else pool
+        return out
+
     def decide(self, ctx: PolicyContext) -> Decision:
         deadline = absolute_deadline(ctx.job, ctx.submitted_at)
         if deadline is not None and ctx.now >= deadline:
             return Decision(None, "the deadline has passed", final_state=JobState.TIMED_OUT)
         if not self.allowed(ctx):
             return Decision(None, "no placement within the job's targets and max_price")
-        decision = self.choose(ctx)
-        budget = ctx.job.limits.budget
-        if budget is not None and decision.placement is not None:
-            price = decision.placement.price_per_hour or 0.0
-            step_cost = price * decision.placement.count * ctx.step / 3600.0
-            if ctx.spent + step_cost > budget + 1e-9:
-                return Decision(None, f"the budget of ${budget:g} would be exceeded (spent ${ctx.spent:.2f})")
-        return decision
+        return within_budget(ctx, self.choose(ctx))
 
     def choose(self, ctx: PolicyContext) -> Decision:
         raise NotImplementedError
@@ -135,19 +140,11 @@ class TickPolicy:
         return Decision(None, reason, idle=True, delay=ctx.step)
 
 
-class AlwaysOnDemand(TickPolicy):
-    """The baseline every saving is measured against."""
-
-    name = "on-demand"
-
-    def choose(self, ctx: PolicyContext) -> Decision:
-        return self.go_on_demand(ctx, "on-demand only")
-
-
 class GreedySpot(TickPolicy):
     """Spot whenever a pool has capacity; on-demand only once the deadline forces it, then for good."""
 
     name = "greedy"
+    summary = "spot whenever a pool has capacity; on-demand once the deadline forces it, then for good"
 
     def choose(self, ctx: PolicyContext) -> Decision:
         if ctx.current is not None and ctx.current.market == "on-demand":
@@ -160,32 +157,22 @@ class GreedySpot(TickPolicy):
         return self.idle(ctx, "waiting for spot capacity")
 
 
-class FallbackAfter(GreedySpot):
-    """Greedy until ``n`` preemptions; then on-demand for good."""
-
-    name = "fallback"
-
-    def __init__(self, n: int = 3, order: str = "ordered") -> None:
-        super().__init__(order)
-        self.n = n
-
-    def choose(self, ctx: PolicyContext) -> Decision:
-        on_demand = ctx.current is not None and ctx.current.market == "on-demand"
-        if not on_demand and preemptions(ctx.attempts) >= self.n:
-            return self.go_on_demand(ctx, f"{self.n} preemptions: falling back to on-demand")
-        return super().choose(ctx)
-
-
 class Diversified(TickPolicy):
     """Spot over several pools (cheapest first, or in the user's order), away from the one that
     just preempted; when no pool has capacity, wait at most ``max_wait`` seconds, then on-demand
     until a pool has capacity again (and the rest of the work is worth a restart)."""
 
     name = "diversified"
+    summary = "spot over several pools; on-demand after limits.max_wait (30 min) without capacity"
 
-    def __init__(self, max_wait: float = 1800.0, order: str = "cheapest") -> None:
+    def __init__(self, max_wait: float | None = None, order: str = "cheapest") -> None:
         super().__init__(order)
-        self.max_wait = max_wait
+        self._max_wait = max_wait  # None: the job's limits.max_wait, else 30 minutes
+
+    def max_wait(self, ctx: PolicyContext) -> float:
+        if self._max_wait is not None:
+            return self._max_wait
+        return float(ctx.job.limits.max_wait) if ctx.job.limits.max_wait is not None else 1800.0
 
     def choose(self, ctx: PolicyContext) -> Decision:
         if self.forced(ctx):
@@ -198,9 +185,9 @@ class Diversified(TickPolicy):
             return Decision(self.pick_spot(ctx, pools), "a spot pool has capacity")
         if on_od:
             return Decision(ctx.current, "no spot capacity: staying on on-demand")
-        waited = _waiting_since(ctx)
-        if waited is not None and ctx.now - waited >= self.max_wait:
-            return self.go_on_demand(ctx, f"no spot capacity for {self.max_wait:g}s")
+        waited, max_wait = _waiting_since(ctx), self.max_wait(ctx)
+        if waited is not None and ctx.now - waited >= max_wait:
+            return self.go_on_demand(ctx, f"no spot capacity for {max_wait:g}s")
         return self.idle(ctx, "waiting for spot capacity")
 
 
@@ -221,6 +208,7 @@ class UniformProgress(TickPolicy):
     """
 
     name = "uniform-progress"
+    summary = "Uniform Progress (Can't Be Late, NSDI '24): on-demand when behind C·t/D, spot otherwise"
 
     def choose(self, ctx: PolicyContext) -> Decision:
         deadline = absolute_deadline(ctx.job, ctx.submitted_at)
@@ -277,6 +265,7 @@ class DeadlineAware(TickPolicy):
     """
 
     name = "deadline-aware"
+    summary = "greedy about spot with a slack reserve sized for the restarts still to come"
 
     def __init__(self, cycle_prior: float = 7200.0, keep: float = 0.2, order: str = "cheapest") -> None:
         super().__init__(order)
@@ -346,23 +335,6 @@ class DeadlineAware(TickPolicy):
         run = min(up, need) if need is not None else up
         d = self.overhead(ctx)
         return (run - d) * (p_od - p_s) > d * (p_s + p_od)
-
-
-POLICIES: dict[str, type[TickPolicy]] = {
-    cls.name: cls
-    for cls in (AlwaysOnDemand, GreedySpot, FallbackAfter, Diversified, UniformProgress, DeadlineAware)
-}
-
-
-def make_policy(name: str, job: Job | None = None) -> TickPolicy:
-    """A fresh policy object by name, configured from the job where it has a say."""
-    if name not in POLICIES:
-        raise ValueError(f"unknown policy {name!r}: use one of {', '.join(POLICIES)}")
-    if name == "fallback":
-        return FallbackAfter(job.spot.fallback_after if job else 3)
-    if name == "diversified" and job is not None and job.limits.max_wait is not None:
-        return Diversified(max_wait=job.limits.max_wait)
-    return POLICIES[name]()
 
 
 def estimate_progress(attempts: list[Attempt]) -> float:

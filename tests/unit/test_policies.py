@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from multispot import policy
+from multispot.errors import JobSpecError
 from multispot.job import Job
-from multispot.policy import Decision, PolicyContext, SpotPolicy, policy_for
-from multispot.policy.deadline import (
-    AlwaysOnDemand,
-    DeadlineAware,
-    Diversified,
-    FallbackAfter,
-    GreedySpot,
-    UniformProgress,
-    make_policy,
-)
+from multispot.policy import Decision, PolicyContext
+from multispot.policy.deadline import DeadlineAware, Diversified, GreedySpot, UniformProgress
+from multispot.policy.market import MarketPolicy
 from multispot.status import Attempt, JobState, Placement
 
 A = Placement("local", "spot", "a", "x", price_per_hour=1.0)
@@ -66,7 +63,8 @@ def where(d: Decision) -> str:
 
 
 def test_on_demand_always() -> None:
-    assert where(AlwaysOnDemand().decide(ctx(available={A, B}))) == "od"
+    assert where(policy.get("on-demand").decide(ctx(available={A, B}))) == "od"
+    assert where(policy.get("on-demand").decide(ctx(available={A, B}, current=OD))) == "od"
 
 
 def test_greedy_takes_the_cheapest_spot_waits_with_slack_and_goes_on_demand_when_forced() -> None:
@@ -87,14 +85,25 @@ def test_greedy_keeps_a_running_spot_attempt_but_does_not_start_one_without_two_
     assert where(g.decide(ctx(now=10 * H - 350, available={A}))) == "od"  # not after this tick
 
 
-def test_fallback_after_n_preemptions() -> None:
+def test_fallback_after_n_preemptions_replayed() -> None:
     spec = job(limits={"deadline": 20 * H}, spot={"policy": "fallback", "fallback_after": 2})
-    f = make_policy("fallback", spec)
-    assert isinstance(f, FallbackAfter) and f.n == 2
+    f = policy.get("fallback")
     one = [Attempt("j", 1, A, JobState.PREEMPTED, ended=0.0)]
     assert where(f.decide(ctx(spec, available={A}, attempts=one))) == "a"
     two = [*one, Attempt("j", 2, A, JobState.PREEMPTED, ended=0.0)]
     assert where(f.decide(ctx(spec, available={A}, attempts=two))) == "od"
+    # on-demand is for good, and no spot capacity at all means on-demand at once
+    assert where(f.decide(ctx(spec, available={A}, current=OD))) == "od"
+    assert where(f.decide(ctx(spec, available=set()))) == "od"
+
+
+def test_spot_only_replayed_stays_moves_or_waits() -> None:
+    s = policy.get("spot")
+    assert where(s.decide(ctx(available={A, B}))) == "a"  # the user's order, not the cheapest
+    assert where(s.decide(ctx(available={A, B}, current=B))) == "b"  # stays while it runs
+    pre = [Attempt("j", 1, A, JobState.PREEMPTED, ended=0.0)]
+    assert where(s.decide(ctx(available={A, B}, attempts=pre))) == "b"  # away from the preempted
+    assert where(s.decide(ctx(available=set(), attempts=pre))) == "idle"  # never on-demand
 
 
 def test_diversified_moves_away_from_the_preempted_pool_and_bounds_its_wait() -> None:
@@ -135,26 +144,67 @@ def test_deadline_aware_waits_above_its_reserve_and_fills_gaps_below_it() -> Non
     assert where(da.decide(ctx(now=9 * H, current=OD, available={A}))) == "a"
 
 
-@pytest.mark.parametrize("name", ["greedy", "fallback", "diversified", "uniform-progress", "deadline-aware"])
+@pytest.mark.parametrize("name", policy.names())
 def test_max_price_and_budget_are_respected(name: str) -> None:
     capped = job(limits={"deadline": 20 * H, "max_price": 0.9})
-    d = make_policy(name, capped).decide(ctx(capped, available={A}))
+    d = policy.get(name).decide(ctx(capped, available={A}))
     assert d.placement != A and d.placement != OD  # A costs 1.0/h > 0.9, on-demand too: wait or stop
     poor = job(limits={"deadline": 20 * H, "budget": 5.0})
-    d = make_policy(name, poor).decide(ctx(poor, available={A, B}, spent=5.0))
+    d = policy.get(name).decide(ctx(poor, available={A, B}, spent=5.0))
     assert d.placement is None and not d.idle and "budget" in d.reason
 
 
-def test_policy_for_maps_names_and_keeps_spot_policy_for_the_old_ones() -> None:
-    assert isinstance(policy_for(job()), SpotPolicy)
-    assert isinstance(policy_for(job(spot="fallback")), SpotPolicy)
-    assert isinstance(policy_for(job(spot="greedy")), GreedySpot)
-    assert isinstance(policy_for(job(spot="deadline-aware")), DeadlineAware)
-    assert isinstance(policy_for(job(), "uniform-progress"), UniformProgress)
-    with pytest.raises(ValueError, match="unknown policy"):
-        make_policy("nope")
+def test_each_name_is_one_object_of_the_right_kind() -> None:
+    assert policy.names() == (
+        "spot",
+        "on-demand",
+        "fallback",
+        "greedy",
+        "diversified",
+        "uniform-progress",
+        "deadline-aware",
+    )
+    for name in policy.names():
+        assert policy.get(name) is policy.get(name)
+        assert policy.get(name).name == name and policy.get(name).summary
+    assert isinstance(policy.get("spot"), MarketPolicy)
+    assert isinstance(policy.get("fallback"), MarketPolicy)
+    assert isinstance(policy.get("greedy"), GreedySpot)
+    assert isinstance(policy.get("deadline-aware"), DeadlineAware)
+    assert isinstance(policy.get("uniform-progress"), UniformProgress)
+    with pytest.raises(JobSpecError, match="unknown policy 'nope': use one of spot, on-demand"):
+        policy.get("nope")
 
 
 def test_deadline_passed_stops_as_timed_out() -> None:
     d = GreedySpot().decide(ctx(now=21 * H, available={A}))
     assert d.placement is None and d.final_state is JobState.TIMED_OUT
+
+
+@pytest.mark.parametrize("name", policy.names())
+def test_the_controller_and_the_simulator_ask_the_same_object(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from multispot import api
+    from multispot.controller import Controller
+    from multispot.simulation import simulate
+    from multispot.store import JobStore
+
+    monkeypatch.setenv("MULTISPOT_HOME", str(tmp_path / "home"))
+    the_object = policy.get(name)
+    asked: list[str] = []
+
+    def spy(c: PolicyContext) -> Decision:
+        asked.append("simulator" if c.available is not None else "controller")
+        return Decision(None, "stopped by the test")
+
+    monkeypatch.setattr(the_object, "decide", spy)
+    spec = job(spot={"policy": name, "work": "1h"}, limits={"deadline": "2h"})
+    store = JobStore(tmp_path / "jobs.sqlite")
+    run = api.submit(spec, store=store, start_controller=False)
+    Controller(run.id, store).step()
+    assert run.status is JobState.FAILED and "stopped by the test" in run.record.message
+    trace = tmp_path / "trace.json"
+    trace.write_text(json.dumps({"metadata": {"gap_seconds": 600}, "data": [1] * 20}))
+    simulate(spec, [str(trace)], policies=[name], optimum=False)
+    assert asked == ["controller", "simulator"]

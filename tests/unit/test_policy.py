@@ -1,4 +1,5 @@
-"""SpotPolicy: which market and pool the next attempt gets, and when the job stops."""
+"""The market policies (spot, on-demand, fallback): which market and pool the next attempt gets, and when
+the job stops."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from multispot import policy
 from multispot.job import Job
-from multispot.policy import Decision, PolicyContext, SpotPolicy, absolute_deadline
+from multispot.policy import Decision, PolicyContext, absolute_deadline
 from multispot.status import Attempt, JobState, Placement
 
 SPOT_A = Placement("local", "spot", "a", "x", price_per_hour=1.0)
@@ -31,7 +33,7 @@ def decide(
     ctx = PolicyContext(
         job, attempts, candidates or [SPOT_A, SPOT_B, ON_DEMAND], now or time.time(), time.time()
     )
-    return SpotPolicy().decide(ctx)
+    return policy.get(job.spot.policy).decide(ctx)
 
 
 def test_first_attempt_takes_the_first_spot_pool() -> None:
