@@ -24,11 +24,12 @@ from multispot.job import Job
 from multispot.plan import candidates
 from multispot.policy import PolicyContext
 from multispot.policy.deadline import estimate_progress, estimate_spent
-from multispot.provider import LaunchContext
+from multispot.provider import Drainable, LaunchContext
 from multispot.status import Attempt, JobState, Placement, ProviderStatus
 from multispot.store import JobRecord, JobStore, home, owner_id
 
 STALE_AFTER = 10.0  # seconds without a heartbeat before another process may take the job over
+CONSULT_EVERY = 5.0  # seconds between asking the policy whether a running attempt should move
 MAX_STEP_ERRORS = 20  # consecutive failed reconciliations before the job is marked FAILED
 
 
@@ -52,6 +53,7 @@ class Controller:
         self.owner = owner_id()
         self._cancel_sent: set[int] = set()
         self._not_before = 0.0
+        self._next_consult = 0.0
 
     # ----------------------------------------------------------------- loop
 
@@ -112,6 +114,7 @@ class Controller:
             return self._submit(record, job, current)
 
         self._observe(record, current)
+        self._consult(record, job)
         return False
 
     # ----------------------------------------------------------------- pieces
@@ -120,19 +123,7 @@ class Controller:
         self, record: JobRecord, job: Job, attempts: list[Attempt]
     ) -> Attempt | Literal["wait"] | None:
         now = time.time()
-        decision = policy.get(job.spot.policy).decide(
-            PolicyContext(
-                job,
-                attempts,
-                record_candidates(job, record),
-                now,
-                record.created,
-                progress=estimate_progress(attempts),
-                work=job.spot.work,
-                step=max(self.poll_interval, 1.0),
-                spent=estimate_spent(attempts, now),
-            )
-        )
+        decision = policy.get(job.spot.policy).decide(self._context(record, job, attempts, now))
         if decision.placement is None and decision.idle:
             self._not_before = now + max(decision.delay, self.poll_interval)
             return "wait"
@@ -153,6 +144,68 @@ class Controller:
                 f"switching to {decision.placement.market}: {decision.reason}",
             )
         return attempt
+
+    def _context(
+        self, record: JobRecord, job: Job, attempts: list[Attempt], now: float, running: Attempt | None = None
+    ) -> PolicyContext:
+        """What the policy is told live: progress and spend estimated from the attempts (and, for
+        a running attempt, its newest committed checkpoint), availability unknown."""
+        progress = estimate_progress(attempts)
+        overhead = job.spot.restart_overhead
+        overhead_left = overhead if running is not None else 0.0  # still waiting: the whole restart
+        if running is not None and running.started is not None:
+            # What a move now would keep: the runtime saves on the notice (as the simulator assumes).
+            progress += max(0.0, now - running.started - overhead)
+            overhead_left = max(0.0, overhead - (now - running.started))
+        return PolicyContext(
+            job,
+            attempts,
+            record_candidates(job, record),
+            now,
+            record.created,
+            progress=progress,
+            work=job.spot.work,
+            current=None if running is None else running.placement,
+            overhead_left=overhead_left,
+            restart_overhead=job.spot.restart_overhead,
+            step=max(self.poll_interval, 1.0),
+            spent=estimate_spent(attempts, now),
+        )
+
+    def _consult(self, record: JobRecord, job: Job) -> None:
+        """Ask the policy about the live attempt (running, or still waiting for capacity); when it
+        says move (the slack runs out while spot waits, another placement is better), end the
+        attempt as a preemption would — the runtime saves on the notice — and let the next attempt
+        start where the policy wants, from that checkpoint."""
+        now = time.time()
+        if now < self._next_consult:
+            return
+        self._next_consult = now + CONSULT_EVERY
+        attempts = self.store.attempts(self.job_id)
+        running = attempts[-1] if attempts else None
+        live = (JobState.SUBMITTED, JobState.STARTING, JobState.RUNNING)
+        if running is None or running.state not in live or running.handle is None:
+            return
+        provider = registry.get(running.handle.provider)
+        if not isinstance(provider, Drainable) or self._switching(running.n) is not None:
+            return
+        decision = policy.get(job.spot.policy).decide(
+            self._context(record, job, attempts[:-1], now, running=running)
+        )
+        target = decision.placement
+        if target is None or _same_pool(target, running.placement):
+            return  # stay (an idle or stop answer waits for the attempt to end on its own)
+        self.store.add_event(
+            self.job_id, running.n, "switch", f"moving attempt {running.n} to {target}: {decision.reason}"
+        )
+        provider.drain(running.handle)
+
+    def _switching(self, n: int) -> str | None:
+        """The switch the controller asked of attempt ``n`` (from the store: restart-safe), if any."""
+        for _, event in reversed(self.store.events(self.job_id)):
+            if event.kind == "switch" and event.attempt == n:
+                return event.message
+        return None
 
     def _submit(self, record: JobRecord, job: Job, attempt: Attempt) -> bool:
         provider = registry.get(attempt.placement.provider)
@@ -216,6 +269,17 @@ class Controller:
             changes["interruptions"] = status.interruptions
         if attempt.started is None and (status.started is not None or status.state is JobState.RUNNING):
             changes["started"] = status.started or time.time()
+        if status.state in (JobState.PREEMPTED, JobState.CANCELLED) and not record.cancel_requested:
+            switch = self._switching(attempt.n)
+            if switch is not None:  # the controller ended it to move the job: not a preemption
+                status = ProviderStatus(
+                    JobState.SWITCHED,
+                    switch,
+                    status.interruptions,
+                    status.native_state,
+                    status.started,
+                    status.ended,
+                )
         if status.state != attempt.state:
             changes["state"] = status.state
             if status.state is JobState.RUNNING or (
@@ -287,10 +351,19 @@ def _last_checkpoint(uri: str, attempt: int) -> float | None:
     return datetime.fromisoformat(manifest.time).timestamp()
 
 
+def _same_pool(a: Placement, b: Placement) -> bool:
+    return (a.provider, a.market, a.region, a.instance_type) == (
+        b.provider,
+        b.market,
+        b.region,
+        b.instance_type,
+    )
+
+
 def _job_state(attempt_state: JobState, n: int) -> JobState:
     if attempt_state in (JobState.SUBMITTED, JobState.STARTING, JobState.PENDING):
         return attempt_state if n == 1 else JobState.RECOVERING
-    if attempt_state in (JobState.PREEMPTED, JobState.NO_CAPACITY):
+    if attempt_state in (JobState.PREEMPTED, JobState.NO_CAPACITY, JobState.SWITCHED):
         return JobState.RECOVERING
     return attempt_state
 

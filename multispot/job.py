@@ -150,6 +150,12 @@ class SpotSpec(_Model):
     work: Duration | None = Field(
         None, gt=0, description="how long the job runs uninterrupted, e.g. '20h' (deadline-aware policies)"
     )
+    restart_overhead: Duration = Field(
+        180.0,
+        ge=0,
+        le=86400,
+        description="from starting an attempt to useful progress (image, data, restore): what a switch costs",
+    )
 
     @model_validator(mode="before")
     @classmethod

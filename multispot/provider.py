@@ -119,3 +119,12 @@ class Provider(Protocol):
     def cancel(self, handle: Handle) -> None: ...
 
     def usage(self, handle: Handle) -> Usage: ...
+
+
+@runtime_checkable
+class Drainable(Protocol):
+    """A provider that can end a running attempt the way a preemption would: the notice (SIGTERM
+    and the notice source), then the hard stop. The controller uses it to move a job mid-attempt
+    when its policy says so; the runtime saves on the notice, so nothing committed is lost."""
+
+    def drain(self, handle: Handle) -> None: ...

@@ -16,6 +16,7 @@ class JobState(str, enum.Enum):
     PREEMPTED = "PREEMPTED"  # capacity was reclaimed; the attempt is over
     RECOVERING = "RECOVERING"  # the job (not an attempt) between a preemption and the next attempt running
     NO_CAPACITY = "NO_CAPACITY"  # an attempt outcome: the pool had nothing to give within max_wait
+    SWITCHED = "SWITCHED"  # an attempt outcome: the policy moved the job elsewhere (saved on the notice)
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
@@ -33,7 +34,7 @@ class JobState(str, enum.Enum):
 
 
 _JOB_OVER = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT})
-_ATTEMPT_OVER = _JOB_OVER | {JobState.PREEMPTED, JobState.NO_CAPACITY}
+_ATTEMPT_OVER = _JOB_OVER | {JobState.PREEMPTED, JobState.NO_CAPACITY, JobState.SWITCHED}
 
 
 @dataclass(frozen=True)

@@ -213,6 +213,11 @@ class SageMakerProvider:
             if _code(exc) != "ValidationException":  # ValidationException: the job has already ended
                 raise _mapped(exc, "StopTrainingJob") from exc
 
+    def drain(self, handle: Handle) -> None:
+        """StopTrainingJob: SageMaker sends SIGTERM and stops the job 120 s later (API reference,
+        StopTrainingJob), the notice the runtime saves on. The controller moves the job elsewhere."""
+        self.cancel(handle)
+
     def usage(self, handle: Handle) -> Usage:
         return t.usage_from(self._described(handle), handle.data.get("region"))
 

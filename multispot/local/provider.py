@@ -328,6 +328,14 @@ class LocalProvider:
         """Take the capacity away now (notice, SIGTERM, hard stop), as a spot reclaim would."""
         (Path(handle.data["dir"]) / "preempt").touch()
 
+    def drain(self, handle: Handle) -> None:
+        """End the attempt as a preemption would (the controller moves the job: ``Drainable``): a
+        running one gets the notice, one still waiting for capacity is withdrawn."""
+        if self._state(handle).get("state") == "RUNNING":
+            self.preempt(handle)
+        else:
+            self.cancel(handle)
+
     def usage(self, handle: Handle) -> Usage:
         directory = Path(handle.data["dir"])
         state = self._state(handle)

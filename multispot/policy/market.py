@@ -49,6 +49,8 @@ class MarketPolicy:
             return Decision(None, f"no {market} placement within the job's targets and max_price")
         if ctx.available is not None:
             return within_budget(ctx, self._tick(ctx, market, pool))
+        if ctx.current is not None and ctx.current in pool:
+            return Decision(ctx.current, f"{market} runs: stay")  # live, asked about a running attempt
         last = attempts[-1] if attempts else None
         choice = self._after(pool, last.placement if last and last.placement.market == market else None)
         delay = self.no_capacity_backoff if last and last.state is JobState.NO_CAPACITY else 0.0

@@ -122,3 +122,50 @@ def test_an_idle_decision_waits_for_spot_instead_of_ending_the_job(
         assert after.submitted - before.ended >= retry * 0.9  # it waited; it did not retry at once
     assert not [e for _, e in run.events() if e.kind == "fallback"]  # never paid for on-demand
     assert result(tmp_path)["sum"] == expected_sum(STEPS)
+
+
+@pytest.mark.slow
+def test_the_controller_moves_a_waiting_spot_attempt_to_on_demand_when_the_slack_runs_out(
+    tmp_path: Path, store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mid-attempt, as the simulator assumes: spot is preempted (a trace), the next spot attempt
+    waits for capacity that does not come back, and once the slack runs out the controller asks
+    the policy, ends the waiting attempt and starts on-demand from the checkpoint saved on the
+    notice. Nothing is lost: the result is the uninterrupted one."""
+    from multispot import controller
+
+    monkeypatch.setattr(deadline_policies, "RETRY_AFTER", 0.2)  # spot may be retried at once
+    monkeypatch.setattr(controller, "CONSULT_EVERY", 1.0)
+    trace = tmp_path / "trace.json"  # 3 s ticks at time_scale 0.05: up 9 s, then down for 2 min
+    trace.write_text(json.dumps({"metadata": {"gap_seconds": 60}, "data": [1] * 3 + [0] * 40 + [1] * 10}))
+    steps = 120
+    job = Job.validate_data(
+        {
+            "name": "switch",
+            "command": f"python -m multispot.testing.worker --steps {steps} --step-seconds 0.1 --save-every 5",
+            "output_uri": str(tmp_path / "out"),
+            "provider_options": {
+                "local": {
+                    "time_scale": 0.05,
+                    "emulate": "gcp",
+                    "preemptions": f"trace={trace}",
+                    "price_per_hour": {"spot": 1.0, "on-demand": 3.0},
+                }
+            },
+            "spot": {"policy": "greedy", "work": "30s", "restart_overhead": "2s", "max_attempts": 6},
+            "limits": {"deadline": "50s"},
+        },
+        base_dir=tmp_path,
+    )
+    run = drive(job, store)
+    assert run.status is JobState.SUCCEEDED, run.record.message
+    assert markets(run) == [
+        ("spot", JobState.PREEMPTED),
+        ("spot", JobState.SWITCHED),
+        ("on-demand", JobState.SUCCEEDED),
+    ]
+    switches = [(e.attempt, e.message) for _, e in run.events() if e.kind == "switch"]
+    assert len(switches) == 1 and switches[0][0] == 2 and "deadline forces on-demand" in switches[0][1]
+    resumed = [line for line in run.logs(attempt=3) if "resumed from step" in line]
+    assert resumed and int(resumed[0].split()[-1]) > 0  # the on-demand attempt kept spot's progress
+    assert result(tmp_path)["sum"] == expected_sum(steps)
