@@ -22,7 +22,7 @@ optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 accelerator = Accelerator(cpu=True)
 model, optimizer = accelerator.prepare(model, optimizer)
 
-epochs, batch, per_epoch = 6, 16, 512 // 16
+epochs, batch, per_epoch = 30, 16, 512 // 16
 step = load_state(accelerator) or 0  # multispot
 while step < epochs * per_epoch:
     epoch, position = divmod(step, per_epoch)
