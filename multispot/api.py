@@ -23,6 +23,7 @@ from multispot.plan import plan as make_plan
 from multispot.plan import provider_name as _provider_name
 from multispot.policy.interval import IntervalAdvice, advise
 from multispot.provider import LaunchContext
+from multispot.runtime.checkpointer import resumed_from_step
 from multispot.status import Attempt, JobState, iso_time
 from multispot.store import Event, JobRecord, JobStore, new_job_id
 from multispot.units import format_duration
@@ -381,7 +382,11 @@ class Run:
             "progress": {"step": progress[0], "total_steps": progress[1]} if progress else None,
             "preemptions": sum(a.state is JobState.PREEMPTED for a in attempts)
             + sum(a.interruptions for a in attempts),
-            "attempts": [a.to_dict() for a in attempts],
+            "attempts": [
+                # resumed_from_step: the checkpoint step the attempt's runtime restored (None: from scratch)
+                {**a.to_dict(), "resumed_from_step": resumed_from_step(record.checkpoint_uri, a.n, record.id)}
+                for a in attempts
+            ],
         }
 
     def __repr__(self) -> str:

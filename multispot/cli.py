@@ -415,21 +415,19 @@ def verify_resume(file: str, schedule: str | None, every_steps: int, keep_runs: 
         _emit_json(report.to_dict())
     else:
         console = _console()
-        style = "bold green" if report.identical else "bold red"
+        style = {"spot-ready": "bold green", "inconclusive": "bold yellow"}.get(report.outcome, "bold red")
         console.print(f"\n[{style}]{report.verdict}[/]")
         console.print(
             f"  schedule: {report.schedule}   preemptions: {report.interrupted.preemptions} "
             f"({', '.join(report.interrupted.outcomes)})"
         )
-        console.print(
-            f"  compared: {', '.join(report.compared_keys) or '-'}; checkpoints compared: "
-            f"{report.checkpoints_compared}"
-        )
+        console.print(f"  compared: {', '.join(report.compared_keys) or '-'}")
+        console.print(f"  exercised: {report.exercised_line()}")
         for diff in report.differences:
             console.print(f"  [red]{diff['key']}[/]: {diff['reference']!r} vs {diff['interrupted']!r}")
         for line in report.diagnosis:
             console.print(f"  - {line}")
-    sys.exit(0 if report.identical else 1)
+    sys.exit(report.exit_code)  # 0 spot-ready, 1 not spot-ready, 2 inconclusive
 
 
 @cli.command()

@@ -312,14 +312,23 @@ class Controller:
         if attempt.n == 1:
             self.store.add_event(self.job_id, attempt.n, "running", "attempt 1 running")
             return
+        # What the attempt's runtime says it restored (multispot.runtime writes it beside the
+        # checkpoints); before it has restored, only what it can resume from is known.
+        from multispot.runtime.checkpointer import read_attempt_record
+
         try:
-            progress = CheckpointStore(record.checkpoint_uri).progress()
+            store = CheckpointStore(record.checkpoint_uri)
+            restored, progress = read_attempt_record(store, attempt.n), store.progress()
         except (OSError, ValueError):
-            progress = None
-        where = f"from step {progress[0]}" if progress else "from scratch (no checkpoint yet)"
-        self.store.add_event(
-            self.job_id, attempt.n, "resumed", f"attempt {attempt.n} running, resuming {where}"
-        )
+            restored, progress = None, None
+        if restored is not None and restored.get("job_id") in (None, record.id):
+            step = restored.get("resumed_from_step")
+            where = f"resumed from step {step}" if step is not None else "started from scratch"
+        elif progress:
+            where = f"newest checkpoint: step {progress[0]}"
+        else:
+            where = "no checkpoint yet: starting from scratch"
+        self.store.add_event(self.job_id, attempt.n, "resumed", f"attempt {attempt.n} running, {where}")
 
     def _cancel(self, record: JobRecord, current: Attempt | None) -> bool:
         if current is not None and current.handle is not None and not current.state.terminal:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,8 @@ from urllib.parse import urlparse
 from multispot import api
 from multispot.checkpoint import CheckpointStore, Manifest
 from multispot.job import Job
+from multispot.local.preemptions import PreemptionSpec
+from multispot.runtime.checkpointer import resumed_from_step
 from multispot.status import JobState
 from multispot.store import JobStore
 
@@ -40,6 +43,8 @@ class RunSummary:
     metrics: dict[str, Any] | None
     checkpoint_uri: str
     running_seconds: float
+    messages: list[str] = field(default_factory=list)
+    resumed_from: list[int | None] = field(default_factory=list)  # per attempt; None: from scratch
 
 
 @dataclass
@@ -54,15 +59,50 @@ class ResumeReport:
     checkpoints_compared: int = 0
     first_divergence: dict[str, Any] | None = None
     diagnosis: list[str] = field(default_factory=list)
+    # "spot-ready", "not-spot-ready" or "inconclusive": only a proof that exercised a resume passes.
+    outcome: str = "not-spot-ready"
+    reason: str = ""
+    # What the interrupted run went through: each planned fault and whether it fired, and how
+    # many later attempts restored a committed checkpoint.
+    exercised: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "verdict": self.verdict}
+
+    @property
+    def spot_ready(self) -> bool:
+        return self.outcome == "spot-ready"
+
+    @property
+    def exit_code(self) -> int:
+        """0 spot-ready, 1 not spot-ready, 2 inconclusive (nothing proven either way)."""
+        return {"spot-ready": 0, "inconclusive": 2}.get(self.outcome, 1)
 
     @property
     def verdict(self) -> str:
-        if self.identical:
-            return "spot-ready: the interrupted run ended exactly like the uninterrupted one"
-        return "NOT spot-ready: the interrupted run did not end like the uninterrupted one"
+        if self.outcome == "spot-ready":
+            return "spot-ready: the interrupted run resumed from its checkpoints and ended exactly like the uninterrupted one"
+        if self.outcome == "inconclusive":
+            return f"inconclusive: {self.reason or 'nothing was proven'}"
+        return (
+            f"NOT spot-ready: {self.reason or 'the interrupted run did not end like the uninterrupted one'}"
+        )
+
+    def exercised_line(self) -> str:
+        """One line counting what the interrupted run exercised."""
+        ex = self.exercised
+        faults = ex.get("faults", [])
+        fired = sum(1 for f in faults if f["fired"])
+        resumed, later = ex.get("resumed_attempts", 0), ex.get("later_attempts", 0)
+        return (
+            f"faults fired: {fired}/{len(faults)}"
+            + (
+                f" ({', '.join(f['fault'] + ('' if f['fired'] else ' NOT fired') for f in faults)})"
+                if faults
+                else ""
+            )
+            + f"; attempts resumed from a checkpoint: {resumed}/{later}; checkpoints compared: {self.checkpoints_compared}"
+        )
 
     def __repr__(self) -> str:
         return f"ResumeReport(identical={self.identical}, {self.interrupted.preemptions} preemptions)"
@@ -84,6 +124,8 @@ def _summary(run: api.Run) -> RunSummary:
     record, attempts = run.record, run.attempts
     running = sum((a.ended or 0) - a.started for a in attempts if a.started and a.ended)
     return RunSummary(
+        messages=[a.message or "" for a in attempts],
+        resumed_from=[resumed_from_step(record.checkpoint_uri, a.n, record.id) for a in attempts],
         job_id=record.id,
         state=record.state.value,
         attempts=len(attempts),
@@ -109,7 +151,10 @@ def _variant(job: Job, suffix: str, every_steps: int, preemptions: str) -> Job:
 
 
 def default_schedule(reference: api.Run) -> str:
-    """Preempt with notice a third into the work, then kill inside a save, then stop with no notice."""
+    """Preempt with notice a third into the work, then kill inside a save, then stop with no notice.
+
+    The local provider counts these times from when the attempt's runtime is ready (imports and
+    restore done), so only the work is measured here, not the start-up."""
     attempt = reference.attempts[-1]
     total = (attempt.ended or 0) - (attempt.started or 0)
     manifests = _manifests(CheckpointStore(reference.record.checkpoint_uri))
@@ -121,7 +166,7 @@ def default_schedule(reference: api.Run) -> str:
     work = max(total - startup, 1.0)
     # The hard stop comes early in attempt 3 so it lands before the job ends even when this run
     # goes faster than the reference did (a busy machine makes timings vary).
-    return f"at={startup + 0.35 * work:.1f}s,save:2,{startup + 0.2 * work:.1f}s!"
+    return f"at={0.35 * work:.1f}s,save:2,{0.2 * work:.1f}s!"
 
 
 def _manifests(store: CheckpointStore) -> dict[int, Manifest]:
@@ -158,21 +203,80 @@ def verify_resume(
     return report
 
 
+def _planned_faults(schedule: str) -> list[tuple[int, str]]:
+    """(attempt, kind) for each fault an ``at=`` schedule plans; kind: notice, hard-stop, kill-in-save."""
+    try:
+        spec = PreemptionSpec(schedule)
+    except ValueError:
+        return []
+    planned = []
+    for n, item in enumerate(spec.items, start=1):
+        if item.fault:
+            planned.append((n, f"kill-in-save ({item.fault.partition(':')[2]})"))
+        elif item.preempt_after is not None:
+            kind = "notice" if item.notice else "hard-stop"
+            planned.append((n, f"{kind} ({item.preempt_after:g}s)"))
+    return planned
+
+
+def _fired(kind: str, state: str, message: str) -> bool:
+    if state != "PREEMPTED":
+        return False
+    if kind.startswith("kill-in-save"):
+        return "inside a checkpoint save" in message
+    if kind.startswith("hard-stop"):
+        return "without notice" in message
+    return "capacity reclaimed" in message
+
+
+def _exercised(intr: RunSummary, schedule: str) -> dict[str, Any]:
+    faults = []
+    for n, kind in _planned_faults(schedule):
+        fired = n <= intr.attempts and _fired(kind, intr.outcomes[n - 1], intr.messages[n - 1])
+        faults.append({"attempt": n, "fault": kind, "fired": fired})
+    if not faults:  # every=/rate=/trace=: what happened is what was planned
+        faults = [
+            {"attempt": n, "fault": "preemption", "fired": True}
+            for n, state in enumerate(intr.outcomes, start=1)
+            if state == "PREEMPTED"
+        ]
+    later = intr.resumed_from[1:]
+    return {
+        "faults": faults,
+        "later_attempts": len(later),
+        "resumed_attempts": sum(step is not None for step in later),
+        "resumed_from": intr.resumed_from,
+    }
+
+
 def compare(reference: api.Run, interrupted: api.Run, schedule: str) -> ResumeReport:
     ref, intr = _summary(reference), _summary(interrupted)
     report = ResumeReport(False, ref, intr, schedule)
+    report.exercised = _exercised(intr, schedule)
     if ref.state != "SUCCEEDED":
+        report.outcome, report.reason = "inconclusive", f"the uninterrupted run ended {ref.state}"
         report.diagnosis.append(
             f"the uninterrupted run ended {ref.state}: fix that first (`multispot logs {ref.job_id}`)"
         )
         return report
+    ref_checkpoints = _manifests(CheckpointStore(reference.record.checkpoint_uri))
+    if not ref_checkpoints:
+        report.reason = "it restarts from scratch (the uninterrupted run never committed a checkpoint)"
+        report.diagnosis.append(
+            "the script never saved a checkpoint through the multispot contract, so every preemption "
+            "throws away all the work done so far: restore and save with multispot.runtime.Checkpointer "
+            "(TrainingState for PyTorch, or an integration: docs/adopt.md)"
+        )
+        return report
     if intr.state != "SUCCEEDED":
+        report.reason = f"the interrupted run ended {intr.state}"
         report.diagnosis.append(
             f"the interrupted run ended {intr.state} after {intr.attempts} attempts ({', '.join(intr.outcomes)}): "
             f"see `multispot logs {intr.job_id}`"
         )
         return report
     if ref.metrics is None or intr.metrics is None:
+        report.outcome, report.reason = "inconclusive", f"no {METRICS} to compare"
         report.diagnosis.append(
             f"no {METRICS} in the output location: the script should write its final metrics and a "
             "checksum of its parameters there (MULTISPOT_OUTPUT_URI; the runtime's env.output_dir)"
@@ -187,12 +291,40 @@ def compare(reference: api.Run, interrupted: api.Run, schedule: str) -> ResumeRe
         if ref.metrics.get(k) != intr.metrics.get(k)
     ]
     report.identical = not report.differences and intr.preemptions > 0
-    if intr.preemptions == 0:
-        report.diagnosis.append(
-            "the interrupted run was never preempted (it finished before the schedule); "
-            "nothing was proven: pass a shorter --schedule"
-        )
     _diagnose_checkpoints(report, reference, interrupted)
+    if report.differences:
+        report.reason = "the interrupted run did not end like the uninterrupted one"
+        return report
+    # The ends match: that proves something only if the run was interrupted and resumed.
+    missed = [f["fault"] for f in report.exercised["faults"] if not f["fired"]]
+    if intr.preemptions == 0:
+        report.outcome, report.reason = "inconclusive", "the interrupted run was never preempted"
+        report.diagnosis.append(
+            "the interrupted run finished before the schedule: nothing was proven; pass a shorter --schedule"
+        )
+    elif missed:
+        report.outcome = "inconclusive"
+        report.reason = f"planned fault(s) never fired: {', '.join(missed)}"
+        report.diagnosis.append(
+            "the run ended before every planned fault could fire (or they landed differently): pass a "
+            "--schedule with earlier times, or more steps"
+        )
+    elif report.exercised["resumed_attempts"] == 0:
+        report.outcome = "inconclusive"
+        report.reason = "no attempt restored a committed checkpoint"
+        report.diagnosis.append(
+            "every attempt after a preemption started from scratch: restore with Checkpointer.restore / "
+            "restore_with, TrainingState.restore or an integration, or give the run more time before "
+            "its first preemption"
+        )
+    elif report.checkpoints_compared == 0:
+        report.outcome, report.reason = "inconclusive", "no checkpoint could be compared between the runs"
+        report.diagnosis.append(
+            "the runs saved no checkpoint at the same step: save on step counts (checkpoint.every_steps, "
+            "which --every-steps sets) so both runs save at the same steps"
+        )
+    else:
+        report.outcome = "spot-ready"
     return report
 
 
@@ -211,11 +343,13 @@ def _diagnose_checkpoints(report: ResumeReport, reference: api.Run, interrupted:
         )
         return
     divergent = next((s for s in common if _differing_parts(ref_store, int_store, ref_m[s], int_m[s])), None)
+    features = _script_features(reference)
     if divergent is None:
         report.diagnosis.append(
             f"all {len(common)} checkpoints saved at the same steps are identical, yet the final metrics "
-            "differ: state that is not in the checkpoint changes the end of the run (e.g. an accumulator, "
-            "the data loader's position, or work after the last checkpoint that depends on in-memory state)"
+            "differ: state that is not in the checkpoint changes the end of the run. Suspects: "
+            + _carried_suspects(features)
+            + "; or side files the script writes outside the checkpoint (they are not restored)"
         )
         return
     attempt = int_m[divergent].attempt or 1
@@ -242,7 +376,7 @@ def _diagnose_checkpoints(report: ResumeReport, reference: api.Run, interrupted:
         f"the first checkpoint that differs is step {divergent}, saved by attempt {attempt} {where}; "
         f"every earlier common checkpoint matched. Differing files: {', '.join(files)}"
     )
-    report.diagnosis.extend(_torch_components(ref_store, int_store, divergent, files))
+    report.diagnosis.extend(_torch_components(ref_store, int_store, divergent, files, features))
 
 
 def _differing_files(a: Manifest, b: Manifest) -> list[str]:
@@ -278,10 +412,68 @@ def _state_parts(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return sorted(k for k in set(a) | set(b) if not _same(a.get(k), b.get(k)))
 
 
-def _torch_components(ref: CheckpointStore, intr: CheckpointStore, step: int, files: list[str]) -> list[str]:
-    """For TrainingState checkpoints (state.pt), name the parts that differ and the ones never saved."""
+# What a script's source shows it has, by the words it uses: the diagnosis suggests only state
+# the script has (no "pass the optimizer" to a script without one).
+_FEATURES = {
+    "optimizer": r"torch\.optim\.(?!lr_scheduler)|\boptim\.[A-Z]|Optimizer\b",
+    "scheduler": r"lr_scheduler|Scheduler\b",
+    "scaler": r"GradScaler",
+    "rng": r"dropout|Dropout|randperm|shuffle|random\.",
+    "hidden": r"nn\.(LSTM|GRU|RNN)\b|\bhidden\b|init_hidden|repackage_hidden",
+    "ema": r"\bema\b|\bEMA\b|ExponentialMovingAverage|AveragedModel|swa_utils",
+    "accumulator": r"accumulat|running_(loss|mean|sum|avg)|total_loss\s*\+=|moving_average",
+    "data": r"DataLoader|\biter\(|\bnext\(|Sampler\b",
+}
+_CARRIED = {
+    "hidden": "the RNN hidden state carried from batch to batch (a resumed attempt restarts it from zeros "
+    "mid-epoch): save it in the checkpoint (TrainingState extra) or reset it at points both runs share",
+    "ema": "an exponential moving average / averaged model of the weights: save it with the model",
+    "accumulator": "accumulators carried across steps (running sums, gradient accumulation): save them or "
+    "reset them at checkpoint boundaries",
+    "data": "the data position: an iterator or DataLoader resumed at the start of its epoch repeats or "
+    "skips batches; restore the batch position and make the order depend only on (seed, epoch)",
+}
+
+
+def _script_features(run: api.Run) -> set[str] | None:
+    """Which kinds of state the job's script mentions (None: its source could not be read)."""
+    try:
+        job = run.job
+    except Exception:  # a record from an older version: no suggestions narrowed by source
+        return None
+    base = Path(job.source_dir or ".")
+    scripts = [base / arg for arg in job.command if arg.endswith(".py") and (base / arg).is_file()]
+    if not scripts and base.is_dir():
+        scripts = sorted(base.glob("*.py"))[:20]
+    try:
+        text = "\n".join(path.read_text(errors="replace") for path in scripts)
+    except OSError:
+        return None
+    if not text:
+        return None
+    return {name for name, pattern in _FEATURES.items() if re.search(pattern, text)}
+
+
+def _carried_suspects(features: set[str] | None) -> str:
+    found = [_CARRIED[k] for k in _CARRIED if features is None or k in features]
+    if not found:
+        found = [_CARRIED["data"], _CARRIED["accumulator"]]
+    return "; ".join(found)
+
+
+def _torch_components(
+    ref: CheckpointStore,
+    intr: CheckpointStore,
+    step: int,
+    files: list[str],
+    features: set[str] | None = None,
+) -> list[str]:
+    """For TrainingState checkpoints (state.pt), name the parts that differ and, of the state the
+    script has, what the checkpoint never saved."""
     states = _load_states(ref, intr, step) if "state.pt" in files else None
     if states is None:
+        if features and features & set(_CARRIED):
+            return ["suspects, state carried between steps: " + _carried_suspects(features)]
         return []
     a, b = states
     differing = _state_parts(a, b)
@@ -293,11 +485,16 @@ def _torch_components(ref: CheckpointStore, intr: CheckpointStore, step: int, fi
         "rng": "the checkpoint has no RNG state: dropout and shuffling draw different numbers after a resume",
         "progress": "the checkpoint has no training position: the resumed run repeats or skips data",
     }
-    out += [hint for key, hint in hints.items() if key not in a]
-    if differing == ["model"] or set(differing) <= {"model", "extra"}:
+    has = features if features is not None else set(hints)
+    # "rng" and "progress" are always the runtime's to save; optimizer/scheduler only if the script has one
+    missing = [h for k, h in hints.items() if k not in a and (k in has or k in ("rng", "progress"))]
+    out += missing
+    if not missing and set(differing) <= {"model", "extra", "rng"}:
+        saved = ", ".join(k for k in ("optimizer", "scheduler", "rng", "progress") if k in a)
         out.append(
-            "only the model differs although optimizer, RNG and position match: check that the data order "
-            "after a resume depends only on (seed, epoch) and that the batch position is restored"
+            f"only the model differs although what the checkpoint holds ({saved}) was restored: state "
+            "carried between steps that the checkpoint does not hold is the suspect: "
+            + _carried_suspects(features)
         )
     return out
 

@@ -3,7 +3,7 @@
 Spec strings (``--inject-preemptions`` or ``provider_options.local.preemptions``):
 
 - ``none``
-- ``at=20s,45s,70s``      attempt k is preempted that long after its command starts; an item
+- ``at=20s,45s,70s``      attempt k is preempted that long after its runtime is ready; an item
   ``15s!`` is a hard stop with no notice at all, and ``save:N`` kills the job's processes in
   the middle of their N-th checkpoint save (after the files, before the manifest): the two
   ways a spot reclaim can land that the notice does not cover
@@ -13,7 +13,12 @@ Spec strings (``--inject-preemptions`` or ``provider_options.local.preemptions``
   a tick with 0 instances means no capacity, so a running attempt is preempted and a new one
   waits; trace time runs ``time_scale`` times faster than the cloud's (like the notice period)
 
-Schedule and rate times are wall-clock seconds on this machine; trace ticks are cloud seconds.
+Schedule and rate times are wall-clock seconds on this machine, counted from when the attempt's
+runtime is ready: the multispot runtime signals it (``MULTISPOT_READY_FILE``) once the script's
+imports are done and its restore is over, so a machine slow to start a process (a busy CPU, a
+cold import of torch) does not preempt an attempt before it could do any work. A script that
+never signals (it does not use the runtime) is preempted ``2 * t + 30 s`` after its command
+starts. Trace ticks are cloud seconds, on the pool's own clock from the job's submission.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import json
 import math
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from multispot.units import parse_duration
@@ -35,10 +40,13 @@ class AttemptPlan:
     """What the emulated cloud does to one attempt."""
 
     wait_seconds: float = 0.0  # before capacity is there
-    preempt_after: float | None = None  # seconds after the command starts
+    preempt_after: float | None = None  # seconds after the runtime is ready (see from_ready)
     no_capacity: bool = False  # the pool never had capacity within the trace / max_wait
     notice: bool = True  # False: the hard stop comes without SIGTERM or notice file
     fault: str | None = None  # e.g. "kill-in-save:2", passed to the runtime as MULTISPOT_FAULT
+    # False: preempt_after counts from the command's start (a trace's clock). Not compared: it
+    # says how the supervisor reads preempt_after, not what fate the attempt has.
+    from_ready: bool = field(default=True, compare=False)
 
 
 @dataclass(frozen=True)
@@ -165,7 +173,7 @@ class PreemptionSpec:
         wait = max(0.0, first_up * tick_wall - elapsed)
         down = next((i for i in range(first_up, len(data)) if data[i] == 0), None)
         preempt = None if down is None else down * tick_wall - max(elapsed, first_up * tick_wall)
-        return AttemptPlan(wait_seconds=wait, preempt_after=preempt)
+        return AttemptPlan(wait_seconds=wait, preempt_after=preempt, from_ready=False)
 
 
 def _at_item(text: str) -> AttemptPlan:

@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 TICK = 0.05
+# A process that never signals readiness (it does not use the multispot runtime) is preempted
+# this long after its command starts: 2 * preempt_after + NO_READY_GRACE.
+NO_READY_GRACE = 30.0
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -86,6 +89,7 @@ class Supervisor:
         nodes = int(self.spec.get("nodes", 1))
         env = dict(os.environ)
         env["MULTISPOT_NOTICE_FILE"] = str(self.dir / "notice.json")
+        env["MULTISPOT_READY_FILE"] = str(self.dir / "ready.json")  # the runtime writes it when up
         if self.spec["plan"].get("fault"):
             env["MULTISPOT_FAULT"] = self.spec["plan"]["fault"]
         if nodes > 1:
@@ -123,6 +127,8 @@ class Supervisor:
         max_wait = self.spec.get("max_wait")  # waiting plus running, counted from submit
         submitted = float(self.spec.get("submitted") or started)
         fault = self.spec["plan"].get("fault")
+        from_ready = self.spec["plan"].get("from_ready", True)
+        ready: float | None = None
         while True:
             codes = [p.poll() for p in self.procs]
             if fault and -signal.SIGKILL in codes:
@@ -170,10 +176,31 @@ class Supervisor:
                     message=f"waited and ran past max_wait {max_wait:g}s",
                 )
                 return
-            if (preempt_after is not None and elapsed >= preempt_after) or (self.dir / "preempt").exists():
+            if preempt_after is not None and from_ready and ready is None:
+                ready = self._ready_time()
+            if (preempt_after is not None and self._due(preempt_after, elapsed, from_ready, ready)) or (
+                self.dir / "preempt"
+            ).exists():
                 self._preempt()
                 return
             time.sleep(TICK)
+
+    def _ready_time(self) -> float | None:
+        data = read_json(self.dir / "ready.json")
+        if data is None:
+            return None
+        if "ready" not in self.state:
+            self.set(ready=float(data.get("ready") or time.time()))
+        return float(self.state["ready"])
+
+    @staticmethod
+    def _due(preempt_after: float, elapsed: float, from_ready: bool, ready: float | None) -> bool:
+        """Is the planned preemption due? Counted from readiness when the runtime signalled it."""
+        if not from_ready:
+            return elapsed >= preempt_after
+        if ready is not None:
+            return time.time() - ready >= preempt_after
+        return elapsed >= 2 * preempt_after + NO_READY_GRACE
 
     def _preempt(self) -> None:
         if not self.spec["plan"].get("notice", True):
@@ -187,10 +214,15 @@ class Supervisor:
             notice_at=time.time(),
             message=f"preemption notice: {notice:g}s to stop ({self.spec['emulate']})",
         )
+        sent = time.time()
         self._signal_all(signal.SIGTERM)
         while time.time() < deadline and any(p.poll() is None for p in self.procs):
-            time.sleep(TICK)
-        self._reclaimed(f"capacity reclaimed after {notice:g}s notice")
+            time.sleep(0.01)
+        if any(p.poll() is None for p in self.procs):
+            self._reclaimed(f"capacity reclaimed after the {notice:g}s notice: the job was still running")
+        else:
+            took = time.time() - sent
+            self._reclaimed(f"capacity reclaimed: the job stopped {took:.1f}s into its {notice:g}s notice")
 
     def _reclaimed(self, message: str) -> None:
         """The capacity is gone: whatever still runs is killed, and the attempt ends PREEMPTED."""

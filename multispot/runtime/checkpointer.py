@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -29,6 +30,12 @@ EXIT_PREEMPTED = 143
 NOTICE_MARGIN = 1.0  # seconds of the notice kept back for flushing and exiting
 
 _notice: PreemptionNotice | None = None
+
+# Beside the job's checkpoints (never a step-* folder, so listing and retention skip it): what
+# each attempt restored, written by the runtime and read by `status` and the controller. It
+# lives on the checkpoint storage because that is the one place every provider lets both the
+# job and the machine that launched it read and write.
+RECORD_DIR = ".multispot"
 
 
 _saves_seen = 0
@@ -58,6 +65,51 @@ def _default_sources(env: JobEnv) -> list[NoticeSource]:
         if entry.name == env.provider:
             sources.extend(entry.load()(env))
     return sources
+
+
+def attempt_record_path(attempt: int) -> str:
+    """Where attempt ``attempt``'s restore record lives, relative to the checkpoint URI."""
+    return f"{RECORD_DIR}/attempt-{attempt}.json"
+
+
+def read_attempt_record(store: CheckpointStore, attempt: int) -> dict[str, Any] | None:
+    """What attempt ``attempt`` restored (``{"resumed_from_step": int | None, ...}``), or None if
+    the attempt never got as far as restoring (or the record is unreadable)."""
+    raw = store._read_small(store._path(attempt_record_path(attempt)))
+    if raw is None:
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def resumed_from_step(uri: str, attempt: int, job_id: str | None = None) -> int | None:
+    """The checkpoint step attempt ``attempt`` of the job at ``uri`` restored; None when it
+    started from scratch, has not restored yet, or the record belongs to another job."""
+    try:
+        record = read_attempt_record(CheckpointStore(uri), attempt)
+    except (OSError, ValueError):
+        return None
+    if record is None or (job_id and record.get("job_id") not in (None, job_id)):
+        return None
+    step = record.get("resumed_from_step")
+    return step if isinstance(step, int) else None
+
+
+def _signal_ready() -> None:
+    """Tell the local provider's supervisor this attempt's runtime is up (imports done, restore
+    over): its preemption schedule counts from here, so a busy machine's slow start is not
+    mistaken for training time. No-op elsewhere."""
+    path = os.environ.get("MULTISPOT_READY_FILE")
+    if not path or os.path.exists(path):
+        return
+    with contextlib.suppress(OSError):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"ready": time.time(), "pid": os.getpid()}, f)
+        os.replace(tmp, path)
 
 
 def notice(env: JobEnv | None = None) -> PreemptionNotice:
@@ -115,6 +167,7 @@ class Checkpointer:
         self.blocked_seconds: list[float] = []  # how long each async save held the training loop
         self._pending: tuple[Future[Manifest | None], threading.Event] | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._recorded = False  # record_restore ran (or training began without a restore)
 
     def __repr__(self) -> str:
         return f"Checkpointer({self.store.uri!r}, interval={self.interval:g}s, keep={self.keep})"
@@ -157,13 +210,36 @@ class Checkpointer:
 
     # ----------------------------------------------------------------- restore / save
 
+    def record_restore(self, step: int | None) -> None:
+        """Record what this attempt resumed from (``step``; None: from scratch) beside the
+        checkpoints, for ``status`` and the controller, and signal that the runtime is ready.
+
+        ``restore``/``restore_with`` call it; an integration that loads a checkpoint itself (a
+        framework reading its own folder) calls it with the step it loaded. Rank 0 records.
+        """
+        if self.env.rank == 0:
+            record = {
+                "attempt": self.env.attempt,
+                "job_id": self.env.job_id,
+                "resumed_from_step": step,
+                "checkpoint_attempt": self.restored.manifest.attempt if self.restored else None,
+                "time": time.time(),
+            }
+            with contextlib.suppress(OSError):
+                data = json.dumps(record).encode()
+                self.store._write_small(self.store._path(attempt_record_path(self.env.attempt)), data)
+        self._recorded = True
+        _signal_ready()
+
     def restore(self) -> RestoredCheckpoint | None:
         """The newest checkpoint that verifies (falling back past torn ones), or None."""
         manifest = self.store.latest()
         if manifest is None:
+            self.record_restore(None)
             return None
         self.restored = self.store.restore(manifest.step)
         self.last_saved_step = manifest.step
+        self.record_restore(manifest.step)
         return self.restored
 
     def restore_with(self, load: Callable[[RestoredCheckpoint], T]) -> T | None:
@@ -191,12 +267,17 @@ class Checkpointer:
                 if not verdict.result().ok:
                     continue
             self.restored, self.last_saved_step = candidate, step
+            self.record_restore(step)
             return loaded
+        self.record_restore(None)
         return None
 
     def should_save(self, step: int | None = None) -> bool:
         """Time to save: the notice came, the interval has passed, or ``step`` is a multiple of
         ``checkpoint.every_steps`` (and this step is not saved yet)."""
+        if not self._recorded:  # a script that never restores is training now: it is ready
+            _signal_ready()
+            self._recorded = True
         if step is not None and step == self.last_saved_step:
             return False
         if self.preempted:
@@ -212,6 +293,7 @@ class Checkpointer:
         metadata: dict[str, Any] | None,
         cancel: threading.Event | None = None,
     ) -> CheckpointWriter:
+        _signal_ready()
         return self.store.writer(
             step,
             total_steps=total_steps,

@@ -69,3 +69,65 @@ def test_forgotten_optimizer_state_is_caught_and_named(tmp_path: Path) -> None:
     assert divergence["attempt"] >= 2 and divergence["resumed_from"] is not None
     text = " ".join(report["diagnosis"])
     assert "no optimizer state" in text and "model" in text
+
+
+# ---------------------------------------------------------------- proofs that cannot pass hollow
+
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+
+
+def verify_script(tmp_path: Path, command: str, *extra: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        f"name: hollow\ncommand: {command}\nsource_dir: {SCRIPTS}\n"
+        "provider_options: {local: {time_scale: 0.05}}\n"
+    )
+    result = subprocess.run(
+        [MULTISPOT, "verify-resume", str(path), "--every-steps", "20", "-o", "json", *extra],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, MULTISPOT_HOME=str(tmp_path / "home")),
+        timeout=400,
+        check=False,
+    )
+    assert result.stdout, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+@pytest.mark.slow
+def test_a_script_that_never_checkpoints_is_not_spot_ready(tmp_path: Path) -> None:
+    code, report = verify_script(tmp_path, "python no_checkpoint.py")
+    assert code == 1, report
+    assert report["outcome"] == "not-spot-ready"
+    assert "restarts from scratch" in report["verdict"]
+
+
+@pytest.mark.slow
+def test_forgotten_hidden_state_is_named_and_no_optimizer_is_suggested(tmp_path: Path) -> None:
+    code, report = verify_script(tmp_path, "python forgets_hidden.py --carry-hidden no")
+    assert code == 1 and report["outcome"] == "not-spot-ready", report
+    text = " ".join(report["diagnosis"])
+    assert "hidden state" in text, text
+    assert "optimizer" not in text, "the script has no optimizer: never suggest one"
+    assert report["exercised"]["resumed_attempts"] >= 1
+
+
+@pytest.mark.slow
+def test_carried_state_saved_is_spot_ready_with_everything_exercised(tmp_path: Path) -> None:
+    code, report = verify_script(tmp_path, "python forgets_hidden.py --carry-hidden yes")
+    assert code == 0 and report["outcome"] == "spot-ready", report
+    assert report["checkpoints_compared"] >= 1
+    faults = report["exercised"]["faults"]
+    assert len(faults) == 3 and all(f["fired"] for f in faults), faults
+    later = report["interrupted"]["resumed_from"][1:]
+    assert later and all(step is not None and step > 0 for step in later), later
+
+
+@pytest.mark.slow
+def test_a_fault_that_never_fires_is_inconclusive(tmp_path: Path) -> None:
+    code, report = verify_script(
+        tmp_path, "python forgets_hidden.py --carry-hidden yes", "--schedule", "at=600s"
+    )
+    assert code == 2 and report["outcome"] == "inconclusive", report
+    assert report["verdict"].startswith("inconclusive")
+    assert report["exercised"]["faults"] == [{"attempt": 1, "fault": "notice (600s)", "fired": False}]
