@@ -71,10 +71,23 @@ CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, id);
 """
 
 
+def home_path() -> Path:
+    """``$MULTISPOT_HOME``, default ``~/.multispot``, without creating it."""
+    return Path(os.environ.get("MULTISPOT_HOME") or Path.home() / ".multispot").expanduser()
+
+
 def home() -> Path:
-    """``$MULTISPOT_HOME``, default ``~/.multispot``; created on first use."""
-    path = Path(os.environ.get("MULTISPOT_HOME") or Path.home() / ".multispot").expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    """``$MULTISPOT_HOME``, created on first use readable by its owner only (mode 0700): it holds
+    specs, logs and checkpoints."""
+    path = home_path()
+    if not path.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            pass  # another process created it first
+        else:
+            os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask; this is not
     return path
 
 
