@@ -285,7 +285,7 @@ class Run:
 
     @property
     def job(self) -> Job:
-        return Job.validate_data(self.record.spec)
+        return Job.from_record(self.record.spec)
 
     @property
     def status(self) -> JobState:

@@ -673,14 +673,14 @@ def _job_inputs(record: JobRecord) -> tuple[str | None, float | None, Mapping[tu
     from multispot.job import Job
 
     try:
-        job = Job.validate_data(record.spec)
+        job = Job.from_record(record.spec)
     except Exception:  # a spec from an older version: price it without the job's details
         return None, None, {}
     fallback: dict[tuple[str, str | None], float] = {}
     try:
         placements = record_candidates(job, record)
         # what each provider would have placed on demand (a spot-only job lists no on-demand pool)
-        on_demand_job = Job.validate_data(
+        on_demand_job = Job.from_record(
             {**job.to_data(), "spot": {**job.to_data().get("spot", {}), "policy": "on-demand"}}
         )
         for name in sorted({p.provider for p in placements} | {record.provider}):

@@ -42,6 +42,13 @@ def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+def _print_error(text: str) -> None:
+    """``error: TEXT`` on stderr; TEXT may quote a user's input, so it is never read as markup."""
+    from rich.markup import escape
+
+    _console(stderr=True).print(f"[bold red]error:[/] {escape(text)}", markup=True, soft_wrap=True)
+
+
 def handles_errors(func: F) -> F:
     """Turn multispot's own errors into a clear message and exit status 2 (JSON with --output json)."""
 
@@ -63,7 +70,7 @@ def handles_errors(func: F) -> F:
                         for p in problems
                     ]
                 _emit_json(payload)
-            _console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+            _print_error(str(exc))
             sys.exit(EXIT_BAD_INPUT)
 
     return wrapper  # type: ignore[return-value]
@@ -708,7 +715,25 @@ def catalog_refresh(
 
 
 def main() -> None:
-    cli()
+    """The ``multispot`` entry point: besides each command's own handling, one handler for the
+    whole CLI turns multispot's errors, the job store's and the OS's into a one-line message
+    (exit 2 for multispot's, 1 for the others), never a traceback."""
+    import sqlite3
+
+    from multispot.errors import MultispotError
+
+    try:
+        cli()
+    except MultispotError as exc:
+        _print_error(str(exc))
+        sys.exit(EXIT_BAD_INPUT)
+    except OSError as exc:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        _print_error(f"{exc.strerror or exc}{where}")
+        sys.exit(1)
+    except sqlite3.Error as exc:
+        _print_error(f"the job store cannot be used: {exc}")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ class Controller:
         record = self.store.get_job(self.job_id)
         if record.state.job_terminal:
             return True
-        job = Job.validate_data(record.spec)
+        job = Job.from_record(record.spec)  # validated once, at submit
         attempts = self.store.attempts(self.job_id)
         current = attempts[-1] if attempts else None
 

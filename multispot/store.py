@@ -4,6 +4,13 @@ Jobs, their attempts and events. Several CLI processes and controllers may use i
 writes are short ``BEGIN IMMEDIATE`` transactions, and an attempt row is inserted (under a
 primary key of job and attempt number) *before* the provider is asked to start it, so a
 controller that dies and is replaced can never start the same attempt twice.
+
+Another process holding the database locked (SQLITE_BUSY / "database is locked") is waited out
+with backoff for up to ``LOCK_WAIT`` seconds (``$MULTISPOT_STORE_LOCK_WAIT``), then reported as a
+``StoreError``. A store file that is empty or not a SQLite database is refused with a
+``StoreError`` that says what happened: it is never silently replaced by a new, empty store.
+A new store is created whole (schema included) under a temporary name and linked into place, so
+no other process ever sees a half-made one, and it is readable by its owner only (0600).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import os
 import socket
 import sqlite3
 import time
+import typing
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from multispot.errors import JobNotFound
+from multispot.errors import JobNotFound, StoreError
 from multispot.status import Attempt, Handle, JobState, Placement, Usage
+
+_T = typing.TypeVar("_T")
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -71,10 +81,28 @@ CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, id);
 """
 
 
+LOCK_WAIT = 300.0  # seconds to wait out another process's lock before giving up
+_BUSY_TIMEOUT_MS = 2000  # SQLite's own wait per try; the retry loop below does the rest
+_HEADER = b"SQLite format 3\x00"
+
+
+def home_path() -> Path:
+    """``$MULTISPOT_HOME``, default ``~/.multispot``, without creating it."""
+    return Path(os.environ.get("MULTISPOT_HOME") or Path.home() / ".multispot").expanduser()
+
+
 def home() -> Path:
-    """``$MULTISPOT_HOME``, default ``~/.multispot``; created on first use."""
-    path = Path(os.environ.get("MULTISPOT_HOME") or Path.home() / ".multispot").expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    """``$MULTISPOT_HOME``, created on first use readable by its owner only (mode 0700): it holds
+    specs, logs and checkpoints."""
+    path = home_path()
+    if not path.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            pass  # another process created it first
+        else:
+            os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask; this is not
     return path
 
 
@@ -111,35 +139,136 @@ class Event:
 
 
 class JobStore:
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, lock_wait: float | None = None) -> None:
         self.path = Path(path) if path else home() / "jobs.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        if lock_wait is None:
+            lock_wait = float(os.environ.get("MULTISPOT_STORE_LOCK_WAIT") or LOCK_WAIT)
+        self.lock_wait = lock_wait
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                self._create()
+            self._check_file()
+            self._db = sqlite3.connect(
+                self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        except OSError as exc:
+            raise StoreError(f"cannot open the job store {self.path}: {exc.strerror or exc}") from None
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA busy_timeout = 30000")
+        self._retry(self._setup)
+
+    def _setup(self) -> None:
+        self._db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")  # durable across process crashes in WAL mode
         self._db.execute("PRAGMA foreign_keys = ON")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0:  # executescript commits on its own, so the transaction is part of the script
-            self._db.executescript(
-                f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} was written by a newer multispot (schema {version}); upgrade")
+        if version == 0 or not {"jobs", "attempts", "events"} <= tables:
+            raise StoreError(
+                f"{self.path} is a SQLite file but not a multispot job store (no schema): move it away "
+                "if it is not yours, or restore the job store from a backup"
             )
-        elif version > SCHEMA_VERSION:
-            raise RuntimeError(f"{self.path} was written by a newer multispot (schema {version}); upgrade")
+
+    def _create(self) -> None:
+        """A new store, schema and all, made under a temporary name and linked into place: another
+        process either sees no file or a complete store, never an empty one."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            db = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+                db.execute("PRAGMA journal_mode = WAL")
+            finally:
+                db.close()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass  # another process created it first: use theirs
+        finally:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+
+    def _check_file(self) -> None:
+        with open(self.path, "rb") as f:
+            header = f.read(len(_HEADER))
+        if not header:
+            raise StoreError(
+                f"the job store {self.path} is empty (0 bytes): it was truncated, and every job record "
+                "in it is gone. Restore it from a backup, or move it away to start a new, empty store "
+                "(multispot never replaces it on its own)"
+            )
+        if header != _HEADER:
+            raise StoreError(
+                f"the job store {self.path} is not a SQLite database (corrupt or overwritten). Restore "
+                "it from a backup, or move it away to start a new, empty store"
+            )
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        text = str(exc)
+        if "readonly" in text or "unable to open" in text:
+            hint = "check that you own it and its folder (another user's home cannot be shared)"
+        elif "malformed" in text or "not a database" in text or "corrupt" in text:
+            hint = "it is corrupt: restore it from a backup, or move it away to start a new store"
+        else:
+            hint = "check the file and the disk it is on"
+        return StoreError(f"the job store {self.path} cannot be used ({text}): {hint}")
+
+    def _retry(self, fn: typing.Callable[[], _T]) -> _T:
+        """``fn()``, waiting out another process's lock with backoff for up to ``lock_wait`` s."""
+        deadline = time.monotonic() + self.lock_wait
+        delay = 0.05
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise self._error(exc) from None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StoreError(
+                        f"the job store {self.path} has been locked by another process for more than "
+                        f"{self.lock_wait:g}s: try again once it is done (nothing was changed)"
+                    ) from None
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 1.0)
+            except sqlite3.IntegrityError:
+                raise
+            except sqlite3.DatabaseError as exc:
+                raise self._error(exc) from None
+
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        return self._retry(lambda: self._db.execute(sql, args).fetchall())
 
     def close(self) -> None:
         self._db.close()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        self._retry(lambda: self._db.execute("BEGIN IMMEDIATE"))
         try:
             yield self._db
-        except BaseException:
+        except sqlite3.IntegrityError:
             self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise self._error(exc) from None
+        except BaseException:
+            self._rollback()
+            raise
+        self._retry(lambda: self._db.execute("COMMIT"))
+
+    def _rollback(self) -> None:
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # no transaction left to roll back
 
     # ----------------------------------------------------------------- jobs
 
@@ -166,23 +295,22 @@ class JobStore:
 
     def get_job(self, ref: str) -> JobRecord:
         """By id, by name (the newest job of that name), or by a unique id prefix."""
-        row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (ref,)).fetchone()
-        if row is None:
-            row = self._db.execute(
-                "SELECT * FROM jobs WHERE name = ? ORDER BY created DESC LIMIT 1", (ref,)
-            ).fetchone()
-        if row is None:
-            rows = self._db.execute(
+        rows = self._rows("SELECT * FROM jobs WHERE id = ?", (ref,))
+        if not rows:
+            rows = self._rows("SELECT * FROM jobs WHERE name = ? ORDER BY created DESC LIMIT 1", (ref,))
+        if not rows:
+            rows = self._rows(
                 "SELECT * FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
                 (ref.replace("%", "\\%").replace("_", "\\_") + "%",),
-            ).fetchall()
-            row = rows[0] if len(rows) == 1 else None
+            )
+            rows = rows if len(rows) == 1 else []
+        row = rows[0] if rows else None
         if row is None:
             raise JobNotFound(f"no job {ref!r} in {self.path}: `multispot list` shows the jobs")
         return _job(row)
 
     def jobs(self, limit: int = 50) -> list[JobRecord]:
-        rows = self._db.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
+        rows = self._rows("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,))
         return [_job(row) for row in rows]
 
     def update_job(self, job_id: str, **fields: Any) -> None:
@@ -211,7 +339,14 @@ class JobStore:
             if row is None:
                 raise JobNotFound(job_id)
             holder, beat = row["owner"], row["heartbeat"] or 0.0
-            free = holder in (None, owner) or now - beat > stale_after or not _owner_alive(holder)
+            # A heartbeat in the future (a clock that jumped, or another host's skew) is stale too:
+            # otherwise the job would stay undriven until the clock caught up.
+            free = (
+                holder in (None, owner)
+                or now - beat > stale_after
+                or beat > now + 1.0
+                or not _owner_alive(holder)
+            )
             if free:
                 db.execute("UPDATE jobs SET owner = ?, heartbeat = ? WHERE id = ?", (owner, now, job_id))
                 if holder not in (None, owner):
@@ -233,10 +368,11 @@ class JobStore:
             db.execute("UPDATE jobs SET owner = NULL WHERE id = ? AND owner = ?", (job_id, owner))
 
     def controller_alive(self, job_id: str, stale_after: float) -> bool:
-        row = self._db.execute("SELECT owner, heartbeat FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if row is None or row["owner"] is None:
+        rows = self._rows("SELECT owner, heartbeat FROM jobs WHERE id = ?", (job_id,))
+        if not rows or rows[0]["owner"] is None:
             return False
-        return time.time() - (row["heartbeat"] or 0.0) <= stale_after and _owner_alive(row["owner"])
+        age = time.time() - (rows[0]["heartbeat"] or 0.0)
+        return -1.0 <= age <= stale_after and _owner_alive(rows[0]["owner"])
 
     # ----------------------------------------------------------------- attempts
 
@@ -272,7 +408,7 @@ class JobStore:
             db.execute(f"UPDATE attempts SET {sets} WHERE job_id = ? AND n = ?", (*values, job_id, n))
 
     def attempts(self, job_id: str) -> list[Attempt]:
-        rows = self._db.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY n", (job_id,)).fetchall()
+        rows = self._rows("SELECT * FROM attempts WHERE job_id = ? ORDER BY n", (job_id,))
         return [_attempt(row) for row in rows]
 
     # ----------------------------------------------------------------- events
@@ -282,9 +418,7 @@ class JobStore:
             self._event(db, job_id, attempt, kind, message)
 
     def events(self, job_id: str, after: int = 0) -> list[tuple[int, Event]]:
-        rows = self._db.execute(
-            "SELECT * FROM events WHERE job_id = ? AND id > ? ORDER BY id", (job_id, after)
-        ).fetchall()
+        rows = self._rows("SELECT * FROM events WHERE job_id = ? AND id > ? ORDER BY id", (job_id, after))
         return [
             (row["id"], Event(row["job_id"], row["attempt"], row["time"], row["kind"], row["message"]))
             for row in rows
@@ -299,10 +433,8 @@ class JobStore:
 
     def check(self) -> list[str]:
         """Integrity problems, if any (used by the chaos tests and ``multispot doctor``)."""
-        problems = [row[0] for row in self._db.execute("PRAGMA integrity_check").fetchall() if row[0] != "ok"]
-        for row in self._db.execute(
-            "SELECT job_id, COUNT(*) AS c, MAX(n) AS m FROM attempts GROUP BY job_id"
-        ).fetchall():
+        problems = [row[0] for row in self._rows("PRAGMA integrity_check") if row[0] != "ok"]
+        for row in self._rows("SELECT job_id, COUNT(*) AS c, MAX(n) AS m FROM attempts GROUP BY job_id"):
             if row["c"] != row["m"]:
                 problems.append(f"{row['job_id']}: attempts are not numbered 1..{row['m']}")
         return problems
@@ -359,6 +491,11 @@ def _attempt(row: sqlite3.Row) -> Attempt:
         usage=Usage.from_dict(json.loads(row["usage"])) if row["usage"] else None,
         last_checkpoint=row["last_checkpoint"],
     )
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 def owner_id() -> str:

@@ -141,8 +141,9 @@ def _variant(job: Job, suffix: str, every_steps: int, preemptions: str) -> Job:
     data = job.to_data()
     data["name"] = f"{job.name[:28]}-{suffix}"
     checkpoint = {k: v for k, v in data.get("checkpoint", {}).items() if k != "uri"}  # a fresh one each
-    # Saves land on the same steps in both runs and are all kept, so they can be compared.
-    data["checkpoint"] = {**checkpoint, "every_steps": every_steps, "interval": "1000d", "keep": 100_000}
+    # Saves land on the same steps in both runs and are all kept (up to keep's documented maximum,
+    # 1000), so they can be compared.
+    data["checkpoint"] = {**checkpoint, "every_steps": every_steps, "interval": "1000d", "keep": 1000}
     data.pop("output_uri", None)
     data["targets"] = []
     options = data.get("provider_options", {})

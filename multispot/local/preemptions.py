@@ -25,12 +25,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from multispot.units import parse_duration
+
+MAX_TRACE_BYTES = 64 << 20  # a year of one-minute ticks is a few MiB
 
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)/(s|m|h|d)$")
 
@@ -49,6 +53,22 @@ class AttemptPlan:
     from_ready: bool = field(default=True, compare=False)
 
 
+def _read_regular(path: Path, limit: int) -> str:
+    """A regular file's text, at most ``limit`` bytes: a FIFO, a device (``/dev/zero``) or a
+    folder is refused without blocking on it or reading it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path}: not a regular file; a trace is a JSON file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ValueError(f"{path}: larger than {limit >> 20} MiB; a trace is a JSON file of a few MiB")
+    return data.decode("utf-8")
+
+
 @dataclass(frozen=True)
 class Trace:
     gap_seconds: float
@@ -56,11 +76,16 @@ class Trace:
 
     @classmethod
     def load(cls, path: str | Path) -> Trace:
-        raw = json.loads(Path(path).read_text())
+        try:
+            raw = json.loads(_read_regular(Path(path), MAX_TRACE_BYTES))
+        except (OSError, UnicodeDecodeError, RecursionError) as exc:
+            raise ValueError(
+                f"{path}: cannot read the trace ({getattr(exc, 'strerror', None) or exc})"
+            ) from None
         try:
             gap = float((raw.get("metadata") or {}).get("gap_seconds", 0) or raw.get("gap_seconds", 0))
             data = [int(x) for x in raw["data"]]
-        except (AttributeError, TypeError) as exc:  # not the {"metadata": ..., "data": [...]} shape
+        except (AttributeError, TypeError, KeyError, OverflowError) as exc:  # not the trace shape
             raise ValueError(f"{path}: not a spot trace ({exc})") from exc
         if gap <= 0 or not data:
             raise ValueError(f"{path}: a trace needs metadata.gap_seconds > 0 and a non-empty data list")

@@ -13,17 +13,18 @@ import fcntl
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from multispot.errors import ValidationFailed
-from multispot.job import Job
+from multispot.job import Job, source_dir_problem
 from multispot.local.preemptions import PreemptionSpec
-from multispot.local.supervisor import read_json, write_json_atomic
+from multispot.local.supervisor import end_attempt_processes, open_log, read_json, write_json_atomic
 from multispot.provider import BillingRule, Capability, LaunchContext, unknown_options
 from multispot.runtime.env import NOTICE_SECONDS
 from multispot.status import Handle, JobState, Placement, ProviderStatus, Usage
@@ -194,14 +195,22 @@ class LocalProvider:
         return self.root / job_id / f"attempt-{attempt}"
 
     def _stage(self, job: Job, ctx: LaunchContext) -> str:
-        """Copy source_dir once per job (like an upload), atomically; without one, run in workdir."""
+        """Copy source_dir once per job (like an upload), atomically; without one, run in workdir.
+
+        A staging failure is final (``ValidationFailed`` naming ``source_dir``): retrying the same
+        copy cannot succeed."""
         if not job.source_dir:
             return ctx.workdir or os.getcwd()
         target = self.root / ctx.job_id / "code"
         if not target.exists():
             tmp = self.root / ctx.job_id / f".code-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(job.source_dir, tmp, ignore=_stage_ignore(home()))
+            try:
+                stage_tree(Path(job.source_dir), tmp, skip=(home(), self.root))
+            except (OSError, ValueError) as exc:
+                shutil.rmtree(tmp, ignore_errors=True)
+                message = str(exc) if isinstance(exc, ValueError) else f"cannot stage {job.source_dir}: {exc}"
+                raise ValidationFailed(self.name, [("source_dir", message)]) from None
             try:
                 os.rename(tmp, target)
             except OSError:
@@ -252,7 +261,7 @@ class LocalProvider:
         else:
             env = dict(os.environ)
             env.update(self.render(job, placement, ctx)["env"])
-        with open(directory / "supervisor.log", "ab") as log:
+        with open_log(directory / "supervisor.log") as log:
             subprocess.Popen(
                 [sys.executable, "-m", "multispot.local.supervisor", str(directory)],
                 env=env,
@@ -273,7 +282,7 @@ class LocalProvider:
             if state["state"] in ("SUBMITTED", "STARTING", "RUNNING"):
                 age = time.time() - float(state.get("submitted") or state.get("started") or 0)
                 if state["state"] != "SUBMITTED" or age > SUBMIT_GRACE:
-                    return dict(state, state="FAILED", message="the local supervisor died (host lost)")
+                    return _lost(directory, state)
         return state
 
     def status(self, handle: Handle) -> ProviderStatus:
@@ -354,15 +363,101 @@ class LocalProvider:
         )
 
 
-def _stage_ignore(skip: Path) -> Callable[[str, list[str]], set[str]]:
-    """Leave out caches, VCS data and multispot's own home (a user may keep it inside the project)."""
-    skip = skip.resolve()
+STAGE_SKIP = frozenset(
+    {
+        "__pycache__",
+        ".git",
+        ".venv",
+        ".tox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".ipynb_checkpoints",
+    }
+)
+STAGE_MAX_BYTES = 2 << 30  # what a source folder may hold; data belongs in inputs
+STAGE_MAX_FILES = 100_000
 
-    def ignore(directory: str, names: list[str]) -> set[str]:
-        here = Path(directory)
-        return {n for n in names if n in ("__pycache__", ".git") or (here / n).resolve() == skip}
 
-    return ignore
+def stage_tree(source: Path, target: Path, skip: tuple[Path, ...] = ()) -> None:
+    """Copy the folder ``source`` to ``target`` (which must not exist) as the job's code.
+
+    Nothing outside ``source`` is read: a symlink that stays inside is copied as a link, one that
+    leaves it (or dangles) is refused by name. Links are never followed, so a loop cannot explode.
+    Caches, VCS data and the folders in ``skip`` (multispot's own home and the provider's root,
+    if they lie inside) are left out, and the
+    copy is bounded by ``STAGE_MAX_BYTES`` and ``STAGE_MAX_FILES``. Raises ValueError with the fix."""
+    source = source.resolve()
+    problem = source_dir_problem(source)
+    if problem:
+        raise ValueError(problem)
+    if not source.is_dir():
+        raise ValueError(f"{source} is not a directory any more: was it moved before the job started?")
+    avoid = {path.resolve() for path in skip}
+    total_bytes = total_files = 0
+    target.mkdir(parents=True)
+    for folder, dirs, files in os.walk(source, followlinks=False):
+        here = Path(folder)
+        out = target / here.relative_to(source)
+        kept = []
+        for name in sorted(dirs):
+            path = here / name
+            if name in STAGE_SKIP or path in avoid:
+                continue
+            if path.is_symlink():
+                files.append(name)  # copied as a link below, never walked into
+                continue
+            (out / name).mkdir()
+            kept.append(name)
+        dirs[:] = kept
+        for name in files:
+            path = here / name
+            total_files += 1
+            if total_files > STAGE_MAX_FILES:
+                raise ValueError(
+                    f"{source} holds more than {STAGE_MAX_FILES} files: keep data out of source_dir "
+                    "(use inputs) or point source_dir at the code only"
+                )
+            if path.is_symlink():
+                link = os.readlink(path)
+                try:
+                    resolved = (here / link).resolve(strict=True)
+                except (OSError, RuntimeError):  # dangling, or a loop of links
+                    resolved = None
+                if resolved is None or (resolved != source and source not in resolved.parents):
+                    raise ValueError(
+                        f"{path} links to {link}, outside {source} (or to nothing, or in a loop): staging copies only "
+                        "what is inside source_dir; replace the link with the files it points to"
+                    )
+                os.symlink(link, out / name)
+                continue
+            info = path.lstat()
+            if not stat.S_ISREG(info.st_mode):
+                continue  # sockets, FIFOs, devices: not code, and reading a FIFO would block
+            total_bytes += info.st_size
+            if total_bytes > STAGE_MAX_BYTES:
+                raise ValueError(
+                    f"{source} holds more than {STAGE_MAX_BYTES >> 20} MiB: keep data out of source_dir "
+                    "(use inputs) or point source_dir at the code only"
+                )
+            shutil.copy2(path, out / name, follow_symlinks=False)
+
+
+def _lost(directory: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """The supervisor died (its host, emulated, is gone): like a cloud that loses an instance, that
+    is lost capacity, so the attempt ends PREEMPTED and the policy starts another; and, as on a
+    lost instance, nothing of the attempt goes on running (nor writing checkpoints)."""
+    end_attempt_processes(directory, [int(p) for p in state.get("pids") or []])
+    lost = dict(
+        state,
+        state="PREEMPTED",
+        ended=state.get("ended") or time.time(),
+        message="the local supervisor died: the attempt's capacity is lost (its processes were stopped)",
+    )
+    if _supervised(directory):  # a supervisor came back to life in between: it decides
+        return read_json(directory / "state.json") or state
+    write_json_atomic(directory / "state.json", lost)
+    return lost
 
 
 def _supervised(directory: Path) -> bool:

@@ -28,8 +28,63 @@ NO_READY_GRACE = 30.0
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # owner only, like the home
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(data, indent=1))
     os.replace(tmp, path)
+
+
+def open_log(path: Path) -> Any:
+    """A log to append to, created readable by its owner only."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
+
+
+def marker(directory: Path) -> bytes:
+    """What every process of an attempt carries in its environment (``MULTISPOT_NOTICE_FILE``),
+    which is how they are found even after leaving the attempt's process group."""
+    return f"MULTISPOT_NOTICE_FILE={directory / 'notice.json'}".encode()
+
+
+def _carries(pid: int, mark: bytes) -> bool | None:
+    """Does process ``pid`` carry ``mark``? None when it cannot be told (no /proc, not ours)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return mark in f.read().split(b"\0")
+    except FileNotFoundError:
+        return None if not Path("/proc/self").exists() else False
+    except OSError:
+        return None
+
+
+def end_attempt_processes(directory: Path, pids: list[int] | tuple[int, ...] = ()) -> int:
+    """SIGKILL everything the attempt in ``directory`` started: the process group of each of
+    ``pids`` (each node runs as a group leader) and, on Linux, every process that still carries the
+    attempt's marker in its environment, such as a child that started a new session. A pid is
+    only signalled when it is the attempt's own (checked by the marker where /proc exists), so a
+    reused pid is never hit. Returns how many were signalled."""
+    mark = marker(directory)
+    hit = 0
+    for pid in pids:
+        if _carries(int(pid), mark) is False and Path(f"/proc/{pid}").exists():
+            continue  # that pid now belongs to someone else
+        try:
+            os.killpg(int(pid), signal.SIGKILL)
+            hit += 1
+        except (ProcessLookupError, PermissionError):
+            pass
+    proc = Path("/proc")
+    if proc.is_dir():
+        me = os.getpid()
+        for entry in proc.iterdir():
+            if not entry.name.isdigit() or int(entry.name) == me:
+                continue
+            if _carries(int(entry.name), mark):
+                try:
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    hit += 1
+                except (ProcessLookupError, PermissionError):
+                    pass
+    return hit
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -98,7 +153,7 @@ class Supervisor:
             )
         for rank in range(nodes):
             node_env = dict(env, RANK=str(rank), NODE_RANK=str(rank), LOCAL_RANK="0") if nodes > 1 else env
-            log = open(self.dir / ("output.log" if rank == 0 else f"node-{rank}.log"), "ab")  # noqa: SIM115
+            log = open_log(self.dir / ("output.log" if rank == 0 else f"node-{rank}.log"))
             self.procs.append(
                 subprocess.Popen(
                     self.spec["argv"],
@@ -228,6 +283,7 @@ class Supervisor:
         """The capacity is gone: whatever still runs is killed, and the attempt ends PREEMPTED."""
         self._signal_all(signal.SIGKILL)
         codes = [p.wait() for p in self.procs]
+        end_attempt_processes(self.dir, [p.pid for p in self.procs])  # and what left the group
         self.set(state="PREEMPTED", ended=time.time(), exit_codes=codes, message=message)
 
     def _stop(self, grace: float) -> None:
@@ -238,6 +294,7 @@ class Supervisor:
         self._signal_all(signal.SIGKILL)
         for proc in self.procs:
             proc.wait()
+        end_attempt_processes(self.dir, [p.pid for p in self.procs])
 
 
 def main(directory: str) -> int:

@@ -50,6 +50,27 @@ PHASES = {
     "retain": "retention",
 }
 IN_SAVE = ("writing files", "committing")
+# The child's reports after which a kill is sent (weighted towards the inside of a save).
+TRIGGERS = ("start", "begin", "begin", "begin", "sealing", "sealing", "commit", "retain", "idle")
+MAX_LINES = 200  # a trigger that never comes (e.g. no retention) still ends the trial
+
+
+def read_until(proc: subprocess.Popen[str], trigger: str, nth: int) -> tuple[str, int | None]:
+    """The child's lines up to and including its ``nth`` line starting with ``trigger`` (or
+    MAX_LINES lines); the exit status if it ended by itself before that (it never should)."""
+    assert proc.stdout is not None
+    seen: list[str] = []
+    count = 0
+    while len(seen) < MAX_LINES:
+        line = proc.stdout.readline()
+        if not line:
+            return "".join(seen), proc.wait()
+        seen.append(line)
+        if line.split()[:1] == [trigger]:
+            count += 1
+            if count >= nth:
+                break
+    return "".join(seen), None
 
 
 class WarmChildren:
@@ -238,16 +259,24 @@ def run_trials(tmp_path: Path, trials: int, seed: int, fresh_every: int = 5) -> 
             retain_p = rng.choice([0.0, 0.5, 0.5, 1.0])
             proc.stdin.write(f"go {uri} {rng.randrange(2**31)} {retain_p}\n")
             proc.stdin.flush()
-            # Spread: at once (while it lists and deletes leftovers), within the first save or
-            # two, or after several saves, retentions and idle gaps.
-            delay = rng.choice([0.0, rng.uniform(0.0, 0.015), rng.uniform(0.0, 0.12), rng.uniform(0.0, 0.12)])
-            time.sleep(delay)
-            crashed = proc.poll()
+            # Where to kill is chosen by the child's own reports, not by a clock: right after its
+            # n-th "begin" (writing files), "sealing" (committing), "retain" or "idle" line, so
+            # where kills land does not depend on how fast this machine is (a busy 2-core machine
+            # slows the child and a wall-clock delay alike, but not the order of its phases).
+            trigger = rng.choice(TRIGGERS)
+            if trigger == "retain" and retain_p == 0.0:
+                trigger = "begin"
+            nth = 1 if trigger == "start" else rng.randint(1, 3)
+            seen, crashed = read_until(proc, trigger, nth)
+            if crashed is None and rng.random() < 0.5:
+                time.sleep(rng.uniform(0.0, 0.002))  # a little further into that phase, sometimes
+            crashed = proc.poll() if crashed is None else crashed
             proc.kill()
-            out, err = _read_all(proc.stdout), _read_all(proc.stderr)
+            out, err = seen + _read_all(proc.stdout), _read_all(proc.stderr)
             proc.wait()
             with contextlib.suppress(OSError):
                 proc.stdin.close()
+            delay = f"{trigger} #{nth}"
             tally.trials += 1
             if crashed is not None:
                 tally.failures.append(f"trial {i}: the child exited by itself ({crashed}): {err[-2000:]}")
@@ -266,7 +295,7 @@ def run_trials(tmp_path: Path, trials: int, seed: int, fresh_every: int = 5) -> 
             assert isinstance(corrupt, list) and isinstance(problems, list)
             tally.corrupt += bool(corrupt)
             for problem in corrupt + problems:
-                tally.failures.append(f"trial {i} (killed after {last!r}, {delay:.3f}s): {problem}")
+                tally.failures.append(f"trial {i} (killed after {last!r}, asked at {delay}): {problem}")
     finally:
         children.close()
     return tally

@@ -42,9 +42,14 @@ MULTISPOT = str(Path(sys.executable).with_name("multispot"))
 SEED = int(os.environ.get("MULTISPOT_CHAOS_SEED", "20240611"))
 PREEMPTIONS = "at=1s,1.5s,1s"  # three preemptions, so four attempts
 
+# The worker runs, then the command waits for the test's gate file before it exits: the job cannot
+# end before the test has made its kills, however fast or slow this machine is (a job that ran to
+# the end on an idle machine before the kills happened made the test measure speed, not the code).
 JOB = textwrap.dedent("""
     name: chaos
-    command: python -m multispot.testing.worker --steps {steps} --step-seconds 0.05
+    command: >-
+      sh -c '"{python}" -m multispot.testing.worker --steps {steps} --step-seconds 0.05; rc=$?;
+      while [ ! -e "{gate}" ]; do sleep 0.05; done; exit $rc'
     checkpoint: {{interval: 1s}}
     provider_options:
       local: {{time_scale: 0.02, preemptions: "{preemptions}"}}
@@ -67,7 +72,7 @@ def _pids_of_home(home: Path) -> list[int]:
     return found
 
 
-def leftovers(home: Path, timeout: float = 15) -> list[int]:
+def leftovers(home: Path, timeout: float = 180) -> list[int]:
     """Processes of this home still running once the last controller and supervisor had time to exit."""
     deadline = time.time() + timeout
     while (pids := _pids_of_home(home)) and time.time() < deadline:
@@ -188,7 +193,7 @@ class Driver:
             if proc.poll() is not None:
                 del self.own[pid]
 
-    def wait_for_controller(self, timeout: float = 30) -> int | None:
+    def wait_for_controller(self, timeout: float = 180) -> int | None:
         """The live controller's pid, starting one (as a user would) while there is none."""
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -248,14 +253,17 @@ def run_job(tmp_path: Path, home: Path, steps: int, kills: int, rng: random.Rand
     workdir = tmp_path / f"work-{chaos.jobs}"
     workdir.mkdir()
     spec = workdir / "job.yaml"
-    spec.write_text(JOB.format(steps=steps, preemptions=PREEMPTIONS))
+    gate = workdir / "gate"
+    spec.write_text(JOB.format(steps=steps, preemptions=PREEMPTIONS, python=sys.executable, gate=gate))
     submitted = cli(home, "submit", str(spec), "--detach", "--output", "json", cwd=workdir)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     job_id = json.loads(submitted.stdout)["id"]
     driver = Driver(home, workdir, job_id, rng, chaos)
     try:
         driver.run(kills)
-        watched = cli(home, "watch", job_id, cwd=workdir, timeout=240)
+        assert not driver.terminal(), "the job ended before the gate opened"
+        gate.touch()  # every kill is made: let the last attempt finish
+        watched = cli(home, "watch", job_id, cwd=workdir, timeout=600)
         assert watched.returncode == 0, watched.stdout + watched.stderr
     finally:
         driver.close()

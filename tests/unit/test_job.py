@@ -459,8 +459,10 @@ def env_job(env: dict[str, str]) -> Job:
 
 
 def test_env_references_are_found() -> None:
-    job = env_job({"TOKEN": "${HF_TOKEN}", "URL": "https://${HOST}:${PORT}/x", "PLAIN": "$HOME and {X}"})
+    job = env_job({"TOKEN": "${HF_TOKEN}", "URL": "https://${HOST}:${PORT}/x", "PLAIN": "$$HOME and $${X}"})
     assert job.env_references() == {"HF_TOKEN", "HOST", "PORT"}
+    # '$$' is a literal '$': never a reference, and resolved to one '$'
+    assert job.resolve_env({"HF_TOKEN": "t", "HOST": "h", "PORT": "1"})["PLAIN"] == "$HOME and ${X}"
 
 
 def test_resolve_env_fills_references_from_the_given_mapping() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from pathlib import Path
 
@@ -303,3 +304,36 @@ def test_a_real_spot_trace_loads_and_plans() -> None:
         assert trace.data[min(start_tick, len(trace.data) - 1)] > 0
         if plan.preempt_after is not None:
             assert plan.preempt_after > 0
+
+
+# ---------------------------------------------------------------- hostile trace files (issue 14)
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "fifo", "folder", "missing", "not-json"])
+def test_a_trace_that_is_not_a_regular_json_file_is_a_value_error(target: str, tmp_path: Path) -> None:
+    if target == "/dev/zero":
+        if not Path("/dev/zero").exists():
+            pytest.skip("no /dev/zero")
+        path = "/dev/zero"
+    elif target == "fifo":
+        path = str(tmp_path / "fifo")
+        os.mkfifo(path)  # opening it for reading must not block
+    elif target == "folder":
+        path = str(tmp_path)
+    elif target == "not-json":
+        path = str(tmp_path / "t.json")
+        Path(path).write_text('{"data": [1, 2')
+    else:
+        path = str(tmp_path / "nope.json")
+    with pytest.raises(ValueError):
+        PreemptionSpec(f"trace={path}")
+
+
+def test_a_trace_over_the_size_cap_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from multispot.local import preemptions
+
+    monkeypatch.setattr(preemptions, "MAX_TRACE_BYTES", 100)
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"metadata": {"gap_seconds": 60}, "data": [1] * 100}))
+    with pytest.raises(ValueError, match="larger than"):
+        PreemptionSpec(f"trace={path}")

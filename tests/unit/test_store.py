@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from multispot.errors import JobNotFound
+from multispot.errors import JobNotFound, StoreError
 from multispot.status import Attempt, Handle, JobState, Placement, Usage
 from multispot.store import JobRecord, JobStore, home, new_job_id, owner_id
 
@@ -153,7 +153,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db.execute("PRAGMA user_version = 99")
     db.commit()
     db.close()
-    with pytest.raises(RuntimeError, match="newer"):
+    with pytest.raises(StoreError, match="newer"):
         JobStore(path)
 
 
