@@ -10,7 +10,7 @@ from typing import Any
 
 import fsspec
 import pytest
-from conftest import reference_digest
+from helpers.checkpoints import reference_digest
 
 from multispot.checkpoint import (
     FORMAT_VERSION,
