@@ -199,7 +199,7 @@ class _Spy:
 def test_commit_order_on_an_object_store(mem_uri: str) -> None:
     log: list[str] = []
     store = CheckpointStore(mem_uri)
-    store.fs = _Spy(store.fs, log)
+    store.storage.fs = _Spy(store.storage.fs, log)
     with store.writer(1) as writer:
         writer.write_bytes("a.bin", b"a")
         writer.write_bytes("b.bin", b"b")
