@@ -7,8 +7,11 @@ writes, listings that may be cached) live here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable
+import stat
+import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -17,11 +20,58 @@ from fsspec.implementations.local import LocalFileSystem
 
 CHUNK = 8 * 1024 * 1024  # large enough to run at storage bandwidth, small enough to stream
 
+# What fsspec's info() says about a file that changes whenever its bytes do, besides its size: the
+# store's own checksums and versions (gcsfs: md5Hash, crc32c, generation; s3fs: ETag, VersionId;
+# adlfs: etag) and times (local: mtime, ctime as "created", inode; memory: "created").
+_FINGERPRINT_KEYS = (
+    "ETag",
+    "etag",
+    "md5Hash",
+    "crc32c",
+    "generation",
+    "VersionId",
+    "version_id",
+    "LastModified",
+    "last_modified",
+    "updated",
+    "mtime",
+    "created",
+    "ino",
+)
+
+Fingerprint = Mapping[str, str]
+
+
+def fingerprint(info: Mapping[str, Any]) -> dict[str, str]:
+    """What identifies this version of a file, from an fsspec info dict: its size and every
+    checksum, version or time the store reports. Values are normalised to strings (memory://
+    reports "created" as a datetime from info() but as a float from find())."""
+    out = {"size": str(int(info.get("size") or 0))}
+    for key in _FINGERPRINT_KEYS:
+        value = info.get(key)
+        if value is None:
+            continue
+        if hasattr(value, "timestamp"):
+            value = value.timestamp()
+        out[key] = repr(float(value)) if isinstance(value, float) else str(value)
+    return out
+
+
+def same_version(a: Fingerprint, b: Fingerprint) -> bool:
+    """Do two fingerprints describe the same bytes? Compared on the keys both carry (info() and a
+    listing may report different fields), and always on the size."""
+    common = set(a) & set(b)
+    return "size" in common and all(a[key] == b[key] for key in common)
+
 
 class Storage:
     """An object store reached through fsspec (``memory://``, ``s3://``, ``gs://``, ``az://``, …)."""
 
     local = False
+    # A fingerprint recorded less than this long after the file last changed may miss a change in
+    # the same tick of the store's clock (0: every write makes a new object with a new ETag,
+    # generation or creation time).
+    racy_seconds = 0.0
 
     def __init__(self, fs: Any, root: str) -> None:
         self.fs = fs
@@ -42,28 +92,52 @@ class Storage:
         """Close a handle from ``open_write``: the object exists once this returns."""
         handle.close()
 
+    def mark_written(self, path: str) -> None:
+        """This process has finished writing (or hashing in place) the file at ``path``."""
+
+    def stat(self, path: str) -> dict[str, str] | None:
+        """The fingerprint of the regular file at ``path``, or None if there is none."""
+        self.fs.invalidate_cache(path)
+        try:
+            info = self.fs.info(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return fingerprint(info) if info.get("type") == "file" else None
+
+    def settled(self, print_: Fingerprint, seen_at: float) -> bool:
+        """Can ``print_``, taken at ``seen_at`` (time.time()), be trusted to change with the bytes?"""
+        if self.racy_seconds <= 0:
+            return True
+        return float(print_.get("mtime", "inf")) < seen_at - self.racy_seconds
+
     # ----------------------------------------------------------------- small files
 
     def write_small(self, path: str, data: bytes) -> None:
         """A whole-object write: readers see the old object or the new one, never a part."""
         self.fs.pipe_file(path, data)
 
-    def read_small(self, path: str) -> bytes | None:
+    def read_small(self, path: str, limit: int) -> bytes | None:
+        """The whole file at ``path`` if it is a regular file of at most ``limit`` bytes, else None."""
         try:
-            return self.fs.cat_file(path)  # type: ignore[no-any-return]
+            data: bytes = self.fs.cat_file(path, start=0, end=limit + 1)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
+        return data if len(data) <= limit else None
 
     # ----------------------------------------------------------------- listing and removal
 
-    def list_names(self, path: str) -> list[str]:
-        """Names directly under ``path`` (fresh: another process may have written since)."""
+    def list_dirs(self, path: str) -> list[str]:
+        """Folders directly under ``path`` (fresh: another process may have written since); files
+        and other entries are left out."""
         self.fs.invalidate_cache(path)
-        return [str(name) for name in self.fs.ls(path, detail=False)]
+        return [str(e["name"]) for e in self.fs.ls(path, detail=True) if e.get("type") == "directory"]
 
     def find(self, path: str) -> dict[str, dict[str, Any]]:
-        """Every file under ``path`` with its fsspec info, keyed by full path."""
-        return dict(self.fs.find(path, detail=True))
+        """Every regular file under ``path`` with its fsspec info, keyed by full path (FIFOs,
+        sockets and devices are left out: they are nothing a checkpoint can hold)."""
+        self.fs.invalidate_cache(path)
+        found = self.fs.find(path, detail=True)
+        return {str(p): dict(info) for p, info in found.items() if info.get("type") == "file"}
 
     def remove_file(self, path: str) -> None:
         self.fs.rm_file(path)
@@ -85,6 +159,11 @@ class LocalFolder(Storage):
     """A POSIX folder: plain file I/O, fsync before commit, atomic rename for small files."""
 
     local = True
+    # File times tick coarsely (a few ms on Linux, 1-2 s on some filesystems): a file rewritten in
+    # the tick its fingerprint was taken in keeps its mtime. Files this process wrote are
+    # back-dated by this much after they are closed (``finish_write``), so any later write moves
+    # their mtime; files only read are trusted once their mtime is older than this.
+    racy_seconds = 2.0
 
     def open_read(self, path: str) -> IO[bytes]:
         return open(path, "rb", buffering=0)
@@ -97,6 +176,20 @@ class LocalFolder(Storage):
         handle.flush()
         os.fsync(handle.fileno())
         handle.close()
+        self.mark_written(str(handle.name))
+
+    def mark_written(self, path: str) -> None:
+        """Set the mtime ``racy_seconds`` into the past, so that any later write moves it (see above)."""
+        with_stat = os.stat(path)
+        past = time.time_ns() - int(self.racy_seconds * 1e9)
+        os.utime(path, ns=(with_stat.st_atime_ns, min(with_stat.st_mtime_ns, past)))
+
+    def stat(self, path: str) -> dict[str, str] | None:
+        try:
+            info = self.fs.info(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return fingerprint(info) if info.get("type") == "file" else None
 
     def write_small(self, path: str, data: bytes) -> None:
         """Atomic: through a temporary name, fsynced, then renamed over ``path``."""
@@ -106,17 +199,34 @@ class LocalFolder(Storage):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         fsync_dir(os.path.dirname(path))
 
-    def read_small(self, path: str) -> bytes | None:
+    def read_small(self, path: str, limit: int) -> bytes | None:
+        """Regular files only: a FIFO would block the reader and a device would never end."""
         try:
-            return Path(path).read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
             return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            data = os.read(fd, limit + 1)
+        finally:
+            os.close(fd)
+        return data if data is not None and len(data) <= limit else None
 
-    def list_names(self, path: str) -> list[str]:
-        return [str(name) for name in self.fs.ls(path, detail=False)]
+    def list_dirs(self, path: str) -> list[str]:
+        return [str(e["name"]) for e in self.fs.ls(path, detail=True) if e.get("type") == "directory"]
+
+    def find(self, path: str) -> dict[str, dict[str, Any]]:
+        found = self.fs.find(path, detail=True)
+        return {str(p): dict(info) for p, info in found.items() if info.get("type") == "file"}
 
     def sync_dirs(self, paths: Iterable[str]) -> None:
         for path in paths:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -38,10 +39,14 @@ from multispot.checkpoint.manifest import (
     parse_step_dir,
     step_dir,
 )
-from multispot.checkpoint.storage import CHUNK, Storage, open_storage
+from multispot.checkpoint.storage import CHUNK, Fingerprint, Storage, fingerprint, open_storage, same_version
 from multispot.errors import CheckpointError, CheckpointExists, ManifestError, NoCheckpoint, SaveAbandoned
 
 WRITE_BUFFER = min(4, os.cpu_count() or 1) * CHUNK
+MANIFEST_LIMIT = 64 * 1024 * 1024  # a manifest (or a rank's part) larger than this is no manifest
+HINT_LIMIT = 4096  # LATEST holds one step name
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,8 +63,9 @@ class CheckpointStore:
         self.uri = uri.rstrip("/") if uri.rstrip("/") else uri
         self.storage: Storage = open_storage(self.uri, storage_options)
         self.root = self.storage.root
-        # Steps whose every byte this instance has hashed (written or fully verified): never re-read.
-        self._verified: set[int] = set()
+        # Steps whose every byte this instance has hashed (written or fully verified), with each
+        # file's entry and fingerprint then: re-read only if a fingerprint has changed since.
+        self._verified: dict[int, dict[str, tuple[FileEntry, Fingerprint]]] = {}
 
     def __repr__(self) -> str:
         return f"CheckpointStore({self.uri!r})"
@@ -89,14 +95,14 @@ class CheckpointStore:
     def steps(self) -> list[int]:
         """Steps that have a directory, committed or not, oldest first."""
         try:
-            names = self.storage.list_names(self.root)
-        except FileNotFoundError:
+            names = self.storage.list_dirs(self.root)
+        except (FileNotFoundError, NotADirectoryError):
             return []
         return sorted({s for s in (parse_step_dir(str(n)) for n in names) if s is not None})
 
     def manifest(self, step: int) -> Manifest | None:
         """The step's manifest if it exists and parses; a torn or foreign one reads as None."""
-        raw = self.storage.read_small(self.path(step_dir(step), MANIFEST))
+        raw = self.storage.read_small(self.path(step_dir(step), MANIFEST), MANIFEST_LIMIT)
         if raw is None:
             return None
         try:
@@ -105,33 +111,46 @@ class CheckpointStore:
             return None
         return manifest if manifest.step == step else None
 
-    def _sizes(self, step: int) -> dict[str, int]:
+    def file_prints(self, step: int) -> dict[str, Fingerprint]:
+        """Every regular file of ``step`` with its fingerprint (size, and the store's checksums,
+        versions or times), from one listing: no file is read."""
         base = self.path(step_dir(step))
         try:
             found = self.storage.find(base)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return {}
         prefix = base.rstrip("/") + "/"
-        return {
-            str(p)[len(prefix) :]: int(info.get("size") or 0)
-            for p, info in found.items()
-            if str(p).startswith(prefix)
-        }
+        return {p[len(prefix) :]: fingerprint(info) for p, info in found.items() if p.startswith(prefix)}
 
     def verify(self, step: int, full: bool = True) -> Verdict:
-        """Does ``step`` hold a committed checkpoint? ``full`` re-reads every file's checksum
-        (once per store instance: a step hashed here before is not read again)."""
+        """Does ``step`` hold a committed checkpoint? ``full`` checks every file's checksum too.
+
+        Sizes and fingerprints are always listed afresh. A file this instance hashed (or wrote)
+        before is not read again unless its fingerprint changed since: another writer replacing
+        it, or a byte flipped in place, changes its ETag, checksum, generation or mtime.
+        """
         manifest = self.manifest(step)
         if manifest is None:
-            self._verified.discard(step)
+            self._verified.pop(step, None)
             return Verdict(step, False, "no readable MANIFEST.json (never committed, or torn)")
-        sizes = self._sizes(step)
+        seen_at = time.time()
+        prints = self.file_prints(step)
         for name, entry in manifest.files.items():
-            if name not in sizes:
+            if name not in prints:
                 return Verdict(step, False, f"{name} is missing")
-            if sizes[name] != entry.size:
-                return Verdict(step, False, f"{name} has {sizes[name]} bytes, manifest says {entry.size}")
-        if full and manifest.files and step not in self._verified:
+            size = int(prints[name]["size"])
+            if size != entry.size:
+                return Verdict(step, False, f"{name} has {size} bytes, manifest says {entry.size}")
+        if not full:
+            return Verdict(step, True)
+        known = self._verified.get(step, {})
+        unchanged = {
+            name
+            for name, entry in manifest.files.items()
+            if name in known and known[name][0] == entry and same_version(known[name][1], prints[name])
+        }
+        todo = [(name, entry) for name, entry in manifest.files.items() if name not in unchanged]
+        if todo:
             base = self.path(step_dir(step))
 
             def check(item: tuple[str, FileEntry]) -> str:
@@ -139,16 +158,16 @@ class CheckpointStore:
                     size, digest = digest_stream(stream)
                 return "" if (size, digest) == (item[1].size, item[1].digest) else item[0]
 
-            with ThreadPoolExecutor(max_workers=min(8, len(manifest.files))) as pool:
-                bad = [name for name in pool.map(check, manifest.files.items()) if name]
+            with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
+                bad = [name for name in pool.map(check, todo) if name]
             if bad:
+                self._verified.pop(step, None)
                 return Verdict(step, False, f"checksum mismatch in {', '.join(sorted(bad))}")
-        if full:
-            self._verified.add(step)
+        self.mark_verified(step, manifest.files, prints, seen_at)
         return Verdict(step, True)
 
     def latest_hint(self) -> int | None:
-        raw = self.storage.read_small(self.path(LATEST))
+        raw = self.storage.read_small(self.path(LATEST), HINT_LIMIT)
         return None if raw is None else parse_step_dir(raw.decode(errors="replace").strip())
 
     def latest(self, full: bool = True) -> Manifest | None:
@@ -203,36 +222,52 @@ class CheckpointStore:
             assert manifest is not None
         return RestoredCheckpoint(self, manifest)
 
-    def mark_verified(self, step: int) -> None:
-        """This instance hashed every byte of ``step`` (it wrote them): no need to read them again."""
-        self._verified.add(step)
+    def mark_verified(
+        self, step: int, files: dict[str, FileEntry], prints: dict[str, Fingerprint], seen_at: float
+    ) -> None:
+        """Every byte of ``step``'s ``files`` was hashed by this instance (written or read) while the
+        files had ``prints``, listed at ``seen_at``. Fingerprints too fresh to trust (a local file
+        changed within its filesystem's time resolution) are not kept: those files are read again."""
+        self._verified[step] = {
+            name: (entry, prints[name])
+            for name, entry in files.items()
+            if name in prints and self.storage.settled(prints[name], seen_at)
+        }
 
     def write_latest_hint(self, step: int) -> None:
-        """Point LATEST at ``step`` unless it already names a newer one (the hint never goes back)."""
+        """Point LATEST at ``step`` unless it already names a newer one (the hint never goes back).
+        LATEST is only a hint: when something else occupies the name, it is left alone."""
         hint = self.latest_hint()
         if hint is None or hint <= step:
-            self.storage.write_small(self.path(LATEST), step_dir(step).encode())
+            try:
+                self.storage.write_small(self.path(LATEST), step_dir(step).encode())
+            except OSError as exc:
+                log.warning(
+                    "could not update the LATEST hint under %s (%s); readers list steps anyway", self.uri, exc
+                )
 
     # ----------------------------------------------------------------- retention
 
     def delete(self, step: int) -> None:
         """Uncommit first (manifest), then remove the files: a crash midway leaves no half-valid step."""
         base = self.path(step_dir(step))
-        self._verified.discard(step)
+        self._verified.pop(step, None)
         try:
             self.storage.remove_file(f"{base}/{MANIFEST}")
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             pass
         try:
             self.storage.remove_tree(base)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             pass
 
     def retain(self, keep: int, protect: set[int] | frozenset[int] = frozenset()) -> list[int]:
         """Keep the newest ``keep`` valid checkpoints; drop older ones and torn steps older than them.
 
-        Validity is the full checksum (hashed once per store instance), so a corrupt step never
-        pushes the last good one out. Steps in ``protect`` (the one being restored) are never
+        Validity is the full checksum, so a corrupt step never pushes the last good one out. The
+        steps kept are listed afresh first and re-hashed only where a file's fingerprint changed
+        since this instance hashed it: another writer, or a flipped byte, cannot make retention
+        trust a step that no longer holds what its manifest says. Steps in ``protect`` (the one being restored) are never
         deleted. Torn steps newer than the newest valid one are left alone: a concurrent writer
         may still be saving them.
         """
@@ -312,6 +347,7 @@ class CheckpointWriter:
         self.rank, self.world_size = rank, world_size
         self._meta = (total_steps, attempt, job_id, metadata)
         self._entries: dict[str, FileEntry] = {}
+        self._prints: dict[str, Fingerprint | None] = {}  # each file as it was when this writer closed it
         self._base = store.path(step_dir(step))
         self._staging: str | None = None
         self._cancel = cancel
@@ -337,10 +373,13 @@ class CheckpointWriter:
     def open(self, name: str) -> IO[bytes]:
         name = check_file_name(name)
 
+        path = f"{self._base}/{name}"
+
         def record(entry: FileEntry) -> None:
             self._entries[name] = entry
+            self._prints[name] = self.store.storage.stat(path)
 
-        target = self.store.open_write(f"{self._base}/{name}")
+        target = self.store.open_write(path)
         raw = _HashingWriter(target, self.store.storage, record, self._cancel)
         # Several digest chunks per raw write: they hash on as many cores while the bytes go out.
         return io.BufferedWriter(raw, buffer_size=WRITE_BUFFER)
@@ -371,7 +410,9 @@ class CheckpointWriter:
                     os.fsync(f.fileno())
                     f.seek(0)
                     size, digest = digest_stream(f)
+                self.store.storage.mark_written(str(path))
                 self._entries[name] = FileEntry(size, digest)
+                self._prints[name] = self.store.storage.stat(str(path))
             else:
                 with open(path, "rb") as src, self.open(name) as dst:
                     shutil.copyfileobj(src, dst, CHUNK)
@@ -428,9 +469,24 @@ class CheckpointWriter:
         return manifest
 
     def _seal(self, manifest: Manifest) -> None:
-        """Write MANIFEST.json (the commit), then the LATEST hint."""
+        """Check that every file is still the one written, then write MANIFEST.json (the commit),
+        then the LATEST hint. A file replaced, grown or removed since this writer closed it (another
+        writer on the same step) leaves the step uncommitted: the manifest would vouch for bytes
+        nobody hashed."""
+        if not manifest.files:
+            raise CheckpointError(f"step {self.step} has no files: nothing to commit")
+        seen_at = time.time()
+        prints = self.store.file_prints(self.step)
+        for name, entry in manifest.files.items():
+            now = prints.get(name)
+            then = self._prints.get(name, now)  # files other ranks wrote: their size is checked
+            if now is None or int(now["size"]) != entry.size or then is None or not same_version(now, then):
+                raise CheckpointError(
+                    f"{name} in step {self.step} changed while it was being saved (another writer on "
+                    f"this step under {self.store.uri}?): the step is not committed"
+                )
         self.store.storage.write_small(f"{self._base}/{MANIFEST}", manifest.to_json().encode())
-        self.store.mark_verified(self.step)
+        self.store.mark_verified(self.step, manifest.files, prints, seen_at)
         self.store.write_latest_hint(self.step)
         self.committed = manifest
 
@@ -463,7 +519,7 @@ class CheckpointWriter:
         return dict(self._entries)
 
     def _read_part(self, rank: int, attempt: int | None, job_id: str | None) -> dict[str, FileEntry] | None:
-        raw = self.store.storage.read_small(f"{self._base}/{_part_name(rank)}")
+        raw = self.store.storage.read_small(f"{self._base}/{_part_name(rank)}", MANIFEST_LIMIT)
         if raw is None:
             return None
         try:
@@ -474,7 +530,7 @@ class CheckpointWriter:
                 check_file_name(name): FileEntry(int(e["size"]), str(e["digest"]))
                 for name, e in data["files"].items()
             }
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return None  # torn: its rank has not finished posting
 
     def abort(self) -> None:
@@ -562,6 +618,12 @@ def copy_checkpoint(
         manifest = src.manifest(candidate)
         assert manifest is not None
         if dst.verify(candidate).ok:
+            there = dst.manifest(candidate)
+            if there is None or there.files != manifest.files:
+                raise CheckpointExists(
+                    f"{dst.uri} already holds a different checkpoint at step {candidate} "
+                    "(other checksums): not overwritten"
+                )
             return manifest
         if _copy_step(src, dst, manifest):
             return manifest
