@@ -82,6 +82,8 @@ class Manifest:
                 check_file_name(name): FileEntry(size=int(e["size"]), digest=str(e["digest"]))
                 for name, e in data["files"].items()
             }
+            if not files:
+                raise ManifestError("manifest lists no files")
             return cls(
                 step=int(data["step"]),
                 files=files,
@@ -93,5 +95,7 @@ class Manifest:
             )
         except ManifestError:
             raise
+        except RecursionError:
+            raise ManifestError("unreadable manifest: nested too deeply") from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ManifestError(f"unreadable manifest: {exc}") from exc

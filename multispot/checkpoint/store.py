@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -27,9 +28,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
-
 from multispot.checkpoint.digest import ChunkedDigest, digest_stream
 from multispot.checkpoint.manifest import (
     LATEST,
@@ -41,10 +39,14 @@ from multispot.checkpoint.manifest import (
     parse_step_dir,
     step_dir,
 )
+from multispot.checkpoint.storage import CHUNK, Fingerprint, Storage, fingerprint, open_storage, same_version
 from multispot.errors import CheckpointError, CheckpointExists, ManifestError, NoCheckpoint, SaveAbandoned
 
-CHUNK = 8 * 1024 * 1024  # large enough to run at storage bandwidth, small enough to stream
 WRITE_BUFFER = min(4, os.cpu_count() or 1) * CHUNK
+MANIFEST_LIMIT = 64 * 1024 * 1024  # a manifest (or a rank's part) larger than this is no manifest
+HINT_LIMIT = 4096  # LATEST holds one step name
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,68 +61,48 @@ class CheckpointStore:
 
     def __init__(self, uri: str, storage_options: dict[str, Any] | None = None) -> None:
         self.uri = uri.rstrip("/") if uri.rstrip("/") else uri
-        self.fs, root = fsspec.core.url_to_fs(self.uri, **(storage_options or {}))
-        self.root = root.rstrip("/")
-        self.local = isinstance(self.fs, LocalFileSystem)
-        # Steps whose every byte this instance has hashed (written or fully verified): never re-read.
-        self._verified: set[int] = set()
+        self.storage: Storage = open_storage(self.uri, storage_options)
+        self.root = self.storage.root
+        # Steps whose every byte this instance has hashed (written or fully verified), with each
+        # file's entry and fingerprint then: re-read only if a fingerprint has changed since.
+        self._verified: dict[int, dict[str, tuple[FileEntry, Fingerprint]]] = {}
 
     def __repr__(self) -> str:
         return f"CheckpointStore({self.uri!r})"
 
-    # ----------------------------------------------------------------- paths and raw I/O
+    @property
+    def fs(self) -> Any:
+        """The fsspec filesystem underneath (for tools and tests that look at raw files)."""
+        return self.storage.fs
 
-    def _path(self, *parts: str) -> str:
-        return "/".join((self.root, *parts))
+    @property
+    def local(self) -> bool:
+        """True when the checkpoints live in a local folder."""
+        return self.storage.local
+
+    def path(self, *parts: str) -> str:
+        """A path under the store's root, e.g. ``path(step_dir(3), MANIFEST)``."""
+        return self.storage.path(*parts)
 
     def open_read(self, path: str) -> IO[bytes]:
-        if self.local:
-            return open(path, "rb", buffering=0)
-        return self.fs.open(path, "rb", block_size=CHUNK)  # type: ignore[no-any-return]
+        return self.storage.open_read(path)
 
     def open_write(self, path: str) -> IO[bytes]:
-        if self.local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            return open(path, "wb")
-        return self.fs.open(path, "wb", block_size=CHUNK)  # type: ignore[no-any-return]
-
-    def _write_small(self, path: str, data: bytes) -> None:
-        """Atomic where the store allows it: local files go through a temp name and rename."""
-        if not self.local:
-            self.fs.pipe_file(path, data)
-            return
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp-manifest"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(os.path.dirname(path))
-
-    def _read_small(self, path: str) -> bytes | None:
-        try:
-            if self.local:
-                return Path(path).read_bytes()
-            return self.fs.cat_file(path)  # type: ignore[no-any-return]
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            return None
+        return self.storage.open_write(path)
 
     # ----------------------------------------------------------------- listing and verifying
 
     def steps(self) -> list[int]:
         """Steps that have a directory, committed or not, oldest first."""
-        if not self.local:
-            self.fs.invalidate_cache(self.root)
         try:
-            names = self.fs.ls(self.root, detail=False)
-        except FileNotFoundError:
+            names = self.storage.list_dirs(self.root)
+        except (FileNotFoundError, NotADirectoryError):
             return []
         return sorted({s for s in (parse_step_dir(str(n)) for n in names) if s is not None})
 
     def manifest(self, step: int) -> Manifest | None:
         """The step's manifest if it exists and parses; a torn or foreign one reads as None."""
-        raw = self._read_small(self._path(step_dir(step), MANIFEST))
+        raw = self.storage.read_small(self.path(step_dir(step), MANIFEST), MANIFEST_LIMIT)
         if raw is None:
             return None
         try:
@@ -129,50 +111,63 @@ class CheckpointStore:
             return None
         return manifest if manifest.step == step else None
 
-    def _sizes(self, step: int) -> dict[str, int]:
-        base = self._path(step_dir(step))
+    def file_prints(self, step: int) -> dict[str, Fingerprint]:
+        """Every regular file of ``step`` with its fingerprint (size, and the store's checksums,
+        versions or times), from one listing: no file is read."""
+        base = self.path(step_dir(step))
         try:
-            found = self.fs.find(base, detail=True)
-        except FileNotFoundError:
+            found = self.storage.find(base)
+        except (FileNotFoundError, NotADirectoryError):
             return {}
         prefix = base.rstrip("/") + "/"
-        return {
-            str(p)[len(prefix) :]: int(info.get("size") or 0)
-            for p, info in found.items()
-            if str(p).startswith(prefix)
-        }
+        return {p[len(prefix) :]: fingerprint(info) for p, info in found.items() if p.startswith(prefix)}
 
     def verify(self, step: int, full: bool = True) -> Verdict:
-        """Does ``step`` hold a committed checkpoint? ``full`` re-reads every file's checksum
-        (once per store instance: a step hashed here before is not read again)."""
+        """Does ``step`` hold a committed checkpoint? ``full`` checks every file's checksum too.
+
+        Sizes and fingerprints are always listed afresh. A file this instance hashed (or wrote)
+        before is not read again unless its fingerprint changed since: another writer replacing
+        it, or a byte flipped in place, changes its ETag, checksum, generation or mtime.
+        """
         manifest = self.manifest(step)
         if manifest is None:
-            self._verified.discard(step)
+            self._verified.pop(step, None)
             return Verdict(step, False, "no readable MANIFEST.json (never committed, or torn)")
-        sizes = self._sizes(step)
+        seen_at = time.time()
+        prints = self.file_prints(step)
         for name, entry in manifest.files.items():
-            if name not in sizes:
+            if name not in prints:
                 return Verdict(step, False, f"{name} is missing")
-            if sizes[name] != entry.size:
-                return Verdict(step, False, f"{name} has {sizes[name]} bytes, manifest says {entry.size}")
-        if full and manifest.files and step not in self._verified:
-            base = self._path(step_dir(step))
+            size = int(prints[name]["size"])
+            if size != entry.size:
+                return Verdict(step, False, f"{name} has {size} bytes, manifest says {entry.size}")
+        if not full:
+            return Verdict(step, True)
+        known = self._verified.get(step, {})
+        unchanged = {
+            name
+            for name, entry in manifest.files.items()
+            if name in known and known[name][0] == entry and same_version(known[name][1], prints[name])
+        }
+        todo = [(name, entry) for name, entry in manifest.files.items() if name not in unchanged]
+        if todo:
+            base = self.path(step_dir(step))
 
             def check(item: tuple[str, FileEntry]) -> str:
                 with self.open_read(f"{base}/{item[0]}") as stream:
                     size, digest = digest_stream(stream)
                 return "" if (size, digest) == (item[1].size, item[1].digest) else item[0]
 
-            with ThreadPoolExecutor(max_workers=min(8, len(manifest.files))) as pool:
-                bad = [name for name in pool.map(check, manifest.files.items()) if name]
+            with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
+                bad = [name for name in pool.map(check, todo) if name]
             if bad:
+                self._verified.pop(step, None)
                 return Verdict(step, False, f"checksum mismatch in {', '.join(sorted(bad))}")
-        if full:
-            self._verified.add(step)
+        self.mark_verified(step, manifest.files, prints, seen_at)
         return Verdict(step, True)
 
     def latest_hint(self) -> int | None:
-        raw = self._read_small(self._path(LATEST))
+        raw = self.storage.read_small(self.path(LATEST), HINT_LIMIT)
         return None if raw is None else parse_step_dir(raw.decode(errors="replace").strip())
 
     def latest(self, full: bool = True) -> Manifest | None:
@@ -227,26 +222,52 @@ class CheckpointStore:
             assert manifest is not None
         return RestoredCheckpoint(self, manifest)
 
+    def mark_verified(
+        self, step: int, files: dict[str, FileEntry], prints: dict[str, Fingerprint], seen_at: float
+    ) -> None:
+        """Every byte of ``step``'s ``files`` was hashed by this instance (written or read) while the
+        files had ``prints``, listed at ``seen_at``. Fingerprints too fresh to trust (a local file
+        changed within its filesystem's time resolution) are not kept: those files are read again."""
+        self._verified[step] = {
+            name: (entry, prints[name])
+            for name, entry in files.items()
+            if name in prints and self.storage.settled(prints[name], seen_at)
+        }
+
+    def write_latest_hint(self, step: int) -> None:
+        """Point LATEST at ``step`` unless it already names a newer one (the hint never goes back).
+        LATEST is only a hint: when something else occupies the name, it is left alone."""
+        hint = self.latest_hint()
+        if hint is None or hint <= step:
+            try:
+                self.storage.write_small(self.path(LATEST), step_dir(step).encode())
+            except OSError as exc:
+                log.warning(
+                    "could not update the LATEST hint under %s (%s); readers list steps anyway", self.uri, exc
+                )
+
     # ----------------------------------------------------------------- retention
 
     def delete(self, step: int) -> None:
         """Uncommit first (manifest), then remove the files: a crash midway leaves no half-valid step."""
-        base = self._path(step_dir(step))
-        self._verified.discard(step)
+        base = self.path(step_dir(step))
+        self._verified.pop(step, None)
         try:
-            self.fs.rm_file(f"{base}/{MANIFEST}")
-        except FileNotFoundError:
+            self.storage.remove_file(f"{base}/{MANIFEST}")
+        except (FileNotFoundError, NotADirectoryError):
             pass
         try:
-            self.fs.rm(base, recursive=True)
-        except FileNotFoundError:
+            self.storage.remove_tree(base)
+        except (FileNotFoundError, NotADirectoryError):
             pass
 
     def retain(self, keep: int, protect: set[int] | frozenset[int] = frozenset()) -> list[int]:
         """Keep the newest ``keep`` valid checkpoints; drop older ones and torn steps older than them.
 
-        Validity is the full checksum (hashed once per store instance), so a corrupt step never
-        pushes the last good one out. Steps in ``protect`` (the one being restored) are never
+        Validity is the full checksum, so a corrupt step never pushes the last good one out. The
+        steps kept are listed afresh first and re-hashed only where a file's fingerprint changed
+        since this instance hashed it: another writer, or a flipped byte, cannot make retention
+        trust a step that no longer holds what its manifest says. Steps in ``protect`` (the one being restored) are never
         deleted. Torn steps newer than the newest valid one are left alone: a concurrent writer
         may still be saving them.
         """
@@ -271,9 +292,9 @@ class _HashingWriter(io.RawIOBase):
     """Streams to the store and hashes on the way: no second read to checksum."""
 
     def __init__(
-        self, target: IO[bytes], local: bool, on_close: Any, cancel: threading.Event | None = None
+        self, target: IO[bytes], storage: Storage, on_close: Any, cancel: threading.Event | None = None
     ) -> None:
-        self._target, self._local, self._on_close, self._cancel = target, local, on_close, cancel
+        self._target, self._storage, self._on_close, self._cancel = target, storage, on_close, cancel
         self._digest = ChunkedDigest()
 
     def writable(self) -> bool:
@@ -293,10 +314,7 @@ class _HashingWriter(io.RawIOBase):
     def close(self) -> None:
         if self.closed:
             return
-        if self._local:
-            self._target.flush()
-            os.fsync(self._target.fileno())
-        self._target.close()
+        self._storage.finish_write(self._target)
         self._on_close(FileEntry(self._digest.size, self._digest.hexdigest()))
         super().close()
 
@@ -329,7 +347,8 @@ class CheckpointWriter:
         self.rank, self.world_size = rank, world_size
         self._meta = (total_steps, attempt, job_id, metadata)
         self._entries: dict[str, FileEntry] = {}
-        self._base = store._path(step_dir(step))
+        self._prints: dict[str, Fingerprint | None] = {}  # each file as it was when this writer closed it
+        self._base = store.path(step_dir(step))
         self._staging: str | None = None
         self._cancel = cancel
         self._commit_timeout = commit_timeout
@@ -343,9 +362,10 @@ class CheckpointWriter:
     @property
     def local_dir(self) -> Path:
         """A local folder for libraries that want a path; its files join the step at commit."""
-        if self.store.local:
-            os.makedirs(self._base, exist_ok=True)
-            return Path(self._base)
+        in_place = self.store.storage.in_place_dir(self._base)
+        if in_place is not None:
+            in_place.mkdir(parents=True, exist_ok=True)
+            return in_place
         if self._staging is None:
             self._staging = tempfile.mkdtemp(prefix=f"multispot-{step_dir(self.step)}-")
         return Path(self._staging)
@@ -353,11 +373,14 @@ class CheckpointWriter:
     def open(self, name: str) -> IO[bytes]:
         name = check_file_name(name)
 
+        path = f"{self._base}/{name}"
+
         def record(entry: FileEntry) -> None:
             self._entries[name] = entry
+            self._prints[name] = self.store.storage.stat(path)
 
-        target = self.store.open_write(f"{self._base}/{name}")
-        raw = _HashingWriter(target, self.store.local, record, self._cancel)
+        target = self.store.open_write(path)
+        raw = _HashingWriter(target, self.store.storage, record, self._cancel)
         # Several digest chunks per raw write: they hash on as many cores while the bytes go out.
         return io.BufferedWriter(raw, buffer_size=WRITE_BUFFER)
 
@@ -365,9 +388,16 @@ class CheckpointWriter:
         with self.open(name) as f:
             f.write(data)
 
+    @property
+    def entries(self) -> dict[str, FileEntry]:
+        """The files written so far, with the size and checksum each was written with."""
+        return dict(self._entries)
+
     def _collect_local_dir(self, claimed: set[str] | frozenset[str] = frozenset()) -> None:
-        """Hash (and for remote stores, upload) files placed in ``local_dir`` by other libraries."""
-        root = Path(self._base) if self.store.local else (Path(self._staging) if self._staging else None)
+        """Hash files placed in ``local_dir`` by other libraries: in place when ``local_dir`` is the
+        step itself, else by uploading them from the staging folder."""
+        staged = self._staging is not None
+        root = Path(self._staging) if self._staging else self.store.storage.in_place_dir(self._base)
         if root is None or not root.is_dir():
             return
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
@@ -375,20 +405,20 @@ class CheckpointWriter:
             if name in self._entries or name in claimed or _is_contract_file(name):
                 continue
             check_file_name(name)
-            if self.store.local:
+            if not staged:
                 with open(path, "rb+") as f:
                     os.fsync(f.fileno())
                     f.seek(0)
                     size, digest = digest_stream(f)
+                self.store.storage.mark_written(str(path))
                 self._entries[name] = FileEntry(size, digest)
+                self._prints[name] = self.store.storage.stat(str(path))
             else:
                 with open(path, "rb") as src, self.open(name) as dst:
                     shutil.copyfileobj(src, dst, CHUNK)
 
     def _fsync_dirs(self, names: Any) -> None:
-        if self.store.local:
-            for d in {os.path.dirname(f"{self._base}/{n}") for n in names} | {self._base}:
-                _fsync_dir(d)
+        self.store.storage.sync_dirs({os.path.dirname(f"{self._base}/{n}") for n in names} | {self._base})
 
     def commit(self) -> Manifest | None:
         """Seal the step: fsync what is local, then write MANIFEST.json, then the LATEST hint.
@@ -397,11 +427,11 @@ class CheckpointWriter:
         """
         total_steps, attempt, job_id, metadata = self._meta
         if self.world_size > 1:
-            if not self.store.local:  # a remote rank uploads its own staged files; locally rank 0 hashes them
+            if self._staging is not None:  # a staged rank uploads its own files; in place, rank 0 hashes them
                 self._collect_local_dir()
             self._fsync_dirs(self._entries)
             part = {"rank": self.rank, "attempt": attempt, "job_id": job_id, "files": self._entries}
-            self.store._write_small(f"{self._base}/{_part_name(self.rank)}", _part_json(part))
+            self.store.storage.write_small(f"{self._base}/{_part_name(self.rank)}", _part_json(part))
             if self.rank != 0:
                 self._cleanup()
                 return None
@@ -421,18 +451,44 @@ class CheckpointWriter:
             job_id=job_id,
             metadata=metadata,
         )
-        self.store._write_small(f"{self._base}/{MANIFEST}", manifest.to_json().encode())
-        self.store._verified.add(self.step)
-        hint = self.store.latest_hint()
-        if hint is None or hint <= self.step:
-            self.store._write_small(self.store._path(LATEST), step_dir(self.step).encode())
-        self.committed = manifest
+        self._seal(manifest)
         self._cleanup()
         if self.world_size > 1:
             for rank in range(self.world_size):
                 with contextlib.suppress(OSError):
-                    self.store.fs.rm_file(f"{self._base}/{_part_name(rank)}")
+                    self.store.storage.remove_file(f"{self._base}/{_part_name(rank)}")
         return manifest
+
+    def commit_as(self, manifest: Manifest) -> Manifest:
+        """Commit with a given manifest (a copy of another store's step), kept verbatim. Refuses,
+        and leaves the step uncommitted, unless the files written match it exactly."""
+        if manifest.step != self.step or self._entries != manifest.files:
+            raise CheckpointError(f"the files written for step {self.step} do not match the manifest")
+        self._seal(manifest)
+        self._cleanup()
+        return manifest
+
+    def _seal(self, manifest: Manifest) -> None:
+        """Check that every file is still the one written, then write MANIFEST.json (the commit),
+        then the LATEST hint. A file replaced, grown or removed since this writer closed it (another
+        writer on the same step) leaves the step uncommitted: the manifest would vouch for bytes
+        nobody hashed."""
+        if not manifest.files:
+            raise CheckpointError(f"step {self.step} has no files: nothing to commit")
+        seen_at = time.time()
+        prints = self.store.file_prints(self.step)
+        for name, entry in manifest.files.items():
+            now = prints.get(name)
+            then = self._prints.get(name, now)  # files other ranks wrote: their size is checked
+            if now is None or int(now["size"]) != entry.size or then is None or not same_version(now, then):
+                raise CheckpointError(
+                    f"{name} in step {self.step} changed while it was being saved (another writer on "
+                    f"this step under {self.store.uri}?): the step is not committed"
+                )
+        self.store.storage.write_small(f"{self._base}/{MANIFEST}", manifest.to_json().encode())
+        self.store.mark_verified(self.step, manifest.files, prints, seen_at)
+        self.store.write_latest_hint(self.step)
+        self.committed = manifest
 
     def _gather(self, attempt: int | None, job_id: str | None) -> dict[str, FileEntry]:
         """Rank 0: wait for every rank's part of this attempt, then merge them."""
@@ -463,7 +519,7 @@ class CheckpointWriter:
         return dict(self._entries)
 
     def _read_part(self, rank: int, attempt: int | None, job_id: str | None) -> dict[str, FileEntry] | None:
-        raw = self.store._read_small(f"{self._base}/{_part_name(rank)}")
+        raw = self.store.storage.read_small(f"{self._base}/{_part_name(rank)}", MANIFEST_LIMIT)
         if raw is None:
             return None
         try:
@@ -474,7 +530,7 @@ class CheckpointWriter:
                 check_file_name(name): FileEntry(int(e["size"]), str(e["digest"]))
                 for name, e in data["files"].items()
             }
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return None  # torn: its rank has not finished posting
 
     def abort(self) -> None:
@@ -503,7 +559,7 @@ class RestoredCheckpoint:
 
     def __init__(self, store: CheckpointStore, manifest: Manifest) -> None:
         self.store, self.manifest = store, manifest
-        self._base = store._path(step_dir(manifest.step))
+        self._base = store.path(step_dir(manifest.step))
         self._download: str | None = None
 
     @property
@@ -527,8 +583,9 @@ class RestoredCheckpoint:
     @property
     def local_dir(self) -> Path:
         """A local folder with the checkpoint's files (the step dir itself on local storage)."""
-        if self.store.local:
-            return Path(self._base)
+        in_place = self.store.storage.in_place_dir(self._base)
+        if in_place is not None:
+            return in_place
         if self._download is None:
             target = tempfile.mkdtemp(prefix=f"multispot-restore-{step_dir(self.step)}-")
             for name in self.manifest.files:
@@ -561,6 +618,12 @@ def copy_checkpoint(
         manifest = src.manifest(candidate)
         assert manifest is not None
         if dst.verify(candidate).ok:
+            there = dst.manifest(candidate)
+            if there is None or there.files != manifest.files:
+                raise CheckpointExists(
+                    f"{dst.uri} already holds a different checkpoint at step {candidate} "
+                    "(other checksums): not overwritten"
+                )
             return manifest
         if _copy_step(src, dst, manifest):
             return manifest
@@ -579,18 +642,13 @@ def _copy_step(src: CheckpointStore, dst: CheckpointStore, manifest: Manifest) -
         for name in manifest.files:
             with restored.open(name) as source, writer.open(name) as target:
                 shutil.copyfileobj(source, target, CHUNK)
-        if writer._entries != manifest.files:
+        if writer.entries != manifest.files:
             writer.abort()
             return False
-        base = dst._path(step_dir(manifest.step))
-        dst._write_small(f"{base}/{MANIFEST}", manifest.to_json().encode())
-        hint = dst.latest_hint()
-        if hint is None or hint <= manifest.step:
-            dst._write_small(dst._path(LATEST), step_dir(manifest.step).encode())
+        writer.commit_as(manifest)
     except BaseException:
         writer.abort()
         raise
-    dst._verified.add(manifest.step)
     return True
 
 
@@ -605,19 +663,6 @@ def _part_json(part: dict[str, Any]) -> bytes:
 
 def _is_contract_file(name: str) -> bool:
     return name.endswith(".tmp-manifest") or name.startswith(MANIFEST_PART_PREFIX) or name == MANIFEST
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def iter_checkpoints(store: CheckpointStore) -> Iterator[tuple[int, Verdict]]:

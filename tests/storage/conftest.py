@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import fsspec
 import pytest
@@ -29,50 +25,17 @@ import pytest
 # call; it reads this once, at import (notes/gcp.md).
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
-REPO = Path(__file__).resolve().parents[2]
-AZURITE_BIN = REPO / ".venv" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
-BUCKET = "multispot-storage-tests"
-AZURITE_ACCOUNT = "devstoreaccount1"
-# Azurite's published development key (public, documented; it opens nothing but the emulator).
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-BACKENDS = ("file", "memory", "s3", "gs", "az")
-CLOUDS = ("s3", "gs", "az")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(port: int, alive: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline or not alive():
-                raise RuntimeError(f"{what} did not start on 127.0.0.1:{port}") from None
-            time.sleep(0.05)
-
-
-@dataclass(frozen=True)
-class Backend:
-    """One storage backend: where its test URIs live and the fsspec options that reach it."""
-
-    name: str
-    root: str  # e.g. "s3://multispot-storage-tests"
-    conf: dict[str, dict[str, Any]] = field(default_factory=dict)  # fsspec.config.conf entries
-
-    def uri(self) -> str:
-        return f"{self.root}/{uuid.uuid4().hex[:12]}"
-
-    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        for protocol, options in self.conf.items():
-            monkeypatch.setitem(fsspec.config.conf, protocol, dict(options))
-
+from helpers.net import free_port, wait_for_port
+from helpers.storage import (
+    AZURITE_ACCOUNT,
+    AZURITE_BIN,
+    AZURITE_KEY,
+    BACKENDS,
+    BUCKET,
+    CLOUDS,
+    Backend,
+    cleanup,
+)
 
 # ----------------------------------------------------------------------------- emulators
 
@@ -165,14 +128,6 @@ def az_backend() -> Iterator[Backend]:
 # ----------------------------------------------------------------------------- per-test URIs
 
 
-def _cleanup(uri: str) -> None:
-    fs, root = fsspec.core.url_to_fs(uri)
-    try:
-        fs.rm(root, recursive=True)
-    except (FileNotFoundError, OSError):
-        pass
-
-
 @pytest.fixture(params=BACKENDS)
 def store_uri(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -189,7 +144,7 @@ def store_uri(
         backend.install(monkeypatch)
         uri = backend.uri()
     yield uri
-    _cleanup(uri)  # moto and Azurite keep objects in RAM for the whole session
+    cleanup(uri)  # moto and Azurite keep objects in RAM for the whole session
 
 
 @pytest.fixture
@@ -203,4 +158,4 @@ def clouds(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
         fs, bucket = fsspec.core.url_to_fs(backend.root)
         fs.invalidate_cache()
         for entry in fs.ls(bucket, detail=False):
-            _cleanup(f"{backend.name}://{entry}")
+            cleanup(f"{backend.name}://{entry}")

@@ -10,7 +10,7 @@ from typing import Any
 
 import fsspec
 import pytest
-from conftest import reference_digest
+from helpers.checkpoints import reference_digest
 
 from multispot.checkpoint import (
     FORMAT_VERSION,
@@ -21,7 +21,7 @@ from multispot.checkpoint import (
     copy_checkpoint,
     step_dir,
 )
-from multispot.checkpoint.manifest import check_file_name, parse_step_dir
+from multispot.checkpoint.manifest import FileEntry, check_file_name, parse_step_dir
 from multispot.errors import CheckpointExists, ManifestError, NoCheckpoint
 
 # --------------------------------------------------------------------------- raw access, bypassing the store
@@ -109,7 +109,7 @@ def test_plain_file_names_are_accepted() -> None:
 def test_manifest_json_round_trip() -> None:
     manifest = Manifest(
         step=12,
-        files={},
+        files={"model.bin": FileEntry(size=3, digest="ab" * 32)},
         time="2026-01-01T00:00:00+00:00",
         total_steps=100,
         attempt=2,
@@ -199,7 +199,7 @@ class _Spy:
 def test_commit_order_on_an_object_store(mem_uri: str) -> None:
     log: list[str] = []
     store = CheckpointStore(mem_uri)
-    store.fs = _Spy(store.fs, log)
+    store.storage.fs = _Spy(store.storage.fs, log)
     with store.writer(1) as writer:
         writer.write_bytes("a.bin", b"a")
         writer.write_bytes("b.bin", b"b")

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 pytest.importorskip("azure.ai.ml", reason="the azureml extra is not installed: pip install -e '.[dev]'")
 
 from fake_azure import Azurite, FakeAzureML
-
-REPO = Path(__file__).resolve().parents[3]
-AZURITE_BIN = REPO / ".venv" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
-SUBSCRIPTION, RESOURCE_GROUP, WORKSPACE = "00000000-0000-0000-0000-000000000000", "rg-test", "ws-test"
+from helpers.azureml_setup import AZURITE_BIN, RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE
 
 
 @pytest.fixture(autouse=True)
@@ -52,33 +46,3 @@ def fake_aml(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iter
     yield fake
     _job_ops_helper._wait_before_polling = saved
     fake.stop()
-
-
-class FakeCredential:
-    """Any object with get_token() is a credential to the SDK; the fake accepts any bearer token."""
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        from azure.core.credentials import AccessToken
-
-        return AccessToken("fake-token", int(time.time()) + 3600)
-
-
-def make_provider(fake: FakeAzureML) -> Any:
-    from multispot_azureml.provider import AzureMLProvider
-
-    return AzureMLProvider(
-        credential=FakeCredential(),
-        cloud_metadata=fake.cloud_metadata(),
-        connection_verify=str(fake.cert),
-        management_url=fake.url,
-    )
-
-
-def azure_options(**extra: Any) -> dict[str, Any]:
-    return {
-        "subscription_id": SUBSCRIPTION,
-        "resource_group": RESOURCE_GROUP,
-        "workspace": WORKSPACE,
-        "environment": "azureml:multispot-test-env:1",
-        **extra,
-    }

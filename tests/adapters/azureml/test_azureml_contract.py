@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import azure_options, make_provider
 from fake_azure import WORKSPACE_CONTAINER, Azurite, FakeAzureML
+from helpers.azureml_setup import azure_options, make_provider
 
 from multispot import registry
 from multispot.job import Job

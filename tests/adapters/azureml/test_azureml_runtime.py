@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from conftest import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, make_provider
 from fake_azure import FakeAzureML
+from helpers.azureml_setup import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, make_provider
 from multispot_azureml.notice import ScheduledEventsSource, seconds_left
 
 from multispot.runtime.checkpointer import _default_sources

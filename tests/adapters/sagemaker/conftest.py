@@ -8,9 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-BUCKET = "multispot-test"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+from helpers.sagemaker_setup import BUCKET
 
 
 @pytest.fixture(scope="session")

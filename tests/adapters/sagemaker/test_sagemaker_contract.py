@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BUCKET, ROLE
+from helpers.sagemaker_setup import BUCKET, ROLE
 
 from multispot import registry
 from multispot.job import Job

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import BUCKET, ROLE
+from helpers.sagemaker_setup import BUCKET, ROLE
 from multispot_sagemaker.billing import cost_query
 from test_sagemaker_translate import EXAMPLE, validate_with_botocore
 

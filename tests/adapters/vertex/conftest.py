@@ -7,12 +7,12 @@ real clients at them is set per test (monkeypatch), so nothing leaks into other 
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.net import free_port
 
 pytest.importorskip("google.cloud.aiplatform_v1", reason="needs the vertex extra")
 
@@ -21,17 +21,11 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # before gc
 BUCKET = "multispot-test"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def gcs_endpoint() -> Iterator[str]:
     from gcp_storage_emulator.server import create_server
 
-    port = _free_port()
+    port = free_port()
     server = create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
     server.start()
     try:

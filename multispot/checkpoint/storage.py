@@ -1,0 +1,255 @@
+"""Where a checkpoint store's bytes live: a local folder or an object store, chosen once.
+
+``CheckpointStore`` speaks only to a ``Storage``; the differences between a POSIX folder (fsync,
+atomic rename, paths a library can open directly) and an object store through fsspec (whole-object
+writes, listings that may be cached) live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+CHUNK = 8 * 1024 * 1024  # large enough to run at storage bandwidth, small enough to stream
+
+# What fsspec's info() says about a file that changes whenever its bytes do, besides its size: the
+# store's own checksums and versions (gcsfs: md5Hash, crc32c, generation; s3fs: ETag, VersionId;
+# adlfs: etag) and times (local: mtime, ctime as "created", inode; memory: "created").
+_FINGERPRINT_KEYS = (
+    "ETag",
+    "etag",
+    "md5Hash",
+    "crc32c",
+    "generation",
+    "VersionId",
+    "version_id",
+    "LastModified",
+    "last_modified",
+    "updated",
+    "mtime",
+    "created",
+    "ino",
+)
+
+Fingerprint = Mapping[str, str]
+
+
+def fingerprint(info: Mapping[str, Any]) -> dict[str, str]:
+    """What identifies this version of a file, from an fsspec info dict: its size and every
+    checksum, version or time the store reports. Values are normalised to strings (memory://
+    reports "created" as a datetime from info() but as a float from find())."""
+    out = {"size": str(int(info.get("size") or 0))}
+    for key in _FINGERPRINT_KEYS:
+        value = info.get(key)
+        if value is None:
+            continue
+        if hasattr(value, "timestamp"):
+            value = value.timestamp()
+        out[key] = repr(float(value)) if isinstance(value, float) else str(value)
+    return out
+
+
+def same_version(a: Fingerprint, b: Fingerprint) -> bool:
+    """Do two fingerprints describe the same bytes? Compared on the keys both carry (info() and a
+    listing may report different fields), and always on the size."""
+    common = set(a) & set(b)
+    return "size" in common and all(a[key] == b[key] for key in common)
+
+
+class Storage:
+    """An object store reached through fsspec (``memory://``, ``s3://``, ``gs://``, ``az://``, …)."""
+
+    local = False
+    # A fingerprint recorded less than this long after the file last changed may miss a change in
+    # the same tick of the store's clock (0: every write makes a new object with a new ETag,
+    # generation or creation time).
+    racy_seconds = 0.0
+
+    def __init__(self, fs: Any, root: str) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/")
+
+    def path(self, *parts: str) -> str:
+        return "/".join((self.root, *parts))
+
+    # ----------------------------------------------------------------- streams
+
+    def open_read(self, path: str) -> IO[bytes]:
+        return self.fs.open(path, "rb", block_size=CHUNK)  # type: ignore[no-any-return]
+
+    def open_write(self, path: str) -> IO[bytes]:
+        return self.fs.open(path, "wb", block_size=CHUNK)  # type: ignore[no-any-return]
+
+    def finish_write(self, handle: IO[bytes]) -> None:
+        """Close a handle from ``open_write``: the object exists once this returns."""
+        handle.close()
+
+    def mark_written(self, path: str) -> None:
+        """This process has finished writing (or hashing in place) the file at ``path``."""
+
+    def stat(self, path: str) -> dict[str, str] | None:
+        """The fingerprint of the regular file at ``path``, or None if there is none."""
+        self.fs.invalidate_cache(path)
+        try:
+            info = self.fs.info(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return fingerprint(info) if info.get("type") == "file" else None
+
+    def settled(self, print_: Fingerprint, seen_at: float) -> bool:
+        """Can ``print_``, taken at ``seen_at`` (time.time()), be trusted to change with the bytes?"""
+        if self.racy_seconds <= 0:
+            return True
+        return float(print_.get("mtime", "inf")) < seen_at - self.racy_seconds
+
+    # ----------------------------------------------------------------- small files
+
+    def write_small(self, path: str, data: bytes) -> None:
+        """A whole-object write: readers see the old object or the new one, never a part."""
+        self.fs.pipe_file(path, data)
+
+    def read_small(self, path: str, limit: int) -> bytes | None:
+        """The whole file at ``path`` if it is a regular file of at most ``limit`` bytes, else None."""
+        try:
+            data: bytes = self.fs.cat_file(path, start=0, end=limit + 1)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        return data if len(data) <= limit else None
+
+    # ----------------------------------------------------------------- listing and removal
+
+    def list_dirs(self, path: str) -> list[str]:
+        """Folders directly under ``path`` (fresh: another process may have written since); files
+        and other entries are left out."""
+        self.fs.invalidate_cache(path)
+        return [str(e["name"]) for e in self.fs.ls(path, detail=True) if e.get("type") == "directory"]
+
+    def find(self, path: str) -> dict[str, dict[str, Any]]:
+        """Every regular file under ``path`` with its fsspec info, keyed by full path (FIFOs,
+        sockets and devices are left out: they are nothing a checkpoint can hold)."""
+        self.fs.invalidate_cache(path)
+        found = self.fs.find(path, detail=True)
+        return {str(p): dict(info) for p, info in found.items() if info.get("type") == "file"}
+
+    def remove_file(self, path: str) -> None:
+        self.fs.rm_file(path)
+
+    def remove_tree(self, path: str) -> None:
+        self.fs.rm(path, recursive=True)
+
+    # ----------------------------------------------------------------- local-only conveniences
+
+    def sync_dirs(self, paths: Iterable[str]) -> None:
+        """Make new directory entries durable (nothing to do on an object store)."""
+
+    def in_place_dir(self, path: str) -> Path | None:
+        """``path`` as a local folder a library can write into directly, or None (stage elsewhere)."""
+        return None
+
+
+class LocalFolder(Storage):
+    """A POSIX folder: plain file I/O, fsync before commit, atomic rename for small files."""
+
+    local = True
+    # File times tick coarsely (a few ms on Linux, 1-2 s on some filesystems): a file rewritten in
+    # the tick its fingerprint was taken in keeps its mtime. Files this process wrote are
+    # back-dated by this much after they are closed (``finish_write``), so any later write moves
+    # their mtime; files only read are trusted once their mtime is older than this.
+    racy_seconds = 2.0
+
+    def open_read(self, path: str) -> IO[bytes]:
+        return open(path, "rb", buffering=0)
+
+    def open_write(self, path: str) -> IO[bytes]:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return open(path, "wb")
+
+    def finish_write(self, handle: IO[bytes]) -> None:
+        handle.flush()
+        os.fsync(handle.fileno())
+        handle.close()
+        self.mark_written(str(handle.name))
+
+    def mark_written(self, path: str) -> None:
+        """Set the mtime ``racy_seconds`` into the past, so that any later write moves it (see above)."""
+        with_stat = os.stat(path)
+        past = time.time_ns() - int(self.racy_seconds * 1e9)
+        os.utime(path, ns=(with_stat.st_atime_ns, min(with_stat.st_mtime_ns, past)))
+
+    def stat(self, path: str) -> dict[str, str] | None:
+        try:
+            info = self.fs.info(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return fingerprint(info) if info.get("type") == "file" else None
+
+    def write_small(self, path: str, data: bytes) -> None:
+        """Atomic: through a temporary name, fsynced, then renamed over ``path``."""
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp-manifest"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        fsync_dir(os.path.dirname(path))
+
+    def read_small(self, path: str, limit: int) -> bytes | None:
+        """Regular files only: a FIFO would block the reader and a device would never end."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            data = os.read(fd, limit + 1)
+        finally:
+            os.close(fd)
+        return data if data is not None and len(data) <= limit else None
+
+    def list_dirs(self, path: str) -> list[str]:
+        return [str(e["name"]) for e in self.fs.ls(path, detail=True) if e.get("type") == "directory"]
+
+    def find(self, path: str) -> dict[str, dict[str, Any]]:
+        found = self.fs.find(path, detail=True)
+        return {str(p): dict(info) for p, info in found.items() if info.get("type") == "file"}
+
+    def sync_dirs(self, paths: Iterable[str]) -> None:
+        for path in paths:
+            fsync_dir(path)
+
+    def in_place_dir(self, path: str) -> Path | None:
+        return Path(path)
+
+
+def open_storage(uri: str, storage_options: dict[str, Any] | None = None) -> Storage:
+    """The storage behind ``uri``: a ``LocalFolder`` for local paths, else an object store."""
+    fs, root = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    return LocalFolder(fs, root) if isinstance(fs, LocalFileSystem) else Storage(fs, root)
+
+
+def fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

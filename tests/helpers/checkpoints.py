@@ -1,0 +1,30 @@
+"""Checkpoint test helpers: an independent checksum and fresh memory:// locations."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import fsspec
+
+
+def reference_digest(data: bytes) -> str:
+    """The checkpoint checksum computed the simple way, independent of the streaming code: sha256 of
+    the concatenated sha256 digests of consecutive 8 MiB chunks."""
+    chunk = 8 * 1024 * 1024
+    parts = [hashlib.sha256(data[i : i + chunk]).digest() for i in range(0, len(data), chunk)]
+    return hashlib.sha256(b"".join(parts)).hexdigest()
+
+
+def memory_uri() -> str:
+    """A fresh memory:// location: the memory filesystem is process-global, so never share one."""
+    return f"memory://multispot-tests/{uuid.uuid4().hex}"
+
+
+def forget_memory(uri: str) -> None:
+    fs = fsspec.filesystem("memory")
+    root = uri[len("memory://") :]
+    try:
+        fs.rm(root, recursive=True)
+    except FileNotFoundError:
+        pass
