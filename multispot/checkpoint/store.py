@@ -45,6 +45,7 @@ from multispot.errors import CheckpointError, CheckpointExists, ManifestError, N
 WRITE_BUFFER = min(4, os.cpu_count() or 1) * CHUNK
 MANIFEST_LIMIT = 64 * 1024 * 1024  # a manifest (or a rank's part) larger than this is no manifest
 HINT_LIMIT = 4096  # LATEST holds one step name
+RECORD_LIMIT = 1024 * 1024  # a side record (what an attempt restored) is a few hundred bytes
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,14 @@ class CheckpointStore:
 
     def open_read(self, path: str) -> IO[bytes]:
         return self.storage.open_read(path)
+
+    def read_record(self, relpath: str, limit: int = RECORD_LIMIT) -> bytes | None:
+        """A small side record beside the checkpoints (``.multispot/…``: never a step), if it is a
+        regular file within ``limit``; None otherwise."""
+        return self.storage.read_small(self.path(relpath), limit)
+
+    def write_record(self, relpath: str, data: bytes) -> None:
+        self.storage.write_small(self.path(relpath), data)
 
     def open_write(self, path: str) -> IO[bytes]:
         return self.storage.open_write(path)

@@ -75,7 +75,7 @@ def attempt_record_path(attempt: int) -> str:
 def read_attempt_record(store: CheckpointStore, attempt: int) -> dict[str, Any] | None:
     """What attempt ``attempt`` restored (``{"resumed_from_step": int | None, ...}``), or None if
     the attempt never got as far as restoring (or the record is unreadable)."""
-    raw = store._read_small(store._path(attempt_record_path(attempt)))
+    raw = store.read_record(attempt_record_path(attempt))
     if raw is None:
         return None
     try:
@@ -227,7 +227,7 @@ class Checkpointer:
             }
             with contextlib.suppress(OSError):
                 data = json.dumps(record).encode()
-                self.store._write_small(self.store._path(attempt_record_path(self.env.attempt)), data)
+                self.store.write_record(attempt_record_path(self.env.attempt), data)
         self._recorded = True
         _signal_ready()
 
