@@ -10,6 +10,7 @@ start it, and provider submits are idempotent on (job, attempt).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -19,7 +20,14 @@ from typing import Literal
 
 from multispot import policy, registry
 from multispot.checkpoint import CheckpointStore
-from multispot.errors import AttemptLost, CapacityError, JobSpecError, MultispotError, TransientProviderError
+from multispot.errors import (
+    AttemptLost,
+    CapacityError,
+    JobSpecError,
+    MultispotError,
+    StoreError,
+    TransientProviderError,
+)
 from multispot.job import Job
 from multispot.plan import candidates
 from multispot.policy import PolicyContext
@@ -68,6 +76,8 @@ class Controller:
                     if self.step():
                         break
                     errors = 0
+                except StoreError:
+                    raise  # the store itself is unusable: leave the job to a later controller
                 except Exception as exc:  # a provider or storage hiccup: retry, then give up loudly
                     errors += 1
                     self.store.add_event(self.job_id, None, "error", f"controller step failed: {exc!r}")
@@ -79,8 +89,16 @@ class Controller:
                 time.sleep(self.poll_interval * (1 + min(errors, 10)))
                 if not self.store.heartbeat(self.job_id, self.owner):
                     break  # another controller took over (we were presumed dead): stop quietly
+        except StoreError as exc:
+            # Locked past the store's own wait, or broken: nothing is lost (every step is a
+            # reconciliation), and the next `status`/`watch` starts a controller once it is usable.
+            print(
+                f"controller for {self.job_id}: the job store is unusable, stopping: {exc}", file=sys.stderr
+            )
+            raise
         finally:
-            self.store.release(self.job_id, self.owner)
+            with contextlib.suppress(StoreError):
+                self.store.release(self.job_id, self.owner)
         return self.store.get_job(self.job_id)
 
     def step(self) -> bool:
@@ -413,7 +431,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m multispot.controller JOB_ID", file=sys.stderr)
         return 2
-    record = Controller(args[0]).run()
+    try:
+        record = Controller(args[0]).run()
+    except StoreError:
+        return 1  # said on stderr (controllers.log); a later controller takes the job over
     return 0 if record.state.job_terminal else 1
 
 
