@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from multispot import jobenv
+
 TICK = 0.05
 
 
@@ -85,9 +87,9 @@ class Supervisor:
     def _start(self) -> None:
         nodes = int(self.spec.get("nodes", 1))
         env = dict(os.environ)
-        env["MULTISPOT_NOTICE_FILE"] = str(self.dir / "notice.json")
+        env[jobenv.NOTICE_FILE] = str(self.dir / "notice.json")
         if self.spec["plan"].get("fault"):
-            env["MULTISPOT_FAULT"] = self.spec["plan"]["fault"]
+            env[jobenv.FAULT] = self.spec["plan"]["fault"]
         if nodes > 1:
             env.update(
                 MASTER_ADDR="127.0.0.1", MASTER_PORT=str(self.spec["master_port"]), WORLD_SIZE=str(nodes)

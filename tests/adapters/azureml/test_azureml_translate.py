@@ -120,12 +120,12 @@ def test_validation_names_fields(tmp_path: Path) -> None:
 
 
 def test_state_table_and_preemption_evidence() -> None:
-    assert t.state_of("Running", False) is JobState.RUNNING
-    assert t.state_of("Failed", False) is JobState.FAILED
-    assert t.state_of("Failed", True) is JobState.PREEMPTED
-    assert t.state_of("Completed", True) is JobState.SUCCEEDED
+    assert t.native_state("Running", False) is JobState.RUNNING
+    assert t.native_state("Failed", False) is JobState.FAILED
+    assert t.native_state("Failed", True) is JobState.PREEMPTED
+    assert t.native_state("Completed", True) is JobState.SUCCEEDED
     with pytest.raises(UnknownProviderState):
-        t.state_of("Unknown", False)
+        t.native_state("Unknown", False)
     details = {
         "error": {"error": {"code": "ServiceError", "message": "Low priority node was preempted"}},
         "warnings": [{"message": "node preempted, requeued"}, {"message": "slow disk"}],

@@ -170,21 +170,21 @@ def described(status: str, secondary: str, *history: str, **extra: Any) -> dict[
 
 
 def test_state_table() -> None:
-    assert t.job_state(described("InProgress", "Downloading")) is JobState.STARTING
-    assert t.job_state(described("InProgress", "Training")) is JobState.RUNNING
-    assert t.job_state(described("InProgress", "Interrupted")) is JobState.STARTING
-    assert t.job_state(described("InProgress", "Restarting")) is JobState.STARTING
-    assert t.job_state(described("Completed", "Completed")) is JobState.SUCCEEDED
-    assert t.job_state(described("Failed", "Failed")) is JobState.FAILED
-    assert t.job_state(described("Stopped", "Stopped")) is JobState.CANCELLED
-    assert t.job_state(described("Stopped", "MaxRuntimeExceeded")) is JobState.TIMED_OUT
+    assert t.native_state(described("InProgress", "Downloading")) is JobState.STARTING
+    assert t.native_state(described("InProgress", "Training")) is JobState.RUNNING
+    assert t.native_state(described("InProgress", "Interrupted")) is JobState.STARTING
+    assert t.native_state(described("InProgress", "Restarting")) is JobState.STARTING
+    assert t.native_state(described("Completed", "Completed")) is JobState.SUCCEEDED
+    assert t.native_state(described("Failed", "Failed")) is JobState.FAILED
+    assert t.native_state(described("Stopped", "Stopped")) is JobState.CANCELLED
+    assert t.native_state(described("Stopped", "MaxRuntimeExceeded")) is JobState.TIMED_OUT
     gave_up = described("Stopped", "MaxWaitTimeExceeded", "Starting", "Training", "Interrupted")
-    assert t.job_state(gave_up) is JobState.PREEMPTED
-    assert t.job_state(described("Stopped", "MaxWaitTimeExceeded", "Starting")) is JobState.NO_CAPACITY
+    assert t.native_state(gave_up) is JobState.PREEMPTED
+    assert t.native_state(described("Stopped", "MaxWaitTimeExceeded", "Starting")) is JobState.NO_CAPACITY
     capacity = described(
         "Failed", "Failed", FailureReason="CapacityError: Unable to provision requested ML compute capacity"
     )
-    assert t.job_state(capacity) is JobState.NO_CAPACITY
+    assert t.native_state(capacity) is JobState.NO_CAPACITY
     assert (
         t.interruptions(
             described("Completed", "Completed", "Training", "Interrupted", "Training", "Interrupted")
@@ -192,7 +192,7 @@ def test_state_table() -> None:
         == 2
     )
     with pytest.raises(UnknownProviderState):
-        t.job_state(described("InProgress", "Teleporting"))
+        t.native_state(described("InProgress", "Teleporting"))
 
 
 def test_usage_is_billable_time_at_the_on_demand_rate() -> None:

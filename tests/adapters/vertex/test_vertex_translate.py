@@ -173,13 +173,13 @@ def _native(state: str, **fields: Any) -> dict[str, Any]:
 def test_state_table_covers_every_vertex_state() -> None:
     names = {s.name for s in aiplatform_v1.JobState} - {"JOB_STATE_UNSPECIFIED"}
     assert names == set(translate.STATES)
-    assert translate.native_status(_native("JOB_STATE_QUEUED"))[0] is JobState.SUBMITTED
-    assert translate.native_status(_native("JOB_STATE_RUNNING"))[0] is JobState.RUNNING
-    assert translate.native_status(_native("JOB_STATE_SUCCEEDED"))[0] is JobState.SUCCEEDED
+    assert translate.native_state(_native("JOB_STATE_QUEUED")) is JobState.SUBMITTED
+    assert translate.native_state(_native("JOB_STATE_RUNNING")) is JobState.RUNNING
+    assert translate.native_state(_native("JOB_STATE_SUCCEEDED")) is JobState.SUCCEEDED
     with pytest.raises(UnknownProviderState):
-        translate.native_status(_native("JOB_STATE_UNSPECIFIED"))
+        translate.native_state(_native("JOB_STATE_UNSPECIFIED"))
     with pytest.raises(UnknownProviderState):
-        translate.native_status(_native("JOB_STATE_SOMETHING_NEW"))
+        translate.native_state(_native("JOB_STATE_SOMETHING_NEW"))
 
 
 def test_failed_is_refined_by_the_error() -> None:
@@ -188,13 +188,16 @@ def test_failed_is_refined_by_the_error() -> None:
         startTime="2026-11-23T10:00:00Z",
         error={"code": 14, "message": "VM was preempted"},
     )
-    assert translate.native_status(preempted)[:2] == (JobState.PREEMPTED, "VM was preempted")
+    assert (translate.native_state(preempted), translate.message(preempted)) == (
+        JobState.PREEMPTED,
+        "VM was preempted",
+    )
     stockout = _native("JOB_STATE_FAILED", error={"message": "Resources are insufficient in region"})
-    assert translate.native_status(stockout)[0] is JobState.NO_CAPACITY
+    assert translate.native_state(stockout) is JobState.NO_CAPACITY
     crashed = _native(
         "JOB_STATE_FAILED", startTime="2026-11-23T10:00:00Z", error={"message": "exited with 3"}
     )
-    assert translate.native_status(crashed)[0] is JobState.FAILED
+    assert translate.native_state(crashed) is JobState.FAILED
 
 
 def test_usage_from_times_machine_and_count() -> None:
