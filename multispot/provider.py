@@ -40,7 +40,8 @@ class Capability:
 
 @dataclass(frozen=True)
 class LaunchContext:
-    """What one attempt needs beyond the Job: identity, resolved env, and the storage contract."""
+    """What one attempt needs beyond the Job: identity, resolved env, and the storage contract.
+    ``multispot.jobenv.build`` turns it into the variables a provider sets inside the job."""
 
     job_id: str
     attempt: int
@@ -49,17 +50,6 @@ class LaunchContext:
     env: dict[str, str] = field(default_factory=dict)  # resolved at submit, never stored
     submitted_at: float = 0.0  # when the job (not the attempt) was accepted: trace time starts here
     workdir: str | None = None  # the submitter's directory, for providers that run without source_dir
-
-    def contract_env(self, provider: str, notice_seconds: float) -> dict[str, str]:
-        """The MULTISPOT_* variables every provider sets inside the job (design: Inside the job)."""
-        return {
-            "MULTISPOT_JOB_ID": self.job_id,
-            "MULTISPOT_ATTEMPT": str(self.attempt),
-            "MULTISPOT_PROVIDER": provider,
-            "MULTISPOT_CHECKPOINT_URI": self.checkpoint_uri,
-            "MULTISPOT_OUTPUT_URI": self.output_uri,
-            "MULTISPOT_NOTICE_SECONDS": f"{notice_seconds:g}",
-        }
 
 
 @dataclass(frozen=True)

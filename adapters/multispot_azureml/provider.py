@@ -107,25 +107,15 @@ class AzureMLProvider:
         return out
 
     def default_uri(self, kind: str, job_id: str, job: Job) -> str:
-        datastore = t.options(job).get("datastore") or t.DEFAULT_DATASTORE
-        return f"azureml://datastores/{datastore}/paths/multispot/{job_id}/{kind}"
+        return t.default_uri(kind, job_id, job)
 
     def validate(self, job: Job, placement: Placement) -> None:
-        problems = t.problems(job)
-        where = t.compute_for(job, placement)
-        if where.cluster is None and not placement.instance_type:
-            problems.append(
-                (
-                    "resources",
-                    "serverless compute needs a VM size: set resources.instance_type (e.g. "
-                    "Standard_NC6s_v3), an accelerator, or provider_options.azureml.compute",
-                )
-            )
+        problems = t.problems(job, placement)
         if problems:
             raise ValidationFailed(self.name, problems)
 
     def render(self, job: Job, placement: Placement, ctx: LaunchContext) -> dict[str, Any]:
-        return t.rest_body(t.build(job, placement, ctx, code=job.source_dir))
+        return t.render(job, placement, ctx)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -222,7 +212,7 @@ class AzureMLProvider:
         native = str(getattr(job.status, "value", job.status))  # a str enum in some SDK versions
         details = self._details(handle)
         preempted, absorbed = t.preemption_evidence(details)
-        state = t.state_of(native, preempted)
+        state = t.native_state(native, preempted)
         error = ((details.get("error") or {}).get("error") or {}).get("message", "")
         message = str(error or "")
         if state is JobState.FAILED and not message:

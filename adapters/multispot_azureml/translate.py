@@ -15,19 +15,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from multispot import jobenv
 from multispot.errors import UnknownProviderState
 from multispot.provider import LaunchContext, unknown_options
 from multispot.status import JobState, Placement
+from multispot_azureml import jobenv as service
 
 if TYPE_CHECKING:
     from azure.ai.ml.entities import Command
 
     from multispot.job import Job
 
-PROVIDER = "azureml"
-NOTICE_SECONDS = 30.0  # Azure evicts a low-priority/spot VM about 30 s after the Scheduled Event
-CHECKPOINT_OUTPUT = "multispot_checkpoints"  # the read-write mounted output holding the contract
-OUTPUT_OUTPUT = "multispot_outputs"
+PROVIDER = service.NAME
+NOTICE_SECONDS = service.NOTICE_SECONDS
+CHECKPOINT_OUTPUT = service.CHECKPOINT_OUTPUT  # the read-write mounted output holding the contract
+OUTPUT_OUTPUT = service.OUTPUT_OUTPUT
+
 DEFAULT_DATASTORE = "workspaceblobstore"
 # A curated PyTorch environment from the azureml registry; the job must also have multispot
 # installed (e.g. `pip install multispot` in the command, or an image that has it).
@@ -89,8 +92,9 @@ def region(job: Job) -> str:
     return str(options(job).get("region") or "eastus")
 
 
-def problems(job: Job) -> list[tuple[str, str]]:
-    """Every reason this job cannot run on Azure ML as written, with its field path."""
+def problems(job: Job, placement: Placement | None = None) -> list[tuple[str, str]]:
+    """Every reason this job cannot run on Azure ML as written (on ``placement``, when given),
+    with its field path."""
     found: list[tuple[str, str]] = []
     opts = options(job)
     found += unknown_options(PROVIDER, opts, OPTIONS)
@@ -126,7 +130,21 @@ def problems(job: Job) -> list[tuple[str, str]]:
             found.append((f"inputs.{name}", f"Azure ML reads inputs from {', '.join(_INPUT_SCHEMES)}"))
     if not job.command:
         found.append(("command", "give the command to run"))
+    if placement is not None and compute_for(job, placement).cluster is None and not placement.instance_type:
+        found.append(
+            (
+                "resources",
+                "serverless compute needs a VM size: set resources.instance_type (e.g. "
+                "Standard_NC6s_v3), an accelerator, or provider_options.azureml.compute",
+            )
+        )
     return found
+
+
+def default_uri(kind: str, job_id: str, job: Job) -> str:
+    """Where ``kind`` lives when the job names no URI: on the job's datastore."""
+    datastore = options(job).get("datastore") or DEFAULT_DATASTORE
+    return f"azureml://datastores/{datastore}/paths/multispot/{job_id}/{kind}"
 
 
 def datastore_uri(uri: str, datastore: str) -> str:
@@ -169,25 +187,26 @@ def compute_for(job: Job, placement: Placement) -> Compute:
     return Compute(None, "standard")
 
 
+def command_bindings(job: Job) -> dict[str, str]:
+    """Contract variables only the command line can set: the mounts' paths (Azure ML resolves
+    ``${{outputs.x}}``/``${{inputs.x}}`` there, not in environment_variables)."""
+    binds = {
+        jobenv.CHECKPOINT_DIR: f"${{{{outputs.{CHECKPOINT_OUTPUT}}}}}",
+        jobenv.OUTPUT_URI: f"file://${{{{outputs.{OUTPUT_OUTPUT}}}}}",
+    }
+    binds.update({jobenv.input_var(name): f"${{{{inputs.{name}}}}}" for name in sorted(job.inputs)})
+    return binds
+
+
 def command_line(job: Job) -> str:
     """The shell command Azure ML runs; the mounts' paths reach the runtime as MULTISPOT_* variables."""
-    binds = [f"MULTISPOT_CHECKPOINT_DIR=${{{{outputs.{CHECKPOINT_OUTPUT}}}}}"]
-    binds.append(f"MULTISPOT_OUTPUT_URI=file://${{{{outputs.{OUTPUT_OUTPUT}}}}}")
-    binds += [f"MULTISPOT_INPUT_{name.upper()}=${{{{inputs.{name}}}}}" for name in sorted(job.inputs)]
+    binds = [f"{name}={value}" for name, value in command_bindings(job).items()]
     return "env " + " ".join(binds) + " " + shlex.join(job.argv())
 
 
-def environment_vars(job: Job, ctx: LaunchContext) -> dict[str, str]:
-    env = ctx.contract_env(PROVIDER, NOTICE_SECONDS)
-    env.pop("MULTISPOT_OUTPUT_URI")  # set in the command line: the mounted output's path
-    env["MULTISPOT_CHECKPOINT_KEEP"] = str(job.checkpoint.keep)
-    env["MULTISPOT_HYPERPARAMETERS"] = job.hyperparameters_json()
-    if job.checkpoint.every_steps is not None:
-        env["MULTISPOT_CHECKPOINT_EVERY_STEPS"] = str(job.checkpoint.every_steps)
-    if job.checkpoint.interval is not None:
-        env["MULTISPOT_CHECKPOINT_INTERVAL"] = f"{job.checkpoint.interval:g}"
-    env.update(ctx.env)
-    return env
+def environment(job: Job, placement: Placement, ctx: LaunchContext) -> dict[str, str]:
+    """The contract less what the command line binds, then the job's own variables."""
+    return jobenv.build(job, ctx, PROVIDER, NOTICE_SECONDS, in_command=command_bindings(job))
 
 
 def build(job: Job, placement: Placement, ctx: LaunchContext, code: str | None) -> Command:
@@ -201,9 +220,9 @@ def build(job: Job, placement: Placement, ctx: LaunchContext, code: str | None) 
     opts = options(job)
     datastore = str(opts.get("datastore") or DEFAULT_DATASTORE)
     where = compute_for(job, placement)
-    environment: Any = job.image or str(opts.get("environment") or DEFAULT_ENVIRONMENT)
+    runs_in: Any = job.image or str(opts.get("environment") or DEFAULT_ENVIRONMENT)
     if job.image and not job.image.startswith("azureml:"):
-        environment = Environment(image=job.image)
+        runs_in = Environment(image=job.image)
     gpus = job.resources.accelerator_count if job.resources.accelerator_name else 0
     resources = JobResourceConfiguration(instance_count=job.resources.nodes)
     if where.cluster is None:
@@ -216,8 +235,8 @@ def build(job: Job, placement: Placement, ctx: LaunchContext, code: str | None) 
         experiment_name=str(opts.get("experiment") or job.name),
         code=code,
         command=command_line(job),
-        environment=environment,
-        environment_variables=environment_vars(job, ctx),
+        environment=runs_in,
+        environment_variables=environment(job, placement, ctx),
         compute=where.cluster,
         resources=resources,
         queue_settings=QueueSettings(job_tier=where.tier) if where.tier else None,
@@ -241,6 +260,11 @@ def build(job: Job, placement: Placement, ctx: LaunchContext, code: str | None) 
     )
 
 
+def render(job: Job, placement: Placement, ctx: LaunchContext) -> dict[str, Any]:
+    """The REST body of this attempt's command job (the code shown as a placeholder)."""
+    return rest_body(build(job, placement, ctx, code=job.source_dir))
+
+
 def rest_body(cmd: Command) -> dict[str, Any]:
     """What ``PUT jobs/{name}`` carries for this command job."""
     from azure.ai.ml.entities import Environment
@@ -262,7 +286,7 @@ def rest_body(cmd: Command) -> dict[str, Any]:
 # --------------------------------------------------------------------------- what comes back
 
 
-def state_of(native: str, failed_by_preemption: bool) -> JobState:
+def native_state(native: str, failed_by_preemption: bool) -> JobState:
     if native not in STATES:
         raise UnknownProviderState(f"Azure ML job status {native!r} is not in the state table")
     state = STATES[native]

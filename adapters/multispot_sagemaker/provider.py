@@ -159,7 +159,7 @@ class SageMakerProvider:
         described = self._described(handle)
         started, ended = t.times(described)
         return ProviderStatus(
-            t.job_state(described),
+            t.native_state(described),
             t.message(described),
             t.interruptions(described),
             f"{described.get('TrainingJobStatus')}/{described.get('SecondaryStatus')}",

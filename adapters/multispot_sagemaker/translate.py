@@ -1,8 +1,8 @@
 """Pure translation: Job + Placement + LaunchContext → CreateTrainingJob parameters, and back.
 
 Nothing here performs I/O or imports an AWS SDK at module import: ``render`` returns the exact
-keyword arguments of boto3's ``sagemaker.create_training_job``; ``job_state`` maps
-TrainingJobStatus + SecondaryStatus through an explicit table; ``usage_from`` reads billing
+keyword arguments of boto3's ``sagemaker.create_training_job``; ``native_state`` maps
+TrainingJobStatus + SecondaryStatus through an explicit table (``STATES``); ``usage_from`` reads billing
 fields out of a DescribeTrainingJob response.
 """
 
@@ -13,12 +13,16 @@ import re
 from datetime import datetime
 from typing import Any
 
+from multispot import jobenv
 from multispot.errors import UnknownProviderState, ValidationFailed
 from multispot.job import Job, hyperparameter_text
 from multispot.provider import LaunchContext, unknown_options
 from multispot.status import JobState, Placement, Usage
+from multispot_sagemaker import jobenv as service
 
-PROVIDER = "sagemaker"
+PROVIDER = service.NAME
+CHECKPOINT_LOCAL_PATH = service.CHECKPOINT_LOCAL_PATH
+NOTICE_SECONDS = service.NOTICE_SECONDS
 
 # --------------------------------------------------------------------------- SageMaker's limits
 # From the CreateTrainingJob API reference and the SageMaker service quotas (2026).
@@ -39,10 +43,8 @@ MAX_TAGS = 50
 MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256
 MAX_CHANNELS = 20
 CHANNEL_NAME = re.compile(r"^[A-Za-z0-9\.\-_]+$")
-NOTICE_SECONDS = 120.0  # SIGTERM to hard stop on a stop; documented for StopTrainingJob
 
 # --------------------------------------------------------------------------- container layout
-CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 CODE_CHANNEL = "code"
 CODE_DIR = "/opt/ml/input/data/code"
 CONFIG_DIR = "/opt/ml/input/config"
@@ -224,7 +226,7 @@ def problems(job: Job, placement: Placement) -> list[tuple[str, str]]:
             out.append(
                 (f"hyperparameters.{key}", f"values are at most {MAX_HYPERPARAMETER_VALUE} characters")
             )
-    contract = 12 + len(job.inputs) + int(job.checkpoint.every_steps is not None)
+    contract = len(environment(job, placement, LaunchContext("job", 1, "s3://b/c", "s3://b/o")))
     if len(job.env) + contract > MAX_ENV_ENTRIES:
         out.append(("env", f"SageMaker takes {MAX_ENV_ENTRIES} variables; multispot uses {contract} of them"))
     for key, value in job.env.items():
@@ -289,21 +291,17 @@ def _version() -> str:
         return "0.1.0"
 
 
-def environment(job: Job, ctx: LaunchContext) -> dict[str, str]:
-    env = ctx.contract_env(PROVIDER, NOTICE_SECONDS)
-    env.update(
-        MULTISPOT_CHECKPOINT_DIR=CHECKPOINT_LOCAL_PATH,
-        MULTISPOT_CHECKPOINT_KEEP=str(job.checkpoint.keep),
-        MULTISPOT_HYPERPARAMETERS=job.hyperparameters_json(),
+def environment(job: Job, placement: Placement, ctx: LaunchContext) -> dict[str, str]:
+    """The job's variables: the contract (checkpoints in the synced local path, inputs as the
+    channels' folders), then the job's own."""
+    return jobenv.build(
+        job,
+        ctx,
+        PROVIDER,
+        NOTICE_SECONDS,
+        checkpoint_dir=CHECKPOINT_LOCAL_PATH,
+        inputs={name: f"file://{DATA_DIR}/{name}" for name in job.inputs},
     )
-    if job.checkpoint.every_steps is not None:
-        env["MULTISPOT_CHECKPOINT_EVERY_STEPS"] = str(job.checkpoint.every_steps)
-    if job.checkpoint.interval is not None:
-        env["MULTISPOT_CHECKPOINT_INTERVAL"] = f"{job.checkpoint.interval:g}"
-    for name in job.inputs:
-        env[f"MULTISPOT_INPUT_{name.upper()}"] = f"file://{DATA_DIR}/{name}"
-    env.update(ctx.env)
-    return env
 
 
 def _channel(name: str, uri: str) -> dict[str, Any]:
@@ -362,7 +360,7 @@ def render(job: Job, placement: Placement, ctx: LaunchContext, image: str | None
         "EnableManagedSpotTraining": spot,
         "CheckpointConfig": {"S3Uri": ctx.checkpoint_uri, "LocalPath": CHECKPOINT_LOCAL_PATH},
         "RetryStrategy": {"MaximumRetryAttempts": int(opts.get("max_retry_attempts", 1))},
-        "Environment": environment(job, ctx),
+        "Environment": environment(job, placement, ctx),
         "Tags": tags,
     }
     if job.hyperparameters:
@@ -379,7 +377,7 @@ def render(job: Job, placement: Placement, ctx: LaunchContext, image: str | None
 
 _STARTING = ("Starting", "Pending", "LaunchingMLInstances", "PreparingTrainingStack", "Downloading")
 # (TrainingJobStatus, SecondaryStatus) → JobState. Anything else is an UnknownProviderState.
-STATE_TABLE: dict[tuple[str, str], JobState] = {
+STATES: dict[tuple[str, str], JobState] = {
     **{("InProgress", s): JobState.STARTING for s in (*_STARTING, "DownloadingTrainingImage")},
     ("InProgress", "Training"): JobState.RUNNING,
     ("InProgress", "Uploading"): JobState.RUNNING,
@@ -417,12 +415,12 @@ def ever_trained(described: dict[str, Any]) -> bool:
     return any(t.get("Status") == "Training" for t in _transitions(described))
 
 
-def job_state(described: dict[str, Any]) -> JobState:
+def native_state(described: dict[str, Any]) -> JobState:
     status, secondary = described.get("TrainingJobStatus", ""), described.get("SecondaryStatus", "")
     key = (str(status), str(secondary))
-    if key not in STATE_TABLE:
+    if key not in STATES:
         raise UnknownProviderState(f"SageMaker state {status}/{secondary} is not in the state table")
-    state = STATE_TABLE[key]
+    state = STATES[key]
     if state is JobState.PREEMPTED and not ever_trained(described):
         return JobState.NO_CAPACITY
     if state is JobState.FAILED and any(

@@ -44,7 +44,7 @@ LOG_POLL_SECONDS = 2.0
 
 
 class VertexProvider:
-    name = translate.NAME
+    name = translate.PROVIDER
     capabilities = (
         Capability("spot", True, "Scheduling.strategy SPOT; preempted and queued time is not billed"),
         Capability("multi_node", True, "worker pool 0 is the primary replica, pool 1 the other nodes"),
@@ -107,21 +107,10 @@ class VertexProvider:
         )
 
     def default_uri(self, kind: str, job_id: str, job: Job) -> str:
-        uri = translate.default_uri(job, kind, job_id)
-        if uri is None:
-            raise ValidationFailed(
-                self.name,
-                [
-                    (
-                        "checkpoint.uri" if kind == "checkpoints" else "output_uri",
-                        f"give a gs:// URI, or set provider_options.{self.name}.staging_bucket",
-                    )
-                ],
-            )
-        return uri
+        return translate.default_uri(kind, job_id, job)
 
     def validate(self, job: Job, placement: Placement) -> None:
-        problems = translate.validation_problems(job, placement)
+        problems = translate.problems(job, placement)
         if problems:
             raise ValidationFailed(self.name, problems)
 
@@ -217,9 +206,9 @@ class VertexProvider:
 
     def status(self, handle: Handle) -> ProviderStatus:
         job = self._get(handle)
-        state, message, native = translate.native_status(job)
+        native = str(job.get("state", "JOB_STATE_UNSPECIFIED"))
         started, ended = translate.times(job)
-        return ProviderStatus(state, message, 0, native, started, ended)
+        return ProviderStatus(translate.native_state(job), translate.message(job), 0, native, started, ended)
 
     def cancel(self, handle: Handle) -> None:
         from google.api_core import exceptions

@@ -15,17 +15,20 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from multispot.errors import UnknownProviderState
+from multispot import jobenv
+from multispot.errors import UnknownProviderState, ValidationFailed
 from multispot.provider import LaunchContext, unknown_options
 from multispot.status import JobState, Placement, Usage
+from multispot_vertex import jobenv as service
 
 if TYPE_CHECKING:
     from multispot.job import Job
 
-NAME = "vertex"
+PROVIDER = service.NAME
+FUSE_ROOT = service.FUSE_ROOT
+NOTICE_SECONDS = service.NOTICE_SECONDS
+
 DEFAULT_REGION = "us-central1"
-NOTICE_SECONDS = 30.0  # Spot VMs: 30 s between the soft and the hard off (GCE preemption)
-FUSE_ROOT = "/gcs"  # Cloud Storage FUSE mount inside Vertex custom-job containers
 
 # ----------------------------------------------------------------- Vertex limits (checked before upload)
 MAX_DISPLAY_NAME = 128
@@ -65,7 +68,7 @@ OPTIONS = {
     "billing_export_table": "BigQuery table of the Cloud Billing export, project.dataset.table",
 }
 
-# Vertex JobState → JobState. FAILED is refined by the error (preempted / no capacity), see native_status.
+# Vertex JobState → JobState. FAILED is refined by the error (preempted / no capacity), see native_state.
 STATES = {
     "JOB_STATE_QUEUED": JobState.SUBMITTED,
     "JOB_STATE_PENDING": JobState.STARTING,
@@ -87,22 +90,22 @@ NO_CAPACITY_ERROR = re.compile(r"stockout|resources are insufficient|quota", re.
 
 
 def options(job: Job) -> dict[str, Any]:
-    return dict(job.provider_options.get(NAME, {}))
+    return dict(job.provider_options.get(PROVIDER, {}))
 
 
-def validation_problems(job: Job, placement: Placement | None = None) -> list[tuple[str, str]]:
+def problems(job: Job, placement: Placement | None = None) -> list[tuple[str, str]]:
     """Every reason Vertex cannot take this job, as (field path, fix)."""
-    problems: list[tuple[str, str]] = []
+    found: list[tuple[str, str]] = []
     opts = options(job)
-    problems += unknown_options(NAME, opts, OPTIONS)
+    found += unknown_options(PROVIDER, opts, OPTIONS)
     for key in ("project", "region", "service_account", "network", "billing_export_table"):
         if key in opts and not (isinstance(opts[key], str) and opts[key].strip()):
-            problems.append((f"provider_options.{NAME}.{key}", "must be a non-empty string"))
+            found.append((f"provider_options.{PROVIDER}.{key}", "must be a non-empty string"))
     if "network" in opts and isinstance(opts["network"], str) and not opts["network"].startswith("projects/"):
-        problems.append((f"provider_options.{NAME}.network", "write projects/NUMBER/global/networks/NAME"))
+        found.append((f"provider_options.{PROVIDER}.network", "write projects/NUMBER/global/networks/NAME"))
     staging = opts.get("staging_bucket")
     if staging is not None and not (isinstance(staging, str) and _is_gs(staging)):
-        problems.append((f"provider_options.{NAME}.staging_bucket", "write gs://bucket[/prefix]"))
+        found.append((f"provider_options.{PROVIDER}.staging_bucket", "write gs://bucket[/prefix]"))
     if "boot_disk_gb" in opts:
         size = opts["boot_disk_gb"]
         if (
@@ -110,42 +113,45 @@ def validation_problems(job: Job, placement: Placement | None = None) -> list[tu
             or isinstance(size, bool)
             or not MIN_BOOT_DISK_GB <= size <= MAX_BOOT_DISK_GB
         ):
-            problems.append(
+            found.append(
                 (
-                    f"provider_options.{NAME}.boot_disk_gb",
+                    f"provider_options.{PROVIDER}.boot_disk_gb",
                     f"an integer from {MIN_BOOT_DISK_GB} to {MAX_BOOT_DISK_GB}",
                 )
             )
     if "boot_disk_type" in opts and opts["boot_disk_type"] not in BOOT_DISK_TYPES:
-        problems.append(
-            (f"provider_options.{NAME}.boot_disk_type", f"use one of {', '.join(BOOT_DISK_TYPES)}")
+        found.append(
+            (f"provider_options.{PROVIDER}.boot_disk_type", f"use one of {', '.join(BOOT_DISK_TYPES)}")
         )
     if "restart_job_on_worker_restart" in opts and not isinstance(
         opts["restart_job_on_worker_restart"], bool
     ):
-        problems.append((f"provider_options.{NAME}.restart_job_on_worker_restart", "true or false"))
+        found.append((f"provider_options.{PROVIDER}.restart_job_on_worker_restart", "true or false"))
     table = opts.get("billing_export_table")
     if isinstance(table, str) and table.strip() and len(table.split(".")) != 3:
-        problems.append((f"provider_options.{NAME}.billing_export_table", "write project.dataset.table"))
+        found.append((f"provider_options.{PROVIDER}.billing_export_table", "write project.dataset.table"))
     if not job.image:
-        problems.append(
+        found.append(
             ("image", "Vertex runs a container: give an image, e.g. us-docker.pkg.dev/.../pytorch-gpu")
         )
     for path, uri in (("checkpoint.uri", job.checkpoint.uri), ("output_uri", job.output_uri)):
         if uri is not None and not _is_gs(uri):
-            problems.append((path, f"{uri!r} is not reachable from Vertex: use a gs:// URI"))
+            found.append((path, f"{uri!r} is not reachable from Vertex: use a gs:// URI"))
         if uri is None and staging is None:
-            problems.append((path, f"give a gs:// URI, or set provider_options.{NAME}.staging_bucket"))
+            found.append((path, f"give a gs:// URI, or set provider_options.{PROVIDER}.staging_bucket"))
     if job.source_dir and staging is None:
-        problems.append(
-            ("source_dir", f"the source is uploaded as a tarball: set provider_options.{NAME}.staging_bucket")
+        found.append(
+            (
+                "source_dir",
+                f"the source is uploaded as a tarball: set provider_options.{PROVIDER}.staging_bucket",
+            )
         )
     for name, uri in job.inputs.items():
         if not _is_gs(uri):
-            problems.append((f"inputs.{name}", f"{uri!r} is not reachable from Vertex: use a gs:// URI"))
+            found.append((f"inputs.{name}", f"{uri!r} is not reachable from Vertex: use a gs:// URI"))
     count = job.resources.accelerator_count
     if count and count not in ACCELERATOR_COUNTS:
-        problems.append(
+        found.append(
             (
                 "resources.accelerator",
                 f"Vertex attaches {', '.join(map(str, ACCELERATOR_COUNTS))} GPUs per replica",
@@ -153,22 +159,20 @@ def validation_problems(job: Job, placement: Placement | None = None) -> list[tu
         )
     tags = dict(job.tags)
     if len(tags) + 2 > MAX_LABELS:
-        problems.append(("tags", f"Vertex allows {MAX_LABELS} labels and multispot uses 2: drop some tags"))
+        found.append(("tags", f"Vertex allows {MAX_LABELS} labels and multispot uses 2: drop some tags"))
     for key, value in tags.items():
         if not LABEL_KEY.match(key):
-            problems.append(
+            found.append(
                 (
                     f"tags.{key}",
                     "a Vertex label key: lowercase letters, digits, '_' or '-', starting with a letter, ≤63",
                 )
             )
         if not LABEL_VALUE.match(value):
-            problems.append(
-                (f"tags.{key}", "a Vertex label value: lowercase letters, digits, '_' or '-', ≤63")
-            )
+            found.append((f"tags.{key}", "a Vertex label value: lowercase letters, digits, '_' or '-', ≤63"))
     if placement is not None and placement.market not in ("spot", "on-demand"):
-        problems.append(("spot.policy", f"unknown market {placement.market!r}"))
-    return problems
+        found.append(("spot.policy", f"unknown market {placement.market!r}"))
+    return found
 
 
 def _is_gs(uri: str) -> bool:
@@ -196,9 +200,15 @@ def source_tarball_uri(job: Job, job_id: str) -> str | None:
     return f"{gs_uri(str(staging)).rstrip('/')}/multispot/source/{job_id}/source.tar.gz"
 
 
-def default_uri(job: Job, kind: str, job_id: str) -> str | None:
+def default_uri(kind: str, job_id: str, job: Job) -> str:
+    """Where ``kind`` lives when the job names no URI: under the staging bucket."""
     staging = options(job).get("staging_bucket")
-    return f"{gs_uri(str(staging)).rstrip('/')}/multispot/{kind}/{job_id}" if staging else None
+    if not staging:
+        path = "checkpoint.uri" if kind == "checkpoints" else "output_uri"
+        raise ValidationFailed(
+            PROVIDER, [(path, f"give a gs:// URI, or set provider_options.{PROVIDER}.staging_bucket")]
+        )
+    return f"{gs_uri(str(staging)).rstrip('/')}/multispot/{kind}/{job_id}"
 
 
 # ----------------------------------------------------------------- rendering
@@ -223,7 +233,7 @@ def accelerator(job: Job, placement: Placement) -> tuple[str | None, int]:
     if catalog is not None and placement.instance_type:
         try:
             offer = catalog.lookup(
-                NAME,
+                PROVIDER,
                 placement.instance_type,
                 placement.region or DEFAULT_REGION,
                 accelerator=job.resources.accelerator,
@@ -235,22 +245,18 @@ def accelerator(job: Job, placement: Placement) -> tuple[str | None, int]:
     return ACCELERATOR_TYPES.get(name, name), count
 
 
-def container_env(job: Job, ctx: LaunchContext) -> dict[str, str]:
-    env = ctx.contract_env(NAME, NOTICE_SECONDS)
-    env["MULTISPOT_CHECKPOINT_URI"] = gs_uri(ctx.checkpoint_uri)
-    env["MULTISPOT_OUTPUT_URI"] = gs_uri(ctx.output_uri)
-    if _is_gs(ctx.checkpoint_uri):
-        env["MULTISPOT_CHECKPOINT_DIR"] = fuse_path(ctx.checkpoint_uri)
-    env["MULTISPOT_CHECKPOINT_KEEP"] = str(job.checkpoint.keep)
-    env["MULTISPOT_HYPERPARAMETERS"] = job.hyperparameters_json()
-    if job.checkpoint.every_steps is not None:
-        env["MULTISPOT_CHECKPOINT_EVERY_STEPS"] = str(job.checkpoint.every_steps)
-    if job.checkpoint.interval is not None:
-        env["MULTISPOT_CHECKPOINT_INTERVAL"] = f"{job.checkpoint.interval:g}"
-    for name, uri in job.inputs.items():
-        env[f"MULTISPOT_INPUT_{name.upper()}"] = gs_uri(uri)
-    env.update(ctx.env)
-    return env
+def environment(job: Job, placement: Placement, ctx: LaunchContext) -> dict[str, str]:
+    """The contract (gs:// URIs, and the checkpoint folder on the FUSE mount), then the job's own."""
+    return jobenv.build(
+        job,
+        ctx,
+        PROVIDER,
+        NOTICE_SECONDS,
+        checkpoint_uri=gs_uri(ctx.checkpoint_uri),
+        checkpoint_dir=fuse_path(ctx.checkpoint_uri) if _is_gs(ctx.checkpoint_uri) else None,
+        output_uri=gs_uri(ctx.output_uri),
+        inputs={name: gs_uri(uri) for name, uri in job.inputs.items()},
+    )
 
 
 def command(job: Job, ctx: LaunchContext) -> tuple[list[str], list[str]]:
@@ -277,7 +283,7 @@ def render(job: Job, placement: Placement, ctx: LaunchContext) -> dict[str, Any]
         machine["acceleratorType"] = accel_type
         machine["acceleratorCount"] = accel_count
     cmd, args = command(job, ctx)
-    env = container_env(job, ctx)
+    env = environment(job, placement, ctx)
     tarball = source_tarball_uri(job, ctx.job_id)
     if tarball:
         env["MULTISPOT_SOURCE_TARBALL"] = fuse_path(tarball)
@@ -341,29 +347,35 @@ def _time(stamp: str | None) -> float | None:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def native_status(job: dict[str, Any]) -> tuple[JobState, str, str]:
-    """(state, message, native state) of a CustomJob in protobuf JSON form."""
+def native_state(job: dict[str, Any]) -> JobState:
+    """The state of a CustomJob in protobuf JSON form; FAILED refined by its error."""
     native = str(job.get("state", "JOB_STATE_UNSPECIFIED"))
     if native not in STATES:
         raise UnknownProviderState(f"Vertex job state {native!r} is not in the state table")
     state = STATES[native]
-    error = job.get("error") or {}
-    message = str(error.get("message", "")) if error else ""
-    if state is JobState.FAILED and message:
-        if PREEMPTED_ERROR.search(message):
+    error = str((job.get("error") or {}).get("message", ""))
+    if state is JobState.FAILED and error:
+        if PREEMPTED_ERROR.search(error):
             state = JobState.PREEMPTED
-        elif NO_CAPACITY_ERROR.search(message) and not job.get("startTime"):
+        elif NO_CAPACITY_ERROR.search(error) and not job.get("startTime"):
             state = JobState.NO_CAPACITY
-    if not message:
-        message = {
-            JobState.SUBMITTED: "queued",
-            JobState.STARTING: "provisioning",
-            JobState.RUNNING: "running",
-            JobState.SUCCEEDED: "succeeded",
-            JobState.CANCELLED: "cancelled",
-            JobState.TIMED_OUT: "expired",
-        }.get(state, native.removeprefix("JOB_STATE_").lower())
-    return state, message, native
+    return state
+
+
+def message(job: dict[str, Any]) -> str:
+    """The CustomJob's error message, else a word for its state."""
+    error = str((job.get("error") or {}).get("message", ""))
+    if error:
+        return error
+    native = str(job.get("state", "JOB_STATE_UNSPECIFIED"))
+    return {
+        "JOB_STATE_QUEUED": "queued",
+        "JOB_STATE_PENDING": "provisioning",
+        "JOB_STATE_RUNNING": "running",
+        "JOB_STATE_SUCCEEDED": "succeeded",
+        "JOB_STATE_CANCELLED": "cancelled",
+        "JOB_STATE_EXPIRED": "expired",
+    }.get(native, native.removeprefix("JOB_STATE_").lower())
 
 
 def times(job: dict[str, Any]) -> tuple[float | None, float | None]:

@@ -21,12 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from multispot import jobenv
 from multispot.errors import ValidationFailed
 from multispot.job import Job, source_dir_problem
 from multispot.local.preemptions import PreemptionSpec
 from multispot.local.supervisor import end_attempt_processes, open_log, read_json, write_json_atomic
 from multispot.provider import BillingRule, Capability, LaunchContext, unknown_options
-from multispot.runtime.env import NOTICE_SECONDS
 from multispot.status import Handle, JobState, Placement, ProviderStatus, Usage
 from multispot.store import home
 
@@ -52,6 +52,12 @@ _STATES = {
     "TIMED_OUT": JobState.TIMED_OUT,
 }
 _PYTHON_NAMES = {"python", "python3", f"python{sys.version_info.major}.{sys.version_info.minor}"}
+# The notice period of each cloud the local provider emulates: what it emulates, not how a cloud
+# adapter works (the adapters state their own). AWS: a Spot Instance interruption notice comes
+# two minutes ahead (EC2 docs, "Spot Instance interruption notices"); GCP: a Spot VM gets 30 s
+# between the preemption notice and the stop (Compute Engine docs, "Preemption process"); Azure:
+# a Spot VM's eviction Scheduled Event comes at least 30 s ahead (Azure docs, "Scheduled Events").
+EMULATED_NOTICE_SECONDS = {"aws": 120.0, "gcp": 30.0, "azure": 30.0}
 SUBMIT_GRACE = 30.0  # seconds a supervisor may take to start before the attempt counts as lost
 
 
@@ -97,7 +103,7 @@ class LocalProvider:
 
     def notice_seconds(self, job: Job) -> float:
         opts = self._options(job)
-        base = float(opts.get("notice_seconds", NOTICE_SECONDS[self._emulate(job)]))
+        base = float(opts.get("notice_seconds", EMULATED_NOTICE_SECONDS[self._emulate(job)]))
         return base * self.time_scale(job)
 
     def preemptions(self, job: Job) -> PreemptionSpec:
@@ -126,8 +132,8 @@ class LocalProvider:
         problems: list[tuple[str, str]] = []
         opts = self._options(job)
         problems += unknown_options("local", opts, OPTIONS)
-        if opts.get("emulate", "aws") not in ("aws", "gcp", "azure"):
-            problems.append(("provider_options.local.emulate", "use aws, gcp or azure"))
+        if opts.get("emulate", "aws") not in EMULATED_NOTICE_SECONDS:
+            problems.append(("provider_options.local.emulate", f"use {', '.join(EMULATED_NOTICE_SECONDS)}"))
         for key in ("time_scale", "notice_seconds"):
             if key in opts:
                 try:
@@ -164,18 +170,7 @@ class LocalProvider:
         return argv
 
     def render(self, job: Job, placement: Placement, ctx: LaunchContext) -> dict[str, Any]:
-        env = ctx.contract_env(self.name, self.notice_seconds(job))
-        env.update(
-            MULTISPOT_CHECKPOINT_KEEP=str(job.checkpoint.keep),
-            MULTISPOT_HYPERPARAMETERS=job.hyperparameters_json(),
-        )
-        if job.checkpoint.every_steps is not None:
-            env["MULTISPOT_CHECKPOINT_EVERY_STEPS"] = str(job.checkpoint.every_steps)
-        if job.checkpoint.interval is not None:
-            env["MULTISPOT_CHECKPOINT_INTERVAL"] = f"{job.checkpoint.interval:g}"
-        for name, uri in job.inputs.items():
-            env[f"MULTISPOT_INPUT_{name.upper()}"] = uri
-        env.update(ctx.env)
+        env = jobenv.build(job, ctx, self.name, self.notice_seconds(job))
         return {
             "argv": self._argv(job),
             "cwd": "<staged copy of source_dir>" if job.source_dir else (ctx.workdir or os.getcwd()),

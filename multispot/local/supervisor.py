@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from multispot import jobenv
+
 TICK = 0.05
 # A process that never signals readiness (it does not use the multispot runtime) is preempted
 # this long after its command starts: 2 * preempt_after + NO_READY_GRACE.
@@ -143,10 +145,10 @@ class Supervisor:
     def _start(self) -> None:
         nodes = int(self.spec.get("nodes", 1))
         env = dict(os.environ)
-        env["MULTISPOT_NOTICE_FILE"] = str(self.dir / "notice.json")
-        env["MULTISPOT_READY_FILE"] = str(self.dir / "ready.json")  # the runtime writes it when up
+        env[jobenv.NOTICE_FILE] = str(self.dir / "notice.json")
+        env[jobenv.READY_FILE] = str(self.dir / "ready.json")  # the runtime writes it when up
         if self.spec["plan"].get("fault"):
-            env["MULTISPOT_FAULT"] = self.spec["plan"]["fault"]
+            env[jobenv.FAULT] = self.spec["plan"]["fault"]
         if nodes > 1:
             env.update(
                 MASTER_ADDR="127.0.0.1", MASTER_PORT=str(self.spec["master_port"]), WORLD_SIZE=str(nodes)

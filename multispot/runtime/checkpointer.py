@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from importlib.metadata import entry_points
 from typing import Any, NoReturn, TypeVar
 
+from multispot import jobenv
 from multispot.checkpoint import CheckpointStore, CheckpointWriter, Manifest, RestoredCheckpoint
 from multispot.errors import SaveAbandoned
 from multispot.runtime.env import JobEnv, detect
@@ -46,7 +47,7 @@ def _fault_point() -> None:
     this process (SIGKILL, no cleanup) inside its N-th save, after the files and before the
     manifest: exactly the torn save a reclaim without enough notice leaves behind."""
     global _saves_seen
-    fault = os.environ.get("MULTISPOT_FAULT", "")
+    fault = os.environ.get(jobenv.FAULT, "")
     if not fault.startswith("kill-in-save:"):
         return
     _saves_seen += 1
@@ -59,8 +60,8 @@ def _default_sources(env: JobEnv) -> list[NoticeSource]:
     """The local provider's notice file, plus what an adapter registers for its service under the
     entry-point group ``multispot.notice_sources`` (name = provider, value = ``f(env) -> sources``)."""
     sources: list[NoticeSource] = []
-    if os.environ.get("MULTISPOT_NOTICE_FILE"):
-        sources.append(FileNoticeSource(os.environ["MULTISPOT_NOTICE_FILE"]))
+    if os.environ.get(jobenv.NOTICE_FILE):
+        sources.append(FileNoticeSource(os.environ[jobenv.NOTICE_FILE]))
     for entry in entry_points(group="multispot.notice_sources"):
         if entry.name == env.provider:
             sources.extend(entry.load()(env))
@@ -102,7 +103,7 @@ def _signal_ready() -> None:
     """Tell the local provider's supervisor this attempt's runtime is up (imports done, restore
     over): its preemption schedule counts from here, so a busy machine's slow start is not
     mistaken for training time. No-op elsewhere."""
-    path = os.environ.get("MULTISPOT_READY_FILE")
+    path = os.environ.get(jobenv.READY_FILE)
     if not path or os.path.exists(path):
         return
     with contextlib.suppress(OSError):

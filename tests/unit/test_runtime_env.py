@@ -20,6 +20,7 @@ def test_nothing_set_is_a_manual_run(tmp_path: Path) -> None:
     assert env.job_id is None
     assert env.attempt == 1 and not env.resumed
     assert env.checkpoint_uri == (tmp_path / "checkpoints").resolve().as_uri()
+    assert env.checkpoint_dir == (tmp_path / "checkpoints").resolve()
     assert env.output_uri == (tmp_path / "outputs").resolve().as_uri()
     assert env.output_dir == (tmp_path / "outputs").resolve()
     assert env.notice_seconds == 30.0
@@ -58,7 +59,7 @@ def test_multispot_contract(tmp_path: Path) -> None:
         hyperparameters={"lr": "0.1", "epochs": "3", "name": "x"},
     )
     assert env.resumed
-    assert env.output_dir is None  # not a local folder
+    assert env.output_dir is None and env.checkpoint_dir is None  # not local folders
 
 
 def test_checkpoint_dir_wins_over_uri(tmp_path: Path) -> None:
