@@ -647,7 +647,7 @@ def catalog_show(output: str) -> None:
 
 
 @catalog.command("refresh")
-@click.option("--provider", "providers", multiple=True, type=click.Choice(["sagemaker", "vertex", "azureml"]))
+@click.option("--provider", "providers", multiple=True, help="a provider with a price source (default: all)")
 @click.option("--region", "regions", multiple=True, help="regions to fetch (default: the snapshot's)")
 @click.option(
     "--from-file",
@@ -674,10 +674,17 @@ def catalog_refresh(
     """
     from multispot.catalog import load_catalog
     from multispot.catalog.files import write_user_copy
-    from multispot.catalog.sources import refresh_document
+    from multispot.catalog.sources import refresh_document, registered
     from multispot.errors import CatalogError
 
-    names = list(providers) or ["sagemaker", "vertex", "azureml"]
+    known = registered()
+    unknown = [name for name in providers if name not in known]
+    if unknown:
+        raise click.BadParameter(
+            f"no price source for {', '.join(unknown)}: registered are {', '.join(known) or 'none'}",
+            param_hint="--provider",
+        )
+    names = list(providers) or known
     if from_file and len(names) != 1:
         raise click.UsageError("--from-file needs exactly one --provider")
     results: dict[str, dict[str, Any]] = {}

@@ -19,7 +19,6 @@ from typing import Any
 from multispot.catalog.model import Catalog, Offer
 from multispot.errors import CatalogError, UserEditedCatalog
 
-PROVIDERS = ("sagemaker", "vertex", "azureml")
 SCHEMA_KEYS = ("provider", "date", "shapes", "prices")
 
 
@@ -28,9 +27,20 @@ def user_dir() -> Path:
     return Path(os.environ.get("MULTISPOT_HOME") or Path.home() / ".multispot").expanduser() / "catalog"
 
 
+def catalog_providers() -> tuple[str, ...]:
+    """The providers the catalog knows: one packaged snapshot ``data/<provider>.json`` each."""
+    folder = package_files.files("multispot.catalog").joinpath("data")
+    return tuple(sorted(f.name.removesuffix(".json") for f in folder.iterdir() if f.name.endswith(".json")))
+
+
 def packaged(provider: str) -> dict[str, Any]:
-    text = package_files.files("multispot.catalog").joinpath("data", f"{provider}.json").read_text()
-    doc: dict[str, Any] = json.loads(text)
+    """The snapshot shipped for ``provider``; CatalogError naming the known ones when there is none."""
+    path = package_files.files("multispot.catalog").joinpath("data", f"{provider}.json")
+    if not path.is_file():
+        raise CatalogError(
+            f"no packaged catalog for provider {provider!r}: the catalog knows {', '.join(catalog_providers())}"
+        )
+    doc: dict[str, Any] = json.loads(path.read_text())
     return doc
 
 
@@ -73,10 +83,11 @@ def _num(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def load_catalog(providers: tuple[str, ...] = PROVIDERS) -> Catalog:
-    """The user's refreshed copy of each provider where there is a valid one, else the snapshot."""
+def load_catalog(providers: tuple[str, ...] | None = None) -> Catalog:
+    """The user's refreshed copy of each provider (default: every packaged one) where there is a
+    valid one, else the snapshot."""
     catalog = Catalog([])
-    for provider in providers:
+    for provider in catalog_providers() if providers is None else providers:
         doc, origin = packaged(provider), "snapshot"
         path = user_dir() / f"{provider}.json"
         if path.exists():

@@ -22,7 +22,7 @@ SPOT, ON_DEMAND = 0.9, 3.0
 
 JOB = textwrap.dedent(f"""
     name: billing-e2e
-    command: python -m multispot.testing.worker --steps 40 --step-seconds 0.05
+    command: python -m multispot.testing.worker --steps 80 --step-seconds 0.05
     checkpoint: {{interval: 1s}}
     provider_options:
       local:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from multispot import registry
 from multispot.billing import (
-    BILLED_AT_ON_DEMAND,
     BillingSource,
     CostReport,
     MeasuredCost,
@@ -218,7 +218,7 @@ def test_sagemaker_spot_bills_its_billable_time_at_the_on_demand_rate() -> None:
     )
     report = cost_report("job-1", [a], catalog=cat)
     [line] = report.lines
-    assert "sagemaker" in BILLED_AT_ON_DEMAND
+    assert registry.get("sagemaker").billing.spot_rate == "on-demand"
     assert line.price_per_hour == 3.0
     assert "on-demand rate" in line.price_source
     assert line.cost == pytest.approx(1200 / 3600 * 3.0)
@@ -237,6 +237,61 @@ def test_sagemaker_spot_without_a_catalog_price_uses_the_on_demand_placement_or_
     # no on-demand price anywhere: unknown, not the placement's spot figure
     line = cost_report("job-1", [a], catalog=Catalog([])).lines[0]
     assert line.price_per_hour is None and line.cost is None
+
+
+class _EntryPoint:
+    """An installed plugin's entry point, as ``importlib.metadata`` lists it (name, value, load)."""
+
+    def __init__(self, name: str, factory: object) -> None:
+        self.name, self.value, self._factory = name, f"acme_plugin:{name}", factory
+
+    def load(self) -> object:
+        return self._factory
+
+
+@pytest.fixture
+def acme_installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A third-party provider "acme" registered under multispot.providers, whose spot time is billed
+    at the on-demand rate (as SageMaker's is): billing must honour it with no change in the core."""
+    from multispot.local.provider import LocalProvider
+    from multispot.provider import BillingRule
+
+    class AcmeProvider(LocalProvider):
+        name = "acme"
+        billing = BillingRule("Acme bills metered seconds at the on-demand rate", spot_rate="on-demand")
+
+    from importlib.metadata import entry_points as installed
+
+    def entry_points(group: str) -> list[object]:
+        found: list[object] = list(installed(group=group))
+        return [*found, _EntryPoint("acme", AcmeProvider)] if group == registry.GROUP else found
+
+    monkeypatch.setattr(registry, "entry_points", entry_points)
+    registry.get.cache_clear()
+    yield
+    registry.get.cache_clear()
+
+
+def test_a_third_party_providers_billing_rule_is_honoured(acme_installed: None) -> None:
+    cat = Catalog([offer("acme", "a1.big", 3.0, 0.9), offer("vertex", "a1.big", 3.0, 0.9)])
+    acme = attempt(1, JobState.SUCCEEDED, 1200, 0.9, provider="acme", instance="a1.big", runtime=3600)
+    report = cost_report("job-1", [acme], catalog=cat)
+    [line] = report.lines
+    assert line.price_per_hour == 3.0 and "on-demand rate" in line.price_source
+    assert line.cost == pytest.approx(1200 / 3600 * 3.0)
+    assert "Acme bills metered seconds at the on-demand rate" in report.notes
+    # the same attempt on a provider billed at the spot rate
+    other = attempt(1, JobState.SUCCEEDED, 1200, 0.9, provider="vertex", instance="a1.big", runtime=3600)
+    assert cost_report("job-1", [other], catalog=cat).lines[0].price_per_hour == 0.9
+
+
+def test_a_provider_no_longer_installed_is_priced_at_the_spot_rate_and_says_so() -> None:
+    cat = Catalog([offer("gone", "g1.big", 3.0, 0.9)])
+    a = attempt(1, JobState.SUCCEEDED, 3600, 0.9, provider="gone", instance="g1.big")
+    report = cost_report("job-1", [a], catalog=cat)
+    assert report.lines[0].price_per_hour == 0.9 and report.lines[0].cost == pytest.approx(0.9)
+    [note] = [n for n in report.notes if n.startswith("gone:")]
+    assert "no installed provider states how it bills" in note and "spot rate" in note
 
 
 def test_other_providers_bill_spot_at_the_spot_price_of_the_catalog() -> None:

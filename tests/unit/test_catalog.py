@@ -7,19 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from multispot_azureml.prices import azure_items, parse_azure_items
+from multispot_sagemaker.prices import parse_aws_offer
+from multispot_vertex.prices import gcp_skus, parse_gcp_skus
 
-from multispot.catalog import canonical_accelerator, compare, load_catalog, parse_accelerator
-from multispot.catalog.files import PROVIDERS, write_user_copy
-from multispot.catalog.sources import (
-    azure_items,
-    gcp_skus,
-    parse_aws_offer,
-    parse_azure_items,
-    parse_gcp_skus,
-    refresh_document,
-)
-from multispot.errors import NoMatchingInstance, UserEditedCatalog
+from multispot.catalog import canonical_accelerator, compare, load_catalog, parse_accelerator, sources
+from multispot.catalog.files import catalog_providers, write_user_copy
+from multispot.catalog.sources import Price, PriceTable, RefreshRequest, refresh_document
+from multispot.errors import CatalogError, NoMatchingInstance, UserEditedCatalog
 from multispot.job import Resources
+
+PROVIDERS = ("sagemaker", "vertex", "azureml")  # the packaged snapshots
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +30,7 @@ def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_snapshot_covers_the_common_shapes_with_dated_prices() -> None:
     cat = load_catalog()
-    assert cat.providers() == sorted(PROVIDERS)
+    assert list(catalog_providers()) == cat.providers() == sorted(PROVIDERS)
     for provider in PROVIDERS:
         offers = cat.find(provider=provider)
         assert len({o.region for o in offers}) >= 2, provider
@@ -421,3 +419,81 @@ def test_unreadable_user_copy_falls_back_to_the_snapshot(tmp_path: Path) -> None
 def test_refresh_that_finds_no_known_shape_writes_nothing() -> None:
     with pytest.raises(Exception, match="no price"):
         refresh_document("azureml", raw={"Items": [_azure_item("Standard_Other", "eastus", 1.0, "x")]})
+
+
+# --------------------------------------------------------------------------- price sources
+
+
+class _EntryPoint:
+    """An installed plugin's entry point, as ``importlib.metadata`` lists it (name, value, load)."""
+
+    def __init__(self, name: str, loaded: object) -> None:
+        self.name, self.value, self._loaded = name, f"acme_prices:{name}", loaded
+
+    def load(self) -> object:
+        return self._loaded
+
+
+class _FlatPrices:
+    """A third party's price source: one price for every packaged shape, in the regions asked."""
+
+    description = "Acme price sheet"
+    regions = ("acme-north",)
+
+    def __init__(self) -> None:
+        self.requests: list[RefreshRequest] = []
+
+    def prices(self, request: RefreshRequest) -> PriceTable:
+        self.requests.append(request)
+        return {(str(s["id"]), r): Price(2.0, 0.5) for s in request.base["shapes"] for r in request.regions}
+
+
+def _register(monkeypatch: pytest.MonkeyPatch, name: str, loaded: object) -> None:
+    from importlib.metadata import entry_points as installed
+
+    def entry_points(group: str) -> list[object]:
+        found: list[object] = list(installed(group=group))
+        return [*found, _EntryPoint(name, loaded)] if group == sources.GROUP else found
+
+    monkeypatch.setattr(sources, "entry_points", entry_points)
+
+
+def test_first_party_price_sources_are_registered_like_a_third_partys() -> None:
+    assert sources.registered() == sorted(PROVIDERS)
+    for provider in PROVIDERS:
+        assert isinstance(sources.price_source(provider), sources.PriceSource)
+
+
+def test_refresh_uses_the_price_source_registered_for_the_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a third-party adapter "acme": its snapshot (data file) and its price source, found by name
+    snapshot = {
+        "provider": "acme",
+        "date": "2026-01-01",
+        "shapes": [{"id": "a1", "instance_type": "a1.big", "vcpus": 8, "memory_gb": 32}],
+        "prices": [{"id": "a1", "region": "acme-north", "on_demand": 3.0, "spot": 1.0}],
+    }
+    source = _FlatPrices()
+    _register(monkeypatch, "acme", source)
+    monkeypatch.setattr(sources, "packaged", lambda provider: snapshot if provider == "acme" else {})
+    assert "acme" in sources.registered()
+    doc = refresh_document("acme", fetch=lambda url: pytest.fail("the source fetches, not the core"))
+    [request] = source.requests
+    assert request.regions == ("acme-north",) and request.base is snapshot
+    assert doc["source"] == "Acme price sheet" and doc["fetched"] is True
+    assert doc["prices"] == [
+        {"id": "a1", "region": "acme-north", "on_demand": 2.0, "spot": 0.5, "spot_estimated": False}
+    ]
+    refresh_document("acme", regions=("r1", "r2"), api_key="K")
+    assert source.requests[1].regions == ("r1", "r2") and source.requests[1].api_key == "K"
+
+
+def test_refresh_without_a_price_source_lists_the_registered_ones() -> None:
+    with pytest.raises(CatalogError, match="no price source for provider 'acme'") as info:
+        refresh_document("acme")
+    assert "azureml, sagemaker, vertex" in str(info.value)
+
+
+def test_a_price_source_entry_that_is_not_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    _register(monkeypatch, "acme", _FlatPrices)  # the class, not an instance
+    with pytest.raises(CatalogError, match="not a multispot PriceSource"):
+        refresh_document("acme")

@@ -1,0 +1,258 @@
+"""Savings across jobs: every job of the store (since a date), grouped by provider and instance."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from multispot.billing.assemble import report_for_job
+from multispot.billing.model import CostLine, CostReport
+from multispot.billing.render import html_report, usd
+from multispot.status import iso_time
+from multispot.units import parse_duration
+
+if TYPE_CHECKING:
+    from multispot.catalog import Catalog
+    from multispot.store import JobStore
+
+
+def parse_since(value: str | float | datetime | date | None, now: float | None = None) -> float | None:
+    """A unix time from a duration back from now (``7d``, ``12h``) or a date/time (ISO, UTC if naive)."""
+    if value is None:
+        return None
+    import time
+
+    now = time.time() if now is None else now
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc).timestamp()
+    if isinstance(value, (int, float)):
+        return now - parse_duration(value)
+    try:
+        return now - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{value!r}: give a duration back from now ('7d', '12h') or a date ('2026-11-01')"
+        ) from None
+    return parse_since(moment, now)
+
+
+@dataclass
+class SavingsGroup:
+    """Attempts on one provider and instance type, across jobs."""
+
+    provider: str
+    instance_type: str | None
+    jobs: set[str] = field(default_factory=set)
+    attempts: int = 0
+    instance_seconds: float = 0.0
+    actual: float = 0.0
+    on_demand: float = 0.0
+    lost: float = 0.0
+    checkpointing: float = 0.0
+
+    @property
+    def savings(self) -> float:
+        return self.on_demand - self.actual
+
+    @property
+    def savings_fraction(self) -> float | None:
+        return self.savings / self.on_demand if self.on_demand else None
+
+    def add(self, line: CostLine, job_id: str) -> None:
+        self.jobs.add(job_id)
+        self.attempts += 1
+        self.instance_seconds += line.instance_seconds
+        self.actual += line.cost or 0.0
+        self.on_demand += line.counterfactual or 0.0
+        self.lost += line.lost_cost or 0.0
+        self.checkpointing += line.checkpoint_cost or 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "instance_type": self.instance_type,
+            "jobs": len(self.jobs),
+            "attempts": self.attempts,
+            "instance_hours": self.instance_seconds / 3600.0,
+            "actual_usd": self.actual,
+            "on_demand_usd": self.on_demand,
+            "savings_usd": self.savings,
+            "savings_fraction": self.savings_fraction,
+            "lost_work_usd": self.lost,
+            "checkpointing_usd": self.checkpointing,
+        }
+
+
+@dataclass
+class SavingsReport:
+    """Savings over many jobs, grouped by provider and instance type (estimated figures)."""
+
+    since: float | None
+    provider: str | None
+    groups: list[SavingsGroup]
+    reports: list[CostReport]
+    unpriced: list[tuple[str, int]] = field(default_factory=list)  # (job, attempt) left out: price unknown
+    notes: list[str] = field(default_factory=list)
+
+    HEADERS = (
+        "provider",
+        "instance",
+        "jobs",
+        "attempts",
+        "instance-hours",
+        "actual",
+        "on-demand",
+        "saved",
+        "saved %",
+        "lost work",
+        "checkpointing",
+    )
+
+    @property
+    def total(self) -> SavingsGroup:
+        total = SavingsGroup("total", None)
+        for group in self.groups:
+            total.jobs |= group.jobs
+            total.attempts += group.attempts
+            total.instance_seconds += group.instance_seconds
+            total.actual += group.actual
+            total.on_demand += group.on_demand
+            total.lost += group.lost
+            total.checkpointing += group.checkpointing
+        return total
+
+    def rows(self, with_total: bool = True) -> list[list[str]]:
+        groups = [*self.groups, self.total] if with_total else self.groups
+        return [
+            [
+                g.provider,
+                g.instance_type or "-",
+                str(len(g.jobs)),
+                str(g.attempts),
+                f"{g.instance_seconds / 3600:.3f}",
+                usd(g.actual),
+                usd(g.on_demand),
+                usd(g.savings),
+                "-" if g.savings_fraction is None else f"{g.savings_fraction:.0%}",
+                usd(g.lost),
+                usd(g.checkpointing),
+            ]
+            for g in groups
+        ]
+
+    def summary(self) -> str:
+        t = self.total
+        saved = "" if t.savings_fraction is None else f" ({t.savings_fraction:.0%})"
+        return (
+            f"{len(t.jobs)} jobs, {t.attempts} attempts: actual {usd(t.actual)}, "
+            f"on-demand {usd(t.on_demand)}, saved {usd(t.savings)}{saved} (estimated)"
+        )
+
+    def details(self) -> list[str]:
+        out = []
+        if self.since is not None:
+            out.append(f"jobs created since {iso_time(self.since)}")
+        if self.unpriced:
+            listed = ", ".join(f"{j}#{n}" for j, n in self.unpriced[:5])
+            more = f" and {len(self.unpriced) - 5} more" if len(self.unpriced) > 5 else ""
+            out.append(f"{len(self.unpriced)} attempts left out, price unknown: {listed}{more}")
+        return out + self.notes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "since": iso_time(self.since),
+            "provider": self.provider,
+            "basis": "estimated",
+            "groups": [g.to_dict() for g in self.groups],
+            "total": self.total.to_dict(),
+            "jobs": [
+                {
+                    "job_id": r.job_id,
+                    "name": r.name,
+                    "actual_usd": r.actual,
+                    "on_demand_usd": r.on_demand,
+                    "savings_usd": r.savings,
+                }
+                for r in self.reports
+            ],
+            "unpriced_attempts": [{"job_id": j, "attempt": n} for j, n in self.unpriced],
+            "notes": self.details(),
+        }
+
+    def __repr__(self) -> str:
+        return f"SavingsReport({self.summary()})"
+
+    def _repr_html_(self) -> str:
+        title = f"<b>Savings</b>: {html.escape(self.summary())}"
+        return html_report(title, self.HEADERS, self.rows(), self.details())
+
+    def plot(self, ax: Any = None) -> Any:
+        """Cumulative actual cost vs the on-demand counterfactual over the jobs' attempts (Axes)."""
+        from multispot.billing.plots import cumulative
+
+        lines = sorted(
+            (
+                line
+                for r in self.reports
+                for line in r.lines
+                if line.cost is not None and line.counterfactual is not None
+            ),
+            key=lambda line: line.ended or line.started or 0.0,
+        )
+        return cumulative(lines, self.summary(), ax, timed=True, from_zero=False)
+
+
+def savings(
+    store: JobStore | None = None,
+    since: str | float | datetime | date | None = None,
+    provider: str | None = None,
+    *,
+    catalog: Catalog | None = None,
+) -> SavingsReport:
+    """Savings of every job in the store (created since ``since``), grouped by provider and instance.
+
+    Figures are estimated (billing APIs are asked only by ``cost --measured``). Checkpointing cost
+    is counted for jobs whose checkpoints are on this machine.
+    """
+    from multispot.store import JobStore
+
+    store = store or JobStore()
+    if catalog is None:
+        from multispot.catalog import load_catalog
+
+        catalog = load_catalog()
+    cutoff = parse_since(since)
+    groups: dict[tuple[str, str | None], SavingsGroup] = {}
+    reports: list[CostReport] = []
+    unpriced: list[tuple[str, int]] = []
+    remote = 0
+    for record in reversed(store.jobs(10**9)):
+        if cutoff is not None and record.created < cutoff:
+            continue
+        local = record.checkpoint_uri.startswith(("file:", "/"))
+        remote += not local
+        report = report_for_job(store, record.id, catalog=catalog, read_checkpoints=local)
+        lines = [line for line in report.lines if provider is None or line.provider == provider]
+        if not lines:
+            continue
+        reports.append(report)
+        for line in lines:
+            if line.cost is None or line.counterfactual is None:
+                unpriced.append((record.id, line.attempt))
+                continue
+            key = (line.provider, line.instance_type)
+            groups.setdefault(key, SavingsGroup(*key)).add(line, record.id)
+    notes = []
+    if remote:
+        notes.append(f"checkpointing cost not counted for {remote} jobs with remote checkpoints")
+    ordered = sorted(groups.values(), key=lambda g: (g.provider, g.instance_type or ""))
+    return SavingsReport(cutoff, provider, ordered, reports, unpriced, notes)
