@@ -118,6 +118,7 @@ class Outcome:
     stopped: str | None = None  # the policy's reason, when it stopped the job
     savings_vs_on_demand: float | None = None  # fraction
     ratio_to_optimum: float | None = None
+    min_slack_hours: float | None = None  # deadline risk: least (time left - work left) seen; < 0: missed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,10 +153,13 @@ class SimulationReport:
         return f"SimulationReport(optimum=${self.optimum_cost or 0:.2f}, {rows})"
 
     def _repr_html_(self) -> str:
-        head = "<tr><th>policy</th><th>cost</th><th>× optimum</th><th>deadline</th><th>preemptions</th><th>savings</th></tr>"
+        head = (
+            "<tr><th>policy</th><th>cost</th><th>× optimum</th><th>deadline</th><th>min slack h</th>"
+            "<th>preemptions</th><th>savings</th></tr>"
+        )
         rows = "".join(
             f"<tr><td>{o.policy}</td><td>${o.cost:.2f}</td><td>{_fmt(o.ratio_to_optimum)}</td>"
-            f"<td>{'met' if o.deadline_met else 'missed'}</td><td>{o.preemptions}</td>"
+            f"<td>{'met' if o.deadline_met else 'missed'}</td><td>{_fmt(o.min_slack_hours)}</td><td>{o.preemptions}</td>"
             f"<td>{_fmt(o.savings_vs_on_demand, pct=True)}</td></tr>"
             for o in self.outcomes
         )
@@ -328,10 +332,12 @@ def run_policy(scenario: Scenario, policy: Policy, job: Job, name: str | None = 
     t = 0
     horizon = sc.deadline_ticks + min(len(e) for e in sc.extra_ticks) if sc.extra_ticks else sc.deadline_ticks
     period = sc.period_ticks
+    least = sc.deadline_ticks - sc.work_ticks  # slack in ticks, its minimum over the run
     while t < horizon:
         if q >= sc.work_ticks:
             finish = t
             break
+        least = min(least, (sc.deadline_ticks - t) - (sc.work_ticks - q))
         avail_now = frozenset(
             p
             for p, a, extra in zip(sc.pools, sc.avail, sc.extra_ticks or [[]] * len(sc.pools), strict=True)
@@ -447,6 +453,7 @@ def run_policy(scenario: Scenario, policy: Policy, job: Job, name: str | None = 
         on_demand_hours=od_ticks * hours,
         attempts=sum(a.state is not JobState.NO_CAPACITY for a in attempts),
         stopped=stopped,
+        min_slack_hours=least * hours,
     )
 
 
