@@ -169,7 +169,15 @@ def main() -> None:
         __doc__.splitlines()[0],
         lambda p: (p.add_argument("--traces", default=None), p.add_argument("--before", default=None)),
     )
-    shared = REPO.parent / "shared" / "data" / "spot-traces"
+    # the project's shared data beside the clone (or beside the worktrees' folder)
+    shared = (
+        next(
+            (d for d in (REPO.parent / "shared", REPO.parent.parent / "shared") if (d / "data").is_dir()),
+            REPO.parent / "shared",
+        )
+        / "data"
+        / "spot-traces"
+    )
     root = Path(args.traces) if args.traces else shared if shared.is_dir() else None
     extra: dict[str, Any] = {}
     if args.before:
