@@ -492,7 +492,16 @@ def simulate(
         return
     from rich.table import Table
 
-    headers = ("policy", "cost $", "× optimum", "deadline", "finish h", "preemptions", "spot h")
+    headers = (
+        "policy",
+        "cost $",
+        "× optimum",
+        "deadline",
+        "min slack h",
+        "finish h",
+        "preemptions",
+        "spot h",
+    )
     table = Table(*headers, "on-demand h", "saved")
     for o in report.outcomes:
         table.add_row(
@@ -500,6 +509,7 @@ def simulate(
             f"{o.cost:.2f}",
             f"{o.ratio_to_optimum:.3f}" if o.ratio_to_optimum else "-",
             "met" if o.deadline_met else "[red]missed[/]",
+            f"{o.min_slack_hours:.2f}" if o.min_slack_hours is not None else "-",
             f"{o.finish_hours:.1f}" if o.finish_hours is not None else "-",
             str(o.preemptions),
             f"{o.spot_hours:.1f}",

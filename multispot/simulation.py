@@ -93,6 +93,7 @@ class Scenario:
     # seconds, seconds with capacity, stretches with, stretches without, capacity at the last tick
     extra_ticks: list[list[bool]] = field(default_factory=list)  # capacity after the deadline
     price_sources: dict[Placement, str] = field(default_factory=dict)  # where each price came from
+    any_history: tuple[float, float, int, int, bool | None] | None = None  # "some pool up", as history
 
     def tick_price(self, placement: Placement) -> float:
         return (placement.price_per_hour or 0.0) * placement.count * self.tick / 3600.0
@@ -117,6 +118,7 @@ class Outcome:
     stopped: str | None = None  # the policy's reason, when it stopped the job
     savings_vs_on_demand: float | None = None  # fraction
     ratio_to_optimum: float | None = None
+    min_slack_hours: float | None = None  # deadline risk: least (time left - work left) seen; < 0: missed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,10 +153,13 @@ class SimulationReport:
         return f"SimulationReport(optimum=${self.optimum_cost or 0:.2f}, {rows})"
 
     def _repr_html_(self) -> str:
-        head = "<tr><th>policy</th><th>cost</th><th>× optimum</th><th>deadline</th><th>preemptions</th><th>savings</th></tr>"
+        head = (
+            "<tr><th>policy</th><th>cost</th><th>× optimum</th><th>deadline</th><th>min slack h</th>"
+            "<th>preemptions</th><th>savings</th></tr>"
+        )
         rows = "".join(
             f"<tr><td>{o.policy}</td><td>${o.cost:.2f}</td><td>{_fmt(o.ratio_to_optimum)}</td>"
-            f"<td>{'met' if o.deadline_met else 'missed'}</td><td>{o.preemptions}</td>"
+            f"<td>{'met' if o.deadline_met else 'missed'}</td><td>{_fmt(o.min_slack_hours)}</td><td>{o.preemptions}</td>"
             f"<td>{_fmt(o.savings_vs_on_demand, pct=True)}</td></tr>"
             for o in self.outcomes
         )
@@ -207,6 +212,7 @@ def build_scenario(
     if not save_on_notice:
         period = max(1, round((checkpoint_interval + save_seconds) / tick)) if checkpoint_interval else 10**9
     history = [_history(s[:start], tick) for s in series]
+    union = [any(up) for up in zip(*(s[:start] for s in series), strict=True)] if start else []
     scenario = Scenario(
         tick=tick,
         pools=spots,
@@ -219,6 +225,7 @@ def build_scenario(
         history=history,
         extra_ticks=[s[start + deadline_ticks :] for s in series],
         price_sources=origins,
+        any_history=_history(union, tick),
     )
     return scenario, source
 
@@ -308,6 +315,10 @@ def run_policy(scenario: Scenario, policy: Policy, job: Job, name: str | None = 
     prices = {p: sc.tick_price(p) for p in candidates}
     counters = [[h[0], h[1], h[2], h[3]] for h in sc.history]  # seconds, up, runs, gaps
     last_up = [h[4] for h in sc.history]
+    joint = sc.any_history or _history([], g)
+    any_counter = [joint[0], joint[1], joint[2], joint[3]]
+    any_last = joint[4]
+    any_stats: PoolStats | None = None
     stats: dict[Placement, PoolStats] | None = None
     refresh = max(1, int(STATS_EVERY // g))
     q = 0
@@ -321,10 +332,12 @@ def run_policy(scenario: Scenario, policy: Policy, job: Job, name: str | None = 
     t = 0
     horizon = sc.deadline_ticks + min(len(e) for e in sc.extra_ticks) if sc.extra_ticks else sc.deadline_ticks
     period = sc.period_ticks
+    least = sc.deadline_ticks - sc.work_ticks  # slack in ticks, its minimum over the run
     while t < horizon:
         if q >= sc.work_ticks:
             finish = t
             break
+        least = min(least, (sc.deadline_ticks - t) - (sc.work_ticks - q))
         avail_now = frozenset(
             p
             for p, a, extra in zip(sc.pools, sc.avail, sc.extra_ticks or [[]] * len(sc.pools), strict=True)
@@ -341,6 +354,15 @@ def run_policy(scenario: Scenario, policy: Policy, job: Job, name: str | None = 
             elif last_up[i] is not False:
                 c[3] += 1
             last_up[i] = up
+        some = bool(avail_now)
+        any_counter[0] += g
+        if some:
+            any_counter[1] += g
+            if any_last is not True:
+                any_counter[2] += 1
+        elif any_last is not False:
+            any_counter[3] += 1
+        any_last = some
         if mode is not None and mode.market == "spot" and mode not in avail_now:
             attempts[-1].state, attempts[-1].ended = JobState.PREEMPTED, t * g
             preempted += 1
@@ -355,6 +377,8 @@ def run_policy(scenario: Scenario, policy: Policy, job: Job, name: str | None = 
                     p: PoolStats(c[0], c[1], int(c[2]), int(c[3]))
                     for p, c in zip(sc.pools, counters, strict=True)
                 }
+                a = any_counter
+                any_stats = PoolStats(a[0], a[1], int(a[2]), int(a[3]))
             at_risk = 0
             if period is not None and mode is not None and mode.market == "spot":
                 at_risk = q - (q // period) * period
@@ -374,6 +398,7 @@ def run_policy(scenario: Scenario, policy: Policy, job: Job, name: str | None = 
                 spent=cost,
                 at_risk=float(at_risk * g),
                 stats=stats,
+                any_stats=any_stats,
             )
             decision: Decision = policy.decide(ctx)
             target = decision.placement
@@ -428,6 +453,7 @@ def run_policy(scenario: Scenario, policy: Policy, job: Job, name: str | None = 
         on_demand_hours=od_ticks * hours,
         attempts=sum(a.state is not JobState.NO_CAPACITY for a in attempts),
         stopped=stopped,
+        min_slack_hours=least * hours,
     )
 
 

@@ -40,6 +40,7 @@ class PolicyContext:
     spent: float = 0.0  # USD so far
     at_risk: float = 0.0  # seconds of progress a preemption of the current attempt would lose
     stats: dict[Placement, PoolStats] | None = None  # availability seen so far, per spot placement
+    any_stats: PoolStats | None = None  # the same for "some spot placement has capacity", if known
 
 
 @dataclass(frozen=True)

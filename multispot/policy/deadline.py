@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 from multispot.job import Job
-from multispot.policy import Decision, PolicyContext, absolute_deadline, within_budget
+from multispot.policy import Decision, PolicyContext, PoolStats, absolute_deadline, within_budget
 from multispot.status import Attempt, JobState, Placement
 
 RETRY_AFTER = 300.0  # live: a pool that just had no capacity (or preempted) is skipped this long
@@ -250,91 +253,306 @@ class UniformProgress(TickPolicy):
 
 
 class DeadlineAware(TickPolicy):
-    """Greedy about spot, with a slack reserve sized for the restarts still to come.
+    """The decision with the least expected cost, under a model of the spot pools learned as the
+    job runs. No constant is tuned: every quantity is the job's (work, deadline, restart
+    overhead, prices) or estimated from what has been seen of the pools.
 
-    The slack (time left minus work left) is spent two ways: idling through a gap costs it one
-    for one, and a spot stretch between two on-demand stretches costs two restarts (``2d``)
-    however long it runs. So this policy idles through gaps only while the slack stays above a
-    *reserve* of ``2d`` per spot stretch still expected (work left over the mean spot-plus-gap
-    cycle seen so far, per pool statistics), and never below ``keep`` (0.2) of Uniform Progress's
-    pacing (the initial slack scaled by the time left), so long gaps early cannot eat the slack
-    the end needs; below it, it fills gaps with on-demand and goes back
-    to spot whenever a pool has capacity and the expected stretch pays back its two restarts at
-    the two prices. The safety net is greedy's, so no deadline is missed while on-demand is
-    allowed. Spot pools are used cheapest first.
+    *The model.* Each spot pool is a two-state Markov chain (capacity, no capacity) whose mean
+    up-time ``U`` and mean gap ``G`` are the maximum-likelihood estimates from what has been seen
+    of it (``ctx.stats``: the trace so far in the simulator; live, the job's own attempts).
+    Several pools are taken as independent: the job can run while any has capacity.
+
+    *The decision.* On that model the job is a small Markov decision process: time left and
+    work left in units of the restart overhead ``d`` (a start or switch costs one unit without
+    progress), where the job runs (nothing, spot, on-demand) and whether spot has capacity. Its
+    expected cost-to-go is solved once per job and model by backward induction (``_solve``,
+    cached), and each tick takes the action it prices lowest: idle through a gap, buy on-demand
+    in it, go back to spot, or stay. Missing the deadline costs infinitely, so the programme
+    hedges against long gaps exactly as much as the estimated gap lengths warrant.
+
+    With nothing seen yet (no gap, or no stretch with capacity) it is greedy. Greedy's safety
+    net comes first, so no deadline is missed while on-demand is allowed. A running spot attempt
+    moves to a cheaper pool with capacity when that pool's expected useful stretch
+    (``U·e^(-d/U)``) pays for the restart at the price difference.
     """
 
     name = "deadline-aware"
-    summary = "greedy about spot with a slack reserve sized for the restarts still to come"
-
-    def __init__(self, cycle_prior: float = 7200.0, keep: float = 0.2, order: str = "cheapest") -> None:
-        super().__init__(order)
-        self.cycle_prior = cycle_prior
-        self.keep = keep
+    summary = "least expected cost on a Markov model of the pools learned so far; greedy's safety net"
 
     def choose(self, ctx: PolicyContext) -> Decision:
         if self.forced(ctx):
             return self.go_on_demand(ctx, "the deadline forces on-demand")
         pools = self.spot_pools(ctx)
-        on_od = ctx.current is not None and ctx.current.market == "on-demand"
+        model = self.model(ctx)
         if ctx.current is not None and ctx.current in pools:
+            better = self.cheaper_pool(ctx, pools)
+            if better is not None:
+                return Decision(better, "a cheaper spot pool has capacity: move")
+        on_od = ctx.current is not None and ctx.current.market == "on-demand"
+        on_spot = ctx.current is not None and ctx.current in pools
+        action = self.best_action(ctx, model, up=bool(pools))
+        if action == "spot" or (action is None and pools and not on_od):
+            if on_spot:
+                return Decision(ctx.current, "spot runs: stay")
+            if pools and self.can_enter_spot(ctx):
+                return Decision(self.pick_spot(ctx, pools), "spot has capacity")
+            action = "on-demand" if on_od else "idle"
+        if action == "on-demand" or (action is None and on_od):
+            if on_od:
+                return Decision(ctx.current, "on-demand: the cheaper expected cost from here")
+            return self.go_on_demand(ctx, "on-demand now: cheaper in expectation than waiting for spot")
+        if on_spot:
             return Decision(ctx.current, "spot runs: stay")
-        if pools and self.can_enter_spot(ctx):
-            choice = self.pick_spot(ctx, pools)
-            if not on_od or self.worth_leaving(ctx, choice):
-                return Decision(choice, "spot has capacity")
-        reserve = self.reserve(ctx)
-        slack = self.slack(ctx)
-        if on_od:
-            if slack - ctx.step >= reserve + 2 * self.overhead(ctx):
-                return self.idle(ctx, "slack above the reserve again: leave on-demand, wait for spot")
-            return Decision(ctx.current, "slack at the reserve: on-demand until spot has capacity")
-        if slack - ctx.step >= reserve:
-            return self.idle(
-                ctx, f"waiting for spot (slack {slack / 3600:.2f}h, reserve {reserve / 3600:.2f}h)"
-            )
-        return self.go_on_demand(
-            ctx, f"slack down to the reserve ({reserve / 3600:.2f}h): on-demand in the gap"
-        )
+        return self.idle(ctx, "waiting for spot: cheaper in expectation than on-demand now")
 
-    def cycle(self, ctx: PolicyContext) -> tuple[float, float]:
-        """(mean spot stretch, mean spot-plus-gap cycle) seen so far, over the allowed pools."""
+    # ----------------------------------------------------------------- the model
+
+    def model(self, ctx: PolicyContext) -> Pool | None:
+        """The allowed spot pools as one: from what was seen of "some pool has capacity" when
+        known (the simulator), else the best single pool (no diversification is assumed that
+        has not been seen). None while nothing has been seen long enough to estimate."""
+        if ctx.any_stats is not None:
+            return Pool.estimate(ctx.any_stats)
+        stats = ctx.stats if ctx.stats is not None else stats_from_attempts(ctx.attempts, ctx.now)
         pools = [c for c in self.allowed(ctx) if c.market == "spot"]
-        stats = [ctx.stats[p] for p in pools if ctx.stats and p in ctx.stats and ctx.stats[p].runs > 0]
-        if not stats:
-            return self.cycle_prior / 2, self.cycle_prior
-        up = max(s.mean_up or 0.0 for s in stats)
-        cycle = min(s.seconds / max(s.runs, 1) for s in stats)  # the most often interrupted pool
-        return up, max(cycle, ctx.step)
+        known = [m for m in (Pool.estimate(stats[p]) for p in pools if p in stats) if m is not None]
+        return max(known, key=lambda m: (m.fraction, m.up)) if known else None
 
-    def reserve(self, ctx: PolicyContext) -> float:
-        _, need = self.remaining(ctx)
-        if need is None:
-            return 0.0
-        d = self.overhead(ctx)
-        _, cycle = self.cycle(ctx)
-        restarts = 2 * d * (1.0 + need / cycle) + ctx.step
+    def programme(self, ctx: PolicyContext, model: Pool | None) -> _State | None:
+        """The solved decision process and where the job stands in it, or None when it does not
+        apply (nothing known, always up so far, no deadline or work, no prices): then greedy."""
+        if model is None or not (0 < model.up < math.inf and 0 < model.down < math.inf):
+            return None  # never seen both with and without capacity: greedy
         deadline = absolute_deadline(ctx.job, ctx.submitted_at)
         work = ctx.work if ctx.work is not None else ctx.job.spot.work
-        if deadline is None or work is None:
-            return restarts
-        total = deadline - ctx.submitted_at
-        left = deadline - ctx.now
-        paced = self.keep * (total - work) * left / total  # a share of Uniform Progress's pacing
-        return max(restarts, paced)
-
-    def worth_leaving(self, ctx: PolicyContext, spot: Placement) -> bool:
-        od = ctx.current
-        if od is None or od.price_per_hour is None or spot.price_per_hour is None:
-            return True
-        p_od, p_s = od.price_per_hour, spot.price_per_hour
-        if p_s >= p_od:
-            return False
-        up, _ = self.cycle(ctx)
+        od = self.on_demand(ctx)
+        spot = [c for c in self.allowed(ctx) if c.market == "spot" and c.price_per_hour is not None]
+        if deadline is None or work is None or od is None or od.price_per_hour is None or not spot:
+            return None
+        unit = max(self.overhead(ctx), ctx.step)
+        p_s = min(_price(c) * c.count for c in spot) * unit / 3600.0
+        p_od = od.price_per_hour * od.count * unit / 3600.0
+        horizon = max(1, math.ceil((deadline - ctx.submitted_at) / unit))
+        total = max(1, math.ceil(work / unit))
+        solved = _solve(_key_of(model, unit), horizon, total, p_s, p_od)
         _, need = self.remaining(ctx)
-        run = min(up, need) if need is not None else up
+        # a restart under way is sunk: count it as running, with its rest taken from the time left
+        pending = ctx.overhead_left if ctx.current is not None else 0.0
+        left = deadline - ctx.now - ctx.at_risk - pending
+        steps = min(horizon, max(0, math.floor(left / unit)))
+        q = min(total, max(0, math.ceil((need or 0.0) / unit - 1e-9)))
+        return _State(solved, steps, q, p_s, p_od, unit)
+
+    def best_action(self, ctx: PolicyContext, model: Pool | None, up: bool) -> str | None:
+        """``idle``, ``spot`` or ``on-demand``: the action of least expected cost-to-go, or None
+        when the programme does not apply."""
+        state = self.programme(ctx, model)
+        if state is None or state.q == 0:
+            return None
+        mode = _NOTHING
+        if ctx.current is not None and ctx.current.market == "on-demand":
+            mode = _OD
+        elif ctx.current is not None and up:
+            mode = _SPOT
+        choices = state.actions(mode, 1 if up else 0)
+        return min(choices, key=choices.__getitem__) if choices else None
+
+    def cheaper_pool(self, ctx: PolicyContext, pools: list[Placement]) -> Placement | None:
+        """A running spot attempt moves to a cheaper pool with capacity when that pool's expected
+        useful stretch, at the price difference, pays for what the restart costs: its price and,
+        from the programme, the expected cost of the time it takes."""
+        here = ctx.current
+        if here is None or here.price_per_hour is None or not self.can_enter_spot(ctx):
+            return None
+        stats = ctx.stats if ctx.stats is not None else stats_from_attempts(ctx.attempts, ctx.now)
+        state = self.programme(ctx, self.model(ctx))
+        restart = 0.0
+        if state is not None and state.q > 0:
+            stay, move = state.actions(_SPOT, 1), state.actions(_NOTHING, 1)
+            if "spot" in stay and "spot" in move:
+                restart = move["spot"] - stay["spot"]
+        best: Placement | None = None
+        gain = 0.0
         d = self.overhead(ctx)
-        return (run - d) * (p_od - p_s) > d * (p_s + p_od)
+        for p in pools:
+            if p == here or p.price_per_hour is None or p.price_per_hour >= here.price_per_hour:
+                continue
+            m = Pool.estimate(stats[p]) if p in stats else None
+            if m is None:
+                continue
+            cost = restart if state is not None else d * p.price_per_hour / 3600.0
+            value = m.useful(d) * (here.price_per_hour - p.price_per_hour) / 3600.0 - cost
+            if value > gain:
+                best, gain = p, value
+        return best
+
+
+_NOTHING, _SPOT, _OD = 0, 1, 2
+
+
+def _key_of(model: Pool, unit: float) -> tuple[float, float]:
+    """The model on a log grid of 1/16 octave (about 4 %): nearby estimates share one solution
+    (the estimates move a little at every refresh; a 4 % change moves no decision much)."""
+    return tuple(2.0 ** (round(16 * math.log2(max(x, 1e-3) / unit)) / 16) for x in (model.up, model.down))
+
+
+@lru_cache(maxsize=8)
+def _solve(key: tuple[float, float], horizon: int, total: int, p_s: float, p_od: float) -> Any:
+    """Expected cost-to-go ``V[steps, mode, up, q]`` of the job's decision process, by backward
+    induction: ``steps`` units of time left, ``q`` units of work left, ``mode`` where it runs
+    (nothing, spot, on-demand; a start or a switch costs one unit without progress), ``up``
+    whether spot has capacity. ``key`` is (mean up, mean gap) in units. A unit's capacity
+    follows the chain: up again after a unit with probability ``f + (1 − f)e^(−1/τ)`` when up,
+    ``f(1 − e^(−1/τ))`` when down (``τ = UG/(U + G)``). Missing the deadline costs infinity."""
+    import numpy as np
+
+    up, down = key
+    f = up / (up + down)
+    decay = math.exp(-(up + down) / (up * down))
+    stay_up = f + (1 - f) * decay  # P(up next | up)
+    come_up = f * (1 - decay)  # P(up next | down)
+    inf = np.inf
+    values = np.full((horizon + 1, 3, 2, total + 1), inf)
+    values[:, :, :, 0] = 0.0
+    for steps in range(1, horizon + 1):
+        prev = values[steps - 1]
+        for a, p_up in ((0, come_up), (1, stay_up)):
+            idle = p_up * prev[_NOTHING, 1] + (1 - p_up) * prev[_NOTHING, 0]
+            od = p_up * prev[_OD, 1] + (1 - p_up) * prev[_OD, 0]
+            spot = p_up * prev[_SPOT, 1] + (1 - p_up) * prev[_NOTHING, 0]
+            start_od = p_od + od
+            run_od = np.full(total + 1, inf)
+            run_od[1:] = p_od + od[:-1]
+            row = values[steps]
+            row[_NOTHING, a] = np.minimum(idle, start_od)
+            row[_OD, a] = np.minimum(idle, run_od)
+            if a == 1:
+                start_spot = p_s + spot
+                run_spot = np.full(total + 1, inf)
+                run_spot[1:] = p_s + spot[:-1]
+                row[_NOTHING, a] = np.minimum(row[_NOTHING, a], start_spot)
+                row[_OD, a] = np.minimum(row[_OD, a], start_spot)
+                row[_SPOT, a] = np.minimum(np.minimum(idle, run_spot), start_od)
+            row[:, a, 0] = 0.0
+    return values, stay_up, come_up
+
+
+@dataclass(frozen=True)
+class _State:
+    """Where the job stands in its solved decision process (units of ``unit`` seconds)."""
+
+    solved: Any  # (V[steps, mode, up, q], P(up next | up), P(up next | down))
+    steps: int  # units of time left
+    q: int  # units of work left
+    p_s: float  # USD per unit
+    p_od: float
+    unit: float
+
+    def actions(self, mode: int, a: int) -> dict[str, float]:
+        """The expected cost of each action now, in mode ``mode`` with spot up (``a``) or not."""
+        values, stay_up, come_up = self.solved
+        if self.steps <= 0:
+            return {}
+        prev = values[self.steps - 1]
+        p_up = stay_up if a else come_up
+        q = self.q
+
+        def expect(m: int, work: int) -> float:
+            return float(p_up * prev[m, 1, work] + (1 - p_up) * prev[m, 0, work])
+
+        out = {"idle": expect(_NOTHING, q), "on-demand": self.p_od + expect(_OD, q - 1 if mode == _OD else q)}
+        if a == 1:
+            work = q - 1 if mode == _SPOT else q
+            out["spot"] = self.p_s + float(p_up * prev[_SPOT, 1, work] + (1 - p_up) * prev[_NOTHING, 0, work])
+        return out
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A spot pool (or several, as one) as a two-state Markov chain: mean up and down, seconds."""
+
+    up: float
+    down: float
+
+    @property
+    def fraction(self) -> float:
+        return self.up / (self.up + self.down) if self.up + self.down > 0 else 0.0
+
+    @classmethod
+    def estimate(cls, s: PoolStats) -> Pool | None:
+        """Maximum-likelihood means from what was seen: time with (without) capacity over the
+        stretches of each kind. None before the pool has been seen both with and without capacity
+        (a pool only ever up is taken as always up: greedy)."""
+        if s.seconds <= 0:
+            return None
+        down_time = s.seconds - s.available
+        if down_time <= 0:
+            return cls(math.inf, 0.0)
+        if s.available <= 0:
+            return cls(0.0, math.inf) if s.gaps else None
+        return cls(s.available / max(s.runs, 1), down_time / max(s.gaps, 1))
+
+    @classmethod
+    def union(cls, pools: list[Pool]) -> Pool:
+        """Capacity in any of several independent pools: all are down with probability
+        Π(1 − f_i), and the union's gaps end at the sum of the rates at which each pool's end."""
+        if len(pools) == 1:
+            return pools[0]
+        if any(p.down == 0 for p in pools):
+            return cls(math.inf, 0.0)
+        rate = sum(1.0 / p.down for p in pools if p.down < math.inf)
+        if rate == 0:
+            return cls(0.0, math.inf)
+        down = 1.0 / rate
+        all_down = math.prod(1.0 - p.fraction for p in pools)
+        if all_down <= 0:
+            return cls(math.inf, 0.0)
+        return cls(down * (1.0 - all_down) / all_down, down)
+
+    def useful(self, d: float) -> float:
+        """Expected running time of one stretch of capacity past a restart of ``d`` seconds."""
+        if self.up == math.inf:
+            return math.inf
+        return self.up * math.exp(-d / self.up) if self.up > 0 else 0.0
+
+    def supply(self, horizon: float, up_now: bool, d: float) -> float:
+        """Expected useful spot seconds in the next ``horizon`` seconds, from the state now."""
+        if horizon <= 0:
+            return 0.0
+        if self.down == 0:
+            return horizon
+        if self.up == 0:
+            return 0.0
+        if self.up == math.inf:
+            return horizon
+        f = self.fraction
+        tau = self.up * self.down / (self.up + self.down)  # relaxation time of the chain
+        settle = tau * (1.0 - math.exp(-horizon / tau))
+        expected = f * horizon + ((1.0 - f) * settle if up_now else -f * settle)
+        return max(0.0, expected) * math.exp(-d / self.up)
+
+
+def stats_from_attempts(attempts: list[Attempt], now: float) -> dict[Placement, PoolStats]:
+    """Live, what the job's own attempts say of each spot pool: a stretch with capacity from each
+    start to its end, a gap from each preemption or refusal to the next start there (or now)."""
+    out: dict[Placement, list[float]] = {}
+    for i, a in enumerate(attempts):
+        if a.placement.market != "spot":
+            continue
+        c = out.setdefault(a.placement, [0.0, 0.0, 0.0, 0.0])  # seconds, up, runs, gaps
+        if a.started is not None:
+            up = max(0.0, (a.ended if a.ended is not None else now) - a.started)
+            c[0] += up
+            c[1] += up
+            c[2] += 1
+        if a.state in (JobState.PREEMPTED, JobState.NO_CAPACITY) and a.ended is not None:
+            later = [
+                b.started or b.submitted for b in attempts[i + 1 :] if _key(b.placement) == _key(a.placement)
+            ]
+            back = next((t for t in later if t is not None), now)
+            c[0] += max(0.0, back - a.ended)
+            c[3] += 1
+    return {p: PoolStats(c[0], c[1], int(c[2]), int(c[3])) for p, c in out.items()}
 
 
 def estimate_progress(attempts: list[Attempt]) -> float:

@@ -157,6 +157,7 @@ def test_table_output_names_every_policy(tmp_path: Path) -> None:
     for name in ALL_POLICIES:
         assert name in text
     assert "omniscient optimum (exact)" in text and "prices: the job's placements" in text
+    assert "slack" in text  # the deadline-risk column
 
 
 def test_two_pools_priced_from_the_catalog(tmp_path: Path, gpu_job: Path) -> None:
@@ -177,6 +178,11 @@ def test_two_pools_priced_from_the_catalog(tmp_path: Path, gpu_job: Path) -> Non
     assert f"prices of {date}" in report["price_source"] and "snapshot" in report["price_source"]
     assert all(s.startswith("catalog: sagemaker") for s in report["price_sources"].values())
     assert all("http" in s for s in report["price_sources"].values())  # the price page, per pool
+    # two pools: each policy's ratio to the (exact, multi-pool) optimum and its deadline risk
+    assert report["optimum_kind"] == "exact"
+    for o in report["outcomes"]:
+        assert o["ratio_to_optimum"] >= 1 - EPS
+        assert (o["min_slack_hours"] >= 0) == o["deadline_met"] or o["stopped"]
 
     # explicit prices win over the catalog
     given = cli(

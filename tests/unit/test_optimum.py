@@ -68,6 +68,7 @@ CASES = [
     (2, 3, 6, 1, None, 6),
     (2, 2, 6, 1, 1, 7),
     (1, 7, 7, 1, None, 8),  # infeasible: work + restart > deadline
+    (3, 2, 5, 1, None, 9),  # three spot pools at three prices, and on-demand
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from multispot import policy
 from multispot.errors import JobSpecError
 from multispot.job import Job
-from multispot.policy import Decision, PolicyContext
+from multispot.policy import Decision, PolicyContext, PoolStats
 from multispot.policy.deadline import DeadlineAware, Diversified, GreedySpot, UniformProgress
 from multispot.policy.market import MarketPolicy
 from multispot.status import Attempt, JobState, Placement
@@ -133,15 +134,72 @@ def test_uniform_progress_rules() -> None:
     assert where(up.decide(ctx(now=14 * H, progress=4 * H + 100, available={A}))) == "od"
 
 
-def test_deadline_aware_waits_above_its_reserve_and_fills_gaps_below_it() -> None:
-    da = DeadlineAware(keep=0.2)
-    assert where(da.decide(ctx(available=set()))) == "idle"  # 10h slack, reserve ~2h
-    # 2h into the job with nothing done: slack 8h, still above the reserve
-    assert where(da.decide(ctx(now=2 * H, available=set()))) == "idle"
-    # 9h in, nothing done: slack 1h < reserve (0.2 * 10h * 11/20 = 1.1h): on-demand in the gap
-    assert where(da.decide(ctx(now=9 * H, available=set()))) == "od"
-    # and back to spot when it has capacity (the stretch pays back two restarts)
-    assert where(da.decide(ctx(now=9 * H, current=OD, available={A}))) == "a"
+def seen(available: float, up: float, days: float = 3.0) -> PoolStats:
+    """What three days of a pool with availability ``available`` and mean up-time ``up`` look like."""
+    seconds = days * 86400
+    runs = max(1, round(seconds * available / up))
+    return PoolStats(seconds, seconds * available, runs, runs)
+
+
+def with_stats(c: PolicyContext, s: PoolStats) -> PolicyContext:
+    return replace(c, stats={A: s, B: s}, any_stats=s)
+
+
+def test_deadline_aware_is_greedy_until_it_has_seen_the_pools() -> None:
+    da = DeadlineAware()
+    assert where(da.decide(ctx(available=set()))) == "idle"
+    assert where(da.decide(ctx(now=9 * H, available=set()))) == "idle"  # slack 1h, greedy waits
+    assert where(da.decide(ctx(available={A, B}))) == "b"
+
+
+def test_deadline_aware_weighs_waiting_against_on_demand_by_the_gaps_it_has_seen() -> None:
+    da = DeadlineAware()
+    long_gaps = seen(0.1, 1 * H)  # gaps of 9h on average
+    short_gaps = seen(0.5, 0.1 * H)  # gaps of 6 min
+    # plenty of slack: waiting is cheap whatever the pool (on-demand can still be bought later)
+    assert where(da.decide(with_stats(ctx(available=set()), long_gaps))) == "idle"
+    # 18 min of slack (greedy still waits: it needs only one restart of 5 min): with gaps of 9h
+    # the rest of the slack is worth more as room to go back to spot; with 6-min gaps, wait
+    late = ctx(now=9.7 * H, available=set())
+    assert where(GreedySpot().decide(late)) == "idle"
+    assert where(da.decide(with_stats(late, long_gaps))) == "od"
+    assert where(da.decide(with_stats(late, short_gaps))) == "idle"
+    # back to spot from on-demand early on; late, 6-min stretches no longer pay two restarts
+    assert where(da.decide(with_stats(ctx(now=1 * H, current=OD, available={A}), short_gaps))) == "a"
+    assert where(da.decide(with_stats(ctx(now=9 * H, current=OD, available={A}), short_gaps))) == "od"
+
+
+def test_deadline_aware_keeps_greedys_safety_net() -> None:
+    da = DeadlineAware()
+    plenty = seen(0.9, 10 * H)
+    # slack below one restart: on-demand whatever the model says
+    assert where(da.decide(with_stats(ctx(now=10 * H - 250, available=set()), plenty))) == "od"
+
+
+def test_deadline_aware_moves_to_a_cheaper_pool_only_when_its_stretch_pays_the_restart() -> None:
+    da = DeadlineAware()
+    long = seen(0.9, 10 * H)
+    c = with_stats(ctx(current=A, available={A, B}), long)
+    assert where(da.decide(c)) == "b"  # B is 20% cheaper and lives ~10h
+    short = replace(c, stats={A: long, B: seen(0.5, 120.0)})
+    assert where(da.decide(short)) == "a"  # B's stretches do not pay the restart
+
+
+def test_pool_estimate_and_supply_follow_the_markov_chain() -> None:
+    from multispot.policy.deadline import Pool, stats_from_attempts
+
+    m = Pool.estimate(PoolStats(100 * H, 25 * H, 25, 25))
+    assert m is not None and m.up == pytest.approx(H) and m.down == pytest.approx(3 * H)
+    assert m.fraction == pytest.approx(0.25)
+    assert Pool.estimate(PoolStats(H, H, 1, 0)) == Pool(float("inf"), 0.0)  # never down: greedy
+    assert Pool.estimate(PoolStats(0.0, 0.0, 0, 0)) is None
+    # live: the job's own attempts: 2h up then preempted, back 1h later, still running
+    attempts = [
+        Attempt("j", 1, A, JobState.PREEMPTED, started=0.0, ended=2 * H),
+        Attempt("j", 2, A, JobState.RUNNING, started=3 * H),
+    ]
+    s = stats_from_attempts(attempts, now=4 * H)[A]
+    assert (s.seconds, s.available, s.runs, s.gaps) == (4 * H, 3 * H, 2, 1)
 
 
 @pytest.mark.parametrize("name", policy.names())

@@ -56,6 +56,7 @@ def test_spot_accounting_with_preemption_saved_on_notice(tmp_path: Path) -> None
     assert out.overhead_hours == pytest.approx(4 / 60)
     assert out.spot_hours == pytest.approx(9 / 60) and out.on_demand_hours == 0
     assert out.cost == pytest.approx(9 * 0.6 / 60)
+    assert out.min_slack_hours == pytest.approx(1 / 60)  # deadline risk: one minute to spare at 8-10
 
 
 def test_preemption_without_notice_save_loses_work_since_the_checkpoint(tmp_path: Path) -> None:
@@ -85,6 +86,7 @@ def test_unfinished_by_the_deadline_is_finished_on_demand_and_reported_missed(tm
     assert not out.deadline_met
     assert out.finish_hours == pytest.approx(16 / 60)
     assert out.cost == pytest.approx(6 * 3.0 / 60)
+    assert out.min_slack_hours == pytest.approx(-6 / 60)  # finished 6 minutes late
 
 
 def test_price_times_count(tmp_path: Path) -> None:

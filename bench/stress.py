@@ -1,0 +1,228 @@
+"""Out-of-sample stress set for the deadline policies: cost / optimum, misses, excess over greedy.
+
+Nothing in a policy is tuned on these scenarios (``deadline-aware`` has no tuned constant at all);
+they are built from simple generative models and from the shared traces at start offsets and
+slacks the policies were never looked at with:
+
+- *synthetic*: two-state Markov pools (``bench/synthetic.py``: availability 10–90 %, mean
+  up-time 10 min–10 h, and 8-node pools that need all nodes up), 60-second ticks, three days of
+  the same pool seen before the job starts;
+- *shared*: every trace under ``../shared/data/spot-traces`` (or ``--traces DIR``) at several
+  start offsets;
+- *two pools*: pairs of synthetic pools (the second 15 % cheaper), and pairs of shared traces of
+  the same collection started together.
+
+Jobs of 8 h and 20 h, deadline slack (deadline / work) 1.1–2.0, spot $0.918/h, on-demand
+$3.06/h, 3-minute restart, preemptions saved on the notice. Each policy's cost is divided by the
+exact optimum of the same scenario (``multispot.policy.optimum``, exact for several pools too)
+and by greedy's. ``--quick``: fewer seeds, starts and slacks (a few minutes on one core).
+``--before FILE``: also replay ``DeadlineAware`` from an older ``deadline.py`` (e.g.
+``git show REV:multispot/policy/deadline.py > /tmp/old.py``) as ``deadline-aware (before)``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import REPO, goal, parse_args, print_machine, table
+from synthetic import Model, generate, models
+
+POLICIES = ["greedy", "uniform-progress", "deadline-aware"]
+SPOT, ON_DEMAND, OVERHEAD, TICK = 0.918, 3.06, 180.0, 60.0
+HISTORY = 3 * 86400.0  # seconds of the pool seen before the job starts (synthetic)
+
+
+@dataclass(frozen=True)
+class Case:
+    group: str  # synthetic, 8-node, shared, two pools
+    label: str
+    work: float  # hours
+    slack: float  # deadline / work
+    models: tuple[Model, ...] = ()
+    seed: int = 0
+    paths: tuple[str, ...] = ()
+    start: float = 0.0  # fraction into the shared traces
+
+
+def cases(quick: bool, root: Path | None) -> list[Case]:
+    out: list[Case] = []
+    works = (8.0, 20.0)
+    slacks = (1.1, 1.3, 2.0) if quick else (1.1, 1.3, 1.6, 2.0)
+    seeds = (0,) if quick else (0, 1)
+    for m in models():
+        for seed in seeds:
+            for work in works if not quick else (8.0,):
+                for slack in slacks:
+                    group = "8-node" if m.nodes > 1 else "synthetic"
+                    out.append(Case(group, m.label, work, slack, models=(m,), seed=seed))
+    pairs = [
+        (Model(0.25, 3600.0), Model(0.5, 4 * 3600.0)),
+        (Model(0.1, 600.0), Model(0.75, 3600.0)),
+        (Model(0.5, 10 * 3600.0), Model(0.5, 600.0)),
+        (Model(0.25, 4 * 3600.0), Model(0.25, 4 * 3600.0)),
+    ]
+    for a, b in pairs:
+        for seed in seeds:
+            for slack in slacks:
+                out.append(Case("two pools", f"{a.label} + {b.label}", 8.0, slack, models=(a, b), seed=seed))
+    if root is not None:
+        paths = sorted(str(p) for p in root.rglob("*.json"))
+        starts = (0.3, 0.7) if quick else (0.2, 0.45, 0.7, 0.85)
+        for path in paths:
+            for start in starts:
+                for work in works if not quick else (8.0,):
+                    for slack in slacks:
+                        out.append(Case("shared", Path(path).stem, work, slack, paths=(path,), start=start))
+        by_dir: dict[str, list[str]] = {}
+        for p in paths:
+            by_dir.setdefault(str(Path(p).parent), []).append(p)
+        for group in by_dir.values():
+            for a, b in zip(group[::2], group[1::2], strict=False):
+                for start in starts[:1]:
+                    for slack in slacks:
+                        label = f"{Path(a).stem} + {Path(b).stem}"
+                        out.append(Case("two pools", label, 8.0, slack, paths=(a, b), start=start))
+    return out
+
+
+def traces_for(case: Case) -> tuple[list[Any], int]:
+    from multispot.simulation import Trace
+
+    if case.paths:
+        loaded = [Trace.load(p) for p in case.paths]
+        tick = min(t.gap for t in loaded)
+        length = min(int(t.seconds // tick) for t in loaded)
+        return loaded, int(length * case.start)
+    deadline = case.work * case.slack * 3600
+    n = int((HISTORY + deadline + 86400) // TICK)
+    made = [
+        Trace(f"{m.label}#{case.seed}.{i}", TICK, tuple(generate(m, n, TICK, seed=case.seed * 10 + i)))
+        for i, m in enumerate(case.models)
+    ]
+    return made, int(HISTORY // TICK)
+
+
+def run_case(case: Case, extra: dict[str, Any]) -> dict[str, Any] | None:
+    from multispot.job import Job
+    from multispot.policy import get
+    from multispot.policy.optimum import optimum
+    from multispot.simulation import build_scenario, run_policy
+
+    job = Job.validate_data({"name": "stress", "command": "python -c pass"})
+    traces, start = traces_for(case)
+    prices = [SPOT * (1.0 - 0.15 * i) for i in range(len(traces))]
+    try:
+        sc, _ = build_scenario(
+            job,
+            traces,
+            case.work * case.slack * 3600,
+            case.work * 3600,
+            restart_overhead=OVERHEAD,
+            start=start,
+            spot_prices=prices,
+            on_demand_price=ON_DEMAND,
+        )
+    except ValueError:
+        return None  # the deadline does not fit in the trace from there
+    best = optimum(sc).cost
+    if best is None:
+        return None
+    row: dict[str, Any] = {"case": case, "optimum": best}
+    for name in POLICIES:
+        out = run_policy(sc, get(name), job, name)
+        row[name] = (out.cost, out.deadline_met)
+    for name, pol in extra.items():
+        out = run_policy(sc, pol, job, name)
+        row[name] = (out.cost, out.deadline_met)
+    return row
+
+
+def summarize(rows: list[dict[str, Any]], names: list[str]) -> list[list[Any]]:
+    lines = []
+    for name in names:
+        ratios = [r[name][0] / r["optimum"] for r in rows]
+        excess = [r[name][0] / r["greedy"][0] - 1.0 for r in rows]
+        lines.append(
+            [
+                name,
+                len(rows),
+                f"{statistics.mean(ratios):.3f}",
+                f"{max(ratios):.3f}",
+                sum(not r[name][1] for r in rows),
+                f"{max(excess):+.1%}",
+                sum(e > 0.02 for e in excess),
+            ]
+        )
+    return lines
+
+
+def main() -> None:
+    args = parse_args(
+        __doc__.splitlines()[0],
+        lambda p: (p.add_argument("--traces", default=None), p.add_argument("--before", default=None)),
+    )
+    # the project's shared data beside the clone (or beside the worktrees' folder)
+    shared = (
+        next(
+            (d for d in (REPO.parent / "shared", REPO.parent.parent / "shared") if (d / "data").is_dir()),
+            REPO.parent / "shared",
+        )
+        / "data"
+        / "spot-traces"
+    )
+    root = Path(args.traces) if args.traces else shared if shared.is_dir() else None
+    extra: dict[str, Any] = {}
+    if args.before:
+        spec = importlib.util.spec_from_file_location("deadline_before", args.before)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        extra["deadline-aware (before)"] = module.DeadlineAware()
+    names = [*POLICIES, *extra]
+    print_machine()
+    began = time.perf_counter()
+    rows = [r for c in cases(args.quick, root) if (r := run_case(c, extra)) is not None]
+    print(f"{len(rows)} scenarios, {time.perf_counter() - began:.0f}s\n")
+    headers = ["policy", "scenarios", "mean × optimum", "worst", "missed", "max over greedy", "> greedy + 2%"]
+    for group in ("synthetic", "8-node", "shared", "two pools"):
+        part = [r for r in rows if r["case"].group == group]
+        if part:
+            print(f"{group}:")
+            table(headers, summarize(part, names))
+            print()
+    print("all:")
+    table(headers, summarize(rows, names))
+    print()
+    da = [r for r in rows]
+    worst = sorted(da, key=lambda r: r["deadline-aware"][0] / r["optimum"])[-5:]
+    print("deadline-aware's worst scenarios:")
+    for r in reversed(worst):
+        c = r["case"]
+        print(
+            f"  {c.group} {c.label} work {c.work:g}h slack {c.slack:g} start {c.start:g} seed {c.seed}: "
+            + ", ".join(f"{n} {r[n][0] / r['optimum']:.3f}" for n in names)
+        )
+    ratios = [r["deadline-aware"][0] / r["optimum"] for r in rows]
+    goal("deadline-aware mean cost / optimum", statistics.mean(ratios), 1.03, at_most=True)
+    goal("deadline-aware worst cost / optimum", max(ratios), 1.25, at_most=True)
+    goal(
+        "deadline-aware missed deadlines",
+        sum(not r["deadline-aware"][1] for r in rows),
+        0,
+        at_most=True,
+        unit="",
+    )
+    excess = max(r["deadline-aware"][0] / r["greedy"][0] - 1 for r in rows)
+    goal("deadline-aware max excess over greedy", excess, 0.02, at_most=True, unit="")
+
+
+if __name__ == "__main__":
+    main()
