@@ -22,7 +22,6 @@ from multispot.errors import JobNotFound, MultispotError
 from multispot.job import Job
 from multispot.plan import provider_name
 from multispot.runtime.report import last_value, read_reports
-from multispot.runtime.shards import task_env
 from multispot.status import JobState
 from multispot.store import JobRecord, JobStore, new_job_id, owner_id
 from multispot.sweep.records import DONE, RUNNING, STOPPED, Group, GroupStore, Member
@@ -200,9 +199,8 @@ def member_job(
             # One attempt: a lost one ends the job, and the driver restarts or abandons the trial.
             data["spot"] = {**data.get("spot", {}), "max_attempts": 1}
     else:
-        env = task_env(n, section.tasks, section.shards_of(n))
-        escaped = {key: value.replace("$", "$$") for key, value in env.items()}  # no ${VAR} in shards
-        data["env"] = {**data.get("env", {}), **escaped}
+        # The task's MULTISPOT_TASK_* variables come from this field (Job.resolve_env).
+        data["task"] = {"index": n, "count": section.tasks, "shards": section.shards_of(n)}
     return Job.from_record(data)
 
 
@@ -441,7 +439,9 @@ class Driver:
                 self.groups.set_outcome(
                     self.id, member.n, "succeeded", f"{metric}={found[1]:g} at step {found[0]}", found[1]
                 )
-        elif lost and self.section.on_preemption == "restart":
+        elif (
+            lost and self.section.on_preemption == "restart" and len(member.jobs) <= self.section.max_restarts
+        ):
             job_id = new_job_id(_member_name(self.group.name, member.n))
             self.groups.add_job(self.id, member.n, job_id)
             restarted = self.groups.member(self.id, member.n)
@@ -449,7 +449,10 @@ class Driver:
                 self.study._storage.set_trial_user_attr(trial._trial_id, "multispot_job", job_id)
             self._create_job(restarted, job_id, len(restarted.jobs) - 1)
         elif lost:
-            self._fail(member, "abandoned", f"abandoned after losing its capacity ({attempts[-1].message})")
+            again = " again" if len(member.jobs) > 1 else ""
+            self._fail(
+                member, "abandoned", f"abandoned after losing its capacity{again} ({attempts[-1].message})"
+            )
         else:
             self._fail(member, state.value.lower(), record.message)
 

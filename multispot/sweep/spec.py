@@ -183,6 +183,9 @@ class SweepSpec(_Limits):
     on_preemption: Literal["resume", "restart", "abandon"] = Field(
         "resume", description="resume from the trial's checkpoint, restart it from scratch, or abandon it"
     )
+    max_restarts: int = Field(
+        3, ge=0, le=100, description="on_preemption: restart: restarts of one trial before it is abandoned"
+    )
 
     @model_validator(mode="after")
     def _grid(self) -> SweepSpec:
