@@ -883,9 +883,10 @@ def _print_group(handle: Any) -> None:
     )
     sweep_kind = data["kind"] == "sweep"
     value_head = f"{data['objective']['metric']} ({data['objective']['goal']})" if sweep_kind else "-"
-    table = Table(
-        "#", "job", "state", "parameters" if sweep_kind else "shards", value_head, "cost $", "preempted"
-    )
+    heads = ["#", "job", "state", "parameters" if sweep_kind else "shards", value_head, "cost $", "preempted"]
+    if not sweep_kind:
+        heads.remove(value_head)
+    table = Table(*heads)
     for row in data["members"]:
         if sweep_kind:
             what = ", ".join(
@@ -893,16 +894,9 @@ def _print_group(handle: Any) -> None:
             )
         else:
             what = ", ".join(row["shards"] or []) or f"task {row['n']}"
-        value = "" if row["value"] is None else f"{row['value']:.4g}"
-        table.add_row(
-            str(row["n"]),
-            escape(row["job"]),
-            escape(row["state"]),
-            escape(what),
-            value,
-            f"{row['cost']:.4f}",
-            str(row["preemptions"]),
-        )
+        value = ["" if row["value"] is None else f"{row['value']:.4g}"] if sweep_kind else []
+        cells = [str(row["n"]), escape(row["job"]), escape(row["state"]), escape(what), *value]
+        table.add_row(*cells, f"{row['cost']:.4f}", str(row["preemptions"]))
     console.print(table)
     cost = data["cost"]
     budget = f" of a ${cost['budget']:.4f} budget" if cost["budget"] else ""

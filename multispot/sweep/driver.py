@@ -84,6 +84,18 @@ def open_study(store: JobStore, group: Group, spec: SweepSpec, create: bool = Fa
     return study
 
 
+def tell(study: optuna.Study, number: int, value: float | None = None, state: Any = None) -> None:
+    """``study.tell`` that may be repeated (a driver replaced mid-way tells again)."""
+    try:
+        study.tell(number, value, state=state, skip_if_finished=True)
+    except RuntimeError as exc:
+        # GridSampler.after_trial calls study.stop() once the grid is used up, which Optuna
+        # refuses outside optimize(); the trial's state is stored before that (optuna/study/_tell.py
+        # sets it in a finally), and the driver stops at the planned number of trials anyway.
+        if "Study.stop" not in str(exc):
+            raise
+
+
 def distributions(spec: SweepSpec) -> dict[str, Any]:
     optuna = optuna_module()
     dist = optuna.distributions
@@ -406,7 +418,7 @@ class Driver:
             step, value = new[-1]
             self.store.request_cancel(record.id)
             ensure_controller(self.store, record.id)
-            self.study.tell(member.n, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
+            tell(self.study, member.n, state=optuna.trial.TrialState.PRUNED)
             self.groups.set_outcome(
                 self.id, member.n, "pruned", f"pruned at step {step} ({metric}={value:g})", value
             )
@@ -435,7 +447,7 @@ class Driver:
             if found is None:
                 self._fail(member, "failed", f"the job succeeded but never reported {metric!r}")
             else:
-                self.study.tell(member.n, found[1], skip_if_finished=True)
+                tell(self.study, member.n, found[1])
                 self.groups.set_outcome(
                     self.id, member.n, "succeeded", f"{metric}={found[1]:g} at step {found[0]}", found[1]
                 )
@@ -462,7 +474,7 @@ class Driver:
         trial = trials.get(member.n)
         if trial is not None and not trial.state.is_finished():
             self.study._storage.set_trial_user_attr(trial._trial_id, "multispot_outcome", outcome)
-            self.study.tell(member.n, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            tell(self.study, member.n, state=optuna.trial.TrialState.FAIL)
         self.groups.set_outcome(self.id, member.n, outcome, message)
 
     # ----------------------------------------------------------------- budget and deadline

@@ -84,12 +84,12 @@ class Sweep:
             if not member.outcome:
                 self.groups.set_outcome(self.id, member.n, "cancelled", "cancelled by the user")
         if self.kind == "sweep":
-            from multispot.sweep.driver import open_study, optuna_module
+            from multispot.sweep.driver import open_study, optuna_module, tell
 
             optuna = optuna_module()
             study = open_study(self.store, self.group, self.section)  # type: ignore[arg-type]
             for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-                study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+                tell(study, trial.number, state=optuna.trial.TrialState.FAIL)
         self.groups.finish(self.id, STOPPED, "cancelled by the user")
 
     # ----------------------------------------------------------------- what it shows
