@@ -434,3 +434,83 @@ __all__ = [
     "simulate",
     "submit",
 ]
+
+
+# --------------------------------------------------------------------------- sweeps and job arrays
+
+
+def _group_file(spec: Any) -> Any:
+    from multispot.sweep.spec import GroupFile, load
+
+    return spec if isinstance(spec, GroupFile) else load(spec)
+
+
+def sweep(
+    spec: Any,
+    provider: str | None = None,
+    *,
+    inject_preemptions: str | None = None,
+    wait: bool = True,
+    timeout: float | None = None,
+    store: JobStore | None = None,
+) -> Any:
+    """Start a sweep (a file with a ``sweep:`` section, or a loaded ``GroupFile``): each trial is
+    an ordinary job. ``wait`` drives it in this process until every trial has ended; otherwise a
+    detached driver does. Returns a ``multispot.sweep.Sweep`` (``.to_dict()``, ``.best()``, ...)."""
+    return _start_group(_group_file(spec), "sweep", provider, inject_preemptions, wait, timeout, store)
+
+
+def array(
+    spec: Any,
+    provider: str | None = None,
+    *,
+    inject_preemptions: str | None = None,
+    wait: bool = True,
+    timeout: float | None = None,
+    store: JobStore | None = None,
+) -> Any:
+    """Start a job array (a file with an ``array:`` section): one job per task, each with
+    ``MULTISPOT_TASK_INDEX``/``MULTISPOT_TASK_COUNT`` (and its shards) and its own checkpoints."""
+    return _start_group(_group_file(spec), "array", provider, inject_preemptions, wait, timeout, store)
+
+
+def _start_group(
+    gfile: Any,
+    kind: str,
+    provider: str | None,
+    inject: str | None,
+    wait: bool,
+    timeout: float | None,
+    store: JobStore | None,
+) -> Any:
+    from multispot.sweep.driver import create
+    from multispot.sweep.view import Sweep
+
+    if gfile.kind != kind:
+        raise JobSpecError(
+            [Problem("(top)", f"this file has an {gfile.kind}: section; use multispot {gfile.kind}")],
+            gfile.source,
+        )
+    store = store or JobStore()
+    group = create(gfile, provider, inject_preemptions=inject, store=store)
+    handle = Sweep(group.id, store)
+    if wait:
+        handle.run(timeout)
+    else:
+        handle.ensure_driven()
+    return handle
+
+
+def get_sweep(ref: str, store: JobStore | None = None) -> Any:
+    """A sweep or array by id, name (the newest of that name) or unique id prefix."""
+    from multispot.sweep.view import Sweep
+
+    return Sweep(ref, store)
+
+
+def sweeps(limit: int = 50, store: JobStore | None = None) -> list[Any]:
+    from multispot.sweep.records import GroupStore
+    from multispot.sweep.view import Sweep
+
+    store = store or JobStore()
+    return [Sweep(group.id, store) for group in GroupStore(store).groups(limit)]

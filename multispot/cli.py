@@ -731,6 +731,199 @@ def catalog_refresh(
         sys.exit(1)
 
 
+# --------------------------------------------------------------------------- sweeps and job arrays
+
+
+def _group_options(func: F) -> F:
+    options = [
+        click.argument("file", required=False, type=click.Path(dir_okay=False)),
+        click.option(
+            "--resume", "resume", metavar="ID", help="continue this one (after its driver was stopped)"
+        ),
+        click.option("--provider", "-p", help="provider every job runs on (default: the job's, else local)"),
+        click.option(
+            "--inject-preemptions",
+            metavar="SPEC",
+            help="local provider, every job: none | at=20s | every=30s,max=3 | rate=6/h,seed=1",
+        ),
+        click.option(
+            "--wait/--detach", default=True, show_default=True, help="drive it here until every job ends"
+        ),
+        click.option("--timeout", type=float, metavar="SECONDS", help="stop waiting after this long"),
+        output_option,
+        handles_errors,
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _run_group(
+    kind: str,
+    file: str | None,
+    resume: str | None,
+    provider: str | None,
+    inject_preemptions: str | None,
+    wait: bool,
+    timeout: float | None,
+    output: str,
+) -> None:
+    from multispot import api
+
+    if (file is None) == (resume is None):
+        raise click.UsageError(f"give a {kind} FILE, or --resume ID (not both)")
+    if resume is not None:
+        handle = api.get_sweep(resume)
+        if handle.kind != kind:
+            raise click.UsageError(f"{handle.id} is a{'n' if handle.kind == 'array' else ''} {handle.kind}")
+        if wait:
+            handle.run(timeout)
+        else:
+            handle.ensure_driven()
+    else:
+        start = api.sweep if kind == "sweep" else api.array
+        if output != "json" and wait:
+            _console(stderr=True).print(f"starting the {kind}; every job is followed until it ends ...")
+        handle = start(file, provider, inject_preemptions=inject_preemptions, wait=wait, timeout=timeout)
+    if output == "json":
+        _emit_json(handle.to_dict())
+    else:
+        _print_group(handle)
+
+
+@cli.command()
+@_group_options
+def sweep(
+    file: str | None,
+    resume: str | None,
+    provider: str | None,
+    inject_preemptions: str | None,
+    wait: bool,
+    timeout: float | None,
+    output: str,
+) -> None:
+    """Run the hyperparameter sweep in FILE (a job with a sweep: section): each trial is a job.
+
+    \b
+    Ctrl-C (or a lost terminal) stops only the driver: trials go on under their controllers,
+    and  multispot sweep --resume ID  continues where it stopped.
+    """
+    _run_group("sweep", file, resume, provider, inject_preemptions, wait, timeout, output)
+
+
+@cli.command()
+@_group_options
+def array(
+    file: str | None,
+    resume: str | None,
+    provider: str | None,
+    inject_preemptions: str | None,
+    wait: bool,
+    timeout: float | None,
+    output: str,
+) -> None:
+    """Run the job array in FILE (a job with an array: section): one job per task, each with
+    MULTISPOT_TASK_INDEX / MULTISPOT_TASK_COUNT and its shards."""
+    _run_group("array", file, resume, provider, inject_preemptions, wait, timeout, output)
+
+
+@cli.command(name="sweep-status")
+@click.argument("ref", metavar="ID")
+@output_option
+@handles_errors
+def sweep_status(ref: str, output: str) -> None:
+    """A sweep's trials (or an array's tasks): state, parameters, objective, cost, preemptions;
+    the best trial and the cost over all of them."""
+    from multispot import api
+
+    handle = api.get_sweep(ref)
+    handle.ensure_driven()
+    if output == "json":
+        _emit_json(handle.to_dict())
+    else:
+        _print_group(handle)
+
+
+@cli.command(name="sweep-cancel")
+@click.argument("ref", metavar="ID")
+@output_option
+@handles_errors
+def sweep_cancel(ref: str, output: str) -> None:
+    """Stop a sweep or array: nothing more starts, and its running jobs are cancelled."""
+    from multispot import api
+
+    handle = api.get_sweep(ref)
+    handle.cancel()
+    if output == "json":
+        _emit_json({"id": handle.id, "state": handle.state})
+    else:
+        click.echo(f"{handle.id}: {handle.state}")
+
+
+@cli.command()
+@click.option("--limit", "-n", default=20, show_default=True)
+@output_option
+@handles_errors
+def sweeps(limit: int, output: str) -> None:
+    """Recent sweeps and arrays."""
+    from multispot import api
+
+    rows = [
+        {
+            "id": g.group.id,
+            "kind": g.kind,
+            "state": g.state,
+            "members": len(g.members()),
+            "message": g.group.message,
+        }
+        for g in api.sweeps(limit)
+    ]
+    if output == "json":
+        _emit_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table("id", "kind", "state", "jobs", "message")
+    for row in rows:
+        table.add_row(row["id"], row["kind"], row["state"], str(row["members"]), row["message"])
+    _console().print(table)
+
+
+def _print_group(handle: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    data = handle.to_dict()
+    console = _console()
+    console.print(
+        f"[bold]{escape(data['id'])}[/] ({data['kind']})  {data['state']}  {escape(data['message'] or '')}"
+    )
+    sweep_kind = data["kind"] == "sweep"
+    value_head = f"{data['objective']['metric']} ({data['objective']['goal']})" if sweep_kind else "-"
+    heads = ["#", "job", "state", "parameters" if sweep_kind else "shards", value_head, "cost $", "preempted"]
+    if not sweep_kind:
+        heads.remove(value_head)
+    table = Table(*heads)
+    for row in data["members"]:
+        if sweep_kind:
+            what = ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row["params"].items()
+            )
+        else:
+            what = ", ".join(row["shards"] or []) or f"task {row['n']}"
+        value = ["" if row["value"] is None else f"{row['value']:.4g}"] if sweep_kind else []
+        cells = [str(row["n"]), escape(row["job"]), escape(row["state"]), escape(what), *value]
+        table.add_row(*cells, f"{row['cost']:.4f}", str(row["preemptions"]))
+    console.print(table)
+    cost = data["cost"]
+    budget = f" of a ${cost['budget']:.4f} budget" if cost["budget"] else ""
+    saved = f", on-demand ${cost['on_demand']:.4f}" if cost["on_demand"] is not None else ""
+    console.print(f"cost: ${cost['actual']:.4f}{budget}{saved} (estimated)")
+    best = data.get("best")
+    if best:
+        console.print(f"best: #{best['n']} {escape(best['job'])}  {value_head} = {best['value']:.6g}")
+
+
 def main() -> None:
     """The ``multispot`` entry point: besides each command's own handling, one handler for the
     whole CLI turns multispot's errors, the job store's and the OS's into a one-line message

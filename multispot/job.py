@@ -400,6 +400,20 @@ def _split_command(value: Any) -> Any:
     return value
 
 
+class ArrayTask(_Model):
+    """This job is task ``index`` of ``count`` of a job array (``multispot array`` sets it)."""
+
+    index: int = Field(ge=0, le=100_000)
+    count: int = Field(ge=1, le=100_000)
+    shards: list[Annotated[str, AfterValidator(_no_control_value)]] | None = Field(None, max_length=100_000)
+
+    @model_validator(mode="after")
+    def _index(self) -> ArrayTask:
+        if self.index >= self.count:
+            raise ValueError(f"index {self.index} is not below count {self.count}")
+        return self
+
+
 def hyperparameter_text(value: str | int | float | bool) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
@@ -424,6 +438,9 @@ class Job(_Model):
     targets: list[Target] = Field(default_factory=list)
     tags: dict[TagKey, TagValue] = Field(default_factory=dict)
     provider_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    task: ArrayTask | None = Field(
+        None, description="set by multispot array: the task's MULTISPOT_TASK_* variables inside the job"
+    )
 
     @field_validator("provider_options")
     @classmethod
@@ -631,7 +648,12 @@ class Job(_Model):
         def fill(match: re.Match[str]) -> str:
             return "$" if match.group(0) == "$$" else environ[match.group(1)]
 
-        return {key: _ENV_DOLLAR.sub(fill, value) for key, value in self.env.items()}
+        resolved = {key: _ENV_DOLLAR.sub(fill, value) for key, value in self.env.items()}
+        if self.task is not None:  # a job array's task: the names live with their reader
+            from multispot.runtime.shards import task_env
+
+            resolved.update(task_env(self.task.index, self.task.count, self.task.shards))
+        return resolved
 
 
 def _references(value: str) -> list[str]:

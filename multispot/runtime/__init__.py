@@ -3,9 +3,12 @@
     from multispot.runtime import Checkpointer
     ckpt = Checkpointer()
 
-The PyTorch helper lives in ``multispot.runtime.pytorch`` (it imports torch).
+``report(step, **metrics)`` records intermediate metrics for sweeps; ``shards.pending()`` walks
+the work a job-array task has not finished yet. The PyTorch helper lives in
+``multispot.runtime.pytorch`` (it imports torch).
 """
 
+from multispot.runtime import shards
 from multispot.runtime.checkpointer import (
     EXIT_PREEMPTED,
     Checkpointer,
@@ -15,6 +18,7 @@ from multispot.runtime.checkpointer import (
 )
 from multispot.runtime.env import JobEnv, detect
 from multispot.runtime.notice import FileNoticeSource, NoticeSource, PreemptionNotice
+from multispot.runtime.report import read_reports, report
 
 __all__ = [
     "EXIT_PREEMPTED",
@@ -27,4 +31,7 @@ __all__ = [
     "detect",
     "notice",
     "on_preemption",
+    "read_reports",
+    "report",
+    "shards",
 ]
