@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install -q --disable-pip-version-check
 
-.PHONY: quickstart test lint typecheck unit docs bench clean
+.PHONY: quickstart test live-test lint typecheck unit docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ quickstart: $(VENV)/.examples
 ## Lint, type-check, build the docs, and run every test (emulators included).
 test: $(VENV)/.dev $(VENV)/azurite/.installed-$(AZURITE_VERSION) lint typecheck
 	$(BIN)/python -m pytest
+
+## Opt-in tests on real cloud accounts (they cost money; never in CI): docs/live-tests.md.
+## `make test` deselects them (pytest marker `live`); each skips without MULTISPOT_LIVE=1 and its settings.
+live-test: $(VENV)/.dev
+	$(BIN)/python -m pytest tests/live -m live -rs -v
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check multispot adapters tests examples bench

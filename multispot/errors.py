@@ -18,6 +18,7 @@
     │   ├── CheckpointExists          that step is committed already (steps are never overwritten)
     │   ├── SaveAbandoned             a save cancelled before it committed (the notice ran out)
     │   └── ManifestError (ValueError) a MANIFEST.json that is not a valid manifest: a torn step
+    ├── SecretUnavailable             a job's secret reference could not be resolved inside the job
     ├── CatalogError
     │   ├── UserEditedCatalog         refresh would overwrite a catalog file edited by hand
     │   └── NoMatchingInstance        nothing in the catalog meets the job's resources
@@ -125,6 +126,11 @@ class SaveAbandoned(CheckpointError):
 
 class ManifestError(CheckpointError, ValueError):
     """A MANIFEST.json that does not parse as a manifest: its step counts as torn."""
+
+
+class SecretUnavailable(MultispotError):
+    """A secret reference (``Job.secrets``) could not be resolved where the job runs; the message
+    names the secret and its reference, never a value."""
 
 
 class CatalogError(MultispotError):

@@ -323,6 +323,25 @@ def _env_value(value: str) -> str:
     return value
 
 
+def _secret_name(key: str, info: ValidationInfo) -> str:
+    _env_key(key)
+    if key in (info.data.get("env") or {}):
+        raise ValueError(
+            f"{_quote(key)} is also in env: a variable is either a plain env value or a secret; "
+            "remove one of them"
+        )
+    return key
+
+
+def _secret_reference(value: str) -> str:
+    from multispot.runtime.secrets import reference_problem  # only jobs with secrets pay the import
+
+    problem = reference_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 def _hyperparameter_key(key: str) -> str:
     if not HYPERPARAMETER_KEY.fullmatch(key):
         raise ValueError(
@@ -383,6 +402,9 @@ InputUri = Annotated[str, AfterValidator(_input_uri)]
 # Checked per key, so a problem names env.<KEY> (and its YAML line), not just env.
 EnvKey = Annotated[str, AfterValidator(_env_key)]
 EnvValue = Annotated[str, AfterValidator(_env_value)]
+# secrets.<NAME>: a reference to a secret store (resolved inside the job), never the value.
+SecretName = Annotated[str, AfterValidator(_secret_name)]
+SecretReference = Annotated[str, AfterValidator(_secret_reference)]
 HyperparameterKey = Annotated[str, AfterValidator(_hyperparameter_key)]
 HyperparameterValue = Annotated[str | int | float | bool, AfterValidator(_hyperparameter_value)]
 TagKey = Annotated[str, AfterValidator(_tag_key)]
@@ -428,6 +450,11 @@ class Job(_Model):
     resources: Resources = Field(default_factory=Resources)
     env: dict[EnvKey, EnvValue] = Field(
         default_factory=dict, description="values may be ${VAR} from the shell; '$$' is a literal '$'"
+    )
+    secrets: dict[SecretName, SecretReference] = Field(
+        default_factory=dict,
+        description="name -> secret reference (aws-secretsmanager://, gcp-secretmanager://, "
+        "azure-keyvault://, env://), resolved inside the job: the request carries only the reference",
     )
     hyperparameters: dict[HyperparameterKey, HyperparameterValue] = Field(default_factory=dict)
     inputs: dict[InputName, InputUri] = Field(default_factory=dict, description="name -> URI of input data")

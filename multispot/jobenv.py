@@ -41,6 +41,9 @@ CHECKPOINT_INTERVAL = "MULTISPOT_CHECKPOINT_INTERVAL"
 CHECKPOINT_KEEP = "MULTISPOT_CHECKPOINT_KEEP"
 CHECKPOINT_EVERY_STEPS = "MULTISPOT_CHECKPOINT_EVERY_STEPS"
 HYPERPARAMETERS = "MULTISPOT_HYPERPARAMETERS"
+# JSON {name: reference} of Job.secrets: references only, resolved inside the job by
+# multispot.runtime.secrets (which removes this variable once the values are in the environment).
+SECRETS = "MULTISPOT_SECRETS"
 INPUT_PREFIX = "MULTISPOT_INPUT_"
 # Set by the local provider's supervisor, not by ``build``.
 NOTICE_FILE = "MULTISPOT_NOTICE_FILE"  # a JSON file the supervisor writes when it sends the notice
@@ -96,6 +99,8 @@ def build(
         env[CHECKPOINT_DIR] = checkpoint_dir
     env[CHECKPOINT_KEEP] = str(job.checkpoint.keep)
     env[HYPERPARAMETERS] = job.hyperparameters_json()
+    if job.secrets:
+        env[SECRETS] = json.dumps(dict(job.secrets), sort_keys=True)
     if job.checkpoint.every_steps is not None:
         env[CHECKPOINT_EVERY_STEPS] = str(job.checkpoint.every_steps)
     if job.checkpoint.interval is not None:

@@ -153,6 +153,7 @@ class LocalProvider:
             except ValueError as exc:
                 problems.append(("provider_options.local.preemptions", str(exc)))
         problems += _command_problems(job)
+        problems += _secret_problems(job)
         for path, uri in (("checkpoint.uri", job.checkpoint.uri), ("output_uri", job.output_uri)):
             if uri and uri.startswith("memory://"):
                 problems.append(
@@ -467,6 +468,17 @@ def _supervised(directory: Path) -> bool:
             return False
     except FileNotFoundError:
         return False
+
+
+def _secret_problems(job: Job) -> list[tuple[str, str]]:
+    """``env://VAR`` is read from the submitter's environment (this process's, and the detached
+    controller's, which inherits it); the supervisor hands the value to the job's processes
+    through their environment only. Checked here so a missing VAR fails at submit."""
+    return [
+        (f"secrets.{name}", f"refers to {ref}, but {ref[6:]} is not set: export {ref[6:]}=... first")
+        for name, ref in job.secrets.items()
+        if ref.startswith("env://") and ref[6:] not in os.environ
+    ]
 
 
 def _command_problems(job: Job) -> list[tuple[str, str]]:

@@ -131,8 +131,8 @@ class Supervisor:
         if not self._wait(plan.get("wait_seconds") or 0.0):
             self.set(state="CANCELLED", ended=time.time(), message="cancelled while waiting for capacity")
             return
-        self._start()
-        self._supervise(plan.get("preempt_after"))
+        if self._start():
+            self._supervise(plan.get("preempt_after"))
 
     def _wait(self, seconds: float) -> bool:
         end = time.time() + seconds
@@ -142,9 +142,27 @@ class Supervisor:
             time.sleep(min(TICK, max(0.0, end - time.time())))
         return True
 
-    def _start(self) -> None:
+    def _secrets(self, env: dict[str, str]) -> bool:
+        """Resolve the job's secret references into ``env`` (the children's environment only: the
+        values are never written to spec.json, state.json or a log), as a cloud job's runtime does
+        at start. ``env://VAR`` reads this process's environment, inherited from the submitter's.
+        False (and the attempt FAILED, naming the secret and its reference) when one fails."""
+        if not env.get(jobenv.SECRETS):
+            return True
+        from multispot.runtime import secrets  # only jobs with secrets pay this import
+
+        try:
+            secrets.load(env)  # values into env under their names; MULTISPOT_SECRETS removed
+        except secrets.SecretUnavailable as exc:
+            self.set(state="FAILED", ended=time.time(), message=f"the job cannot start: {exc}")
+            return False
+        return True
+
+    def _start(self) -> bool:
         nodes = int(self.spec.get("nodes", 1))
         env = dict(os.environ)
+        if not self._secrets(env):
+            return False
         env[jobenv.NOTICE_FILE] = str(self.dir / "notice.json")
         env[jobenv.READY_FILE] = str(self.dir / "ready.json")  # the runtime writes it when up
         if self.spec["plan"].get("fault"):
@@ -169,6 +187,7 @@ class Supervisor:
             )
             log.close()
         self.set(state="RUNNING", started=time.time(), pids=[p.pid for p in self.procs], message="running")
+        return True
 
     def _signal_all(self, sig: int) -> None:
         for proc in self.procs:

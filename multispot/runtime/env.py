@@ -15,5 +15,13 @@ __all__ = ["DEFAULT_INTERVAL", "DEFAULT_KEEP", "JobEnv", "detect"]
 
 
 def detect(environ: Mapping[str, str] | None = None) -> JobEnv:
-    """Read the environment of the running job (``os.environ`` by default)."""
+    """Read the environment of the running job (``os.environ`` by default).
+
+    Reading the process's own environment first resolves the job's secrets into it
+    (``multispot.runtime.secrets.load``); a secret that cannot be resolved raises
+    ``SecretUnavailable`` here, at the job's start."""
+    if environ is None:
+        from multispot.runtime import secrets  # not at import: ``python -m`` runs that module
+
+        secrets.load()
     return read(environ)
