@@ -333,8 +333,8 @@ class Run:
         self.store.request_cancel(self.id)
         self.ensure_driven()
 
-    def log_lines(self, follow: bool = False, attempt: int | None = None) -> Iterator[tuple[Attempt, str]]:
-        """(attempt, line) for the job's output, attempt after attempt."""
+    def _log_items(self, follow: bool, attempt: int | None) -> Iterator[tuple[Attempt, str | None]]:
+        """(attempt, None) as each started attempt comes up, then (attempt, line) for its output."""
         shown = 0
         while True:
             over = self.status.job_terminal  # read first: attempts listed after it are complete
@@ -342,6 +342,7 @@ class Run:
             for item in started[shown:]:
                 assert item.handle is not None
                 newest = item is started[-1] and not over
+                yield item, None
                 for line in registry.get(item.handle.provider).logs(item.handle, follow=follow and newest):
                     yield item, line
             shown = len(started)
@@ -349,14 +350,36 @@ class Run:
                 return
             time.sleep(0.3)
 
+    def log_lines(self, follow: bool = False, attempt: int | None = None) -> Iterator[tuple[Attempt, str]]:
+        """(attempt, line) for the job's output, attempt after attempt."""
+        for item, line in self._log_items(follow, attempt):
+            if line is not None:
+                yield item, line
+
     def logs(self, follow: bool = False, attempt: int | None = None) -> Iterator[str]:
-        """The job's output, attempt after attempt (each begins with a header line)."""
-        current = None
-        for item, line in self.log_lines(follow, attempt):
-            if item.n != current:
-                current = item.n
-                yield f"--- attempt {item.n} ({item.placement}) ---\n"
+        """The job's output, attempt after attempt, each under a header line of its own (a last
+        line left open, as a progress bar leaves it, is closed first); an attempt that printed
+        nothing is listed with ``(no output)``."""
+        pending: str | None = None  # the header of an attempt that has printed nothing yet
+        line_open = False
+        for item, line in self._log_items(follow, attempt):
+            if line is None:
+                if line_open:  # the attempt before ended mid-line
+                    yield "\n"
+                    line_open = False
+                if pending is not None:
+                    yield f"{pending} (no output)\n"
+                pending = f"--- attempt {item.n} ({item.placement}) ---"
+                continue
+            if pending is not None:
+                yield pending + "\n"
+                pending = None
             yield line
+            line_open = not line.endswith("\n")
+        if pending is not None:
+            yield f"{pending} (no output)\n"
+        elif line_open:
+            yield "\n"
 
     def cost(self, measured: bool = False) -> CostReport:
         """Per attempt and in total: actual cost, on-demand counterfactual, savings (``multispot.billing``).

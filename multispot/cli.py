@@ -31,6 +31,10 @@ output_option = click.option(
     help="table for people, json for scripts",
 )
 
+wide_option = click.option(
+    "--wide", "-w", is_flag=True, help="every column, however wide (default: what reads at 80 columns)"
+)
+
 
 def _console(stderr: bool = False) -> Console:
     from rich.console import Console
@@ -156,14 +160,16 @@ def submit(
             click.echo(f"\ndetached: {run.id} goes on. `multispot watch {run.id}` to follow it again.")
             sys.exit(0)
         _print_status(run)
+        _print_last_output(run)
     sys.exit(0 if state.value == "SUCCEEDED" else 1)
 
 
 @cli.command()
 @click.argument("job")
+@wide_option
 @output_option
 @handles_errors
-def status(job: str, output: str) -> None:
+def status(job: str, wide: bool, output: str) -> None:
     """State, attempts and checkpoint progress of JOB (id, name, or id prefix)."""
     from multispot import api
 
@@ -172,7 +178,7 @@ def status(job: str, output: str) -> None:
     if output == "json":
         _emit_json(run.to_dict())
     else:
-        _print_status(run)
+        _print_status(run, wide)
 
 
 @cli.command()
@@ -193,6 +199,7 @@ def watch(job: str, output: str) -> None:
         _emit_json(run.to_dict())
     else:
         _print_status(run)
+        _print_last_output(run)
     sys.exit(0 if state.value == "SUCCEEDED" else 1)
 
 
@@ -242,9 +249,10 @@ def cancel(job: str, output: str) -> None:
 
 @cli.command(name="list")
 @click.option("--limit", "-n", default=20, show_default=True)
+@wide_option
 @output_option
 @handles_errors
-def list_(limit: int, output: str) -> None:
+def list_(limit: int, wide: bool, output: str) -> None:
     """Recent jobs, newest first."""
     from multispot import api
 
@@ -255,22 +263,26 @@ def list_(limit: int, output: str) -> None:
     if output == "json":
         _emit_json([r.to_dict() for r in runs])
         return
-    from rich.table import Table
+    from multispot.display import fit_table, print_table
 
-    table = Table("job", "state", "provider", "attempts", "preemptions", "progress", "age")
+    rows = []
     for run in runs:
         data = run.to_dict()
         progress = data["progress"]
-        table.add_row(
-            data["id"],
-            data["state"],
-            data["provider"],
-            str(len(data["attempts"])),
-            str(data["preemptions"]),
-            f"{progress['step']}/{progress['total_steps'] or '?'}" if progress else "-",
-            api.elapsed(run),
+        rows.append(
+            [
+                data["id"],
+                data["state"],
+                data["provider"],
+                str(len(data["attempts"])),
+                str(data["preemptions"]),
+                f"{progress['step']}/{progress['total_steps'] or '?'}" if progress else "-",
+                api.elapsed(run),
+            ]
         )
-    _console().print(table)
+    headers = ("job", "state", "provider", "attempts", "preempted", "progress", "age")
+    narrow = ("job", "state", "attempts", "preempted", "progress", "age")
+    print_table(_console(), fit_table(headers, rows, narrow=narrow, wide=wide, fold=("job",)), wide)
 
 
 @cli.command()
@@ -281,9 +293,10 @@ def list_(limit: int, output: str) -> None:
     help="ask the provider's billing API for the billed figure (Cost Explorer, BigQuery export, "
     "Cost Management); otherwise every figure is estimated",
 )
+@wide_option
 @output_option
 @handles_errors
-def cost(job: str, measured: bool, output: str) -> None:
+def cost(job: str, measured: bool, wide: bool, output: str) -> None:
     """What JOB's attempts were billed, against the on-demand counterfactual."""
     from multispot import api
 
@@ -291,13 +304,19 @@ def cost(job: str, measured: bool, output: str) -> None:
     if output == "json":
         _emit_json(report.to_dict())
         return
-    from rich.table import Table
+    from multispot.display import fit_table, print_table
 
-    table = Table(*report.headers(), title=f"cost of {report.job_id}")
-    for row in report.rows():
-        table.add_row(*row)
+    narrow = ("attempt", "instance", "market", "outcome", "billed", "cost", "on-demand", "measured")
+    table = fit_table(
+        report.headers(),
+        report.rows(),
+        narrow=narrow,
+        wide=wide,
+        fold=("instance",),
+        title=f"cost of {report.job_id}",
+    )
     console = _console()
-    console.print(table)
+    print_table(console, table, wide)
     console.print(report.summary())
     for note in report.details():
         console.print(f"[dim]note: {note}[/]")
@@ -308,9 +327,10 @@ def cost(job: str, measured: bool, output: str) -> None:
     "--since", default=None, help="jobs created since a duration ago (7d, 12h) or a date (2026-11-01, UTC)"
 )
 @click.option("--provider", default=None, help="only attempts on this provider")
+@wide_option
 @output_option
 @handles_errors
-def savings(since: str | None, provider: str | None, output: str) -> None:
+def savings(since: str | None, provider: str | None, wide: bool, output: str) -> None:
     """What every job saved against on-demand, grouped by provider and instance type."""
     from multispot import api
     from multispot.billing import parse_since
@@ -323,14 +343,15 @@ def savings(since: str | None, provider: str | None, output: str) -> None:
     if output == "json":
         _emit_json(report.to_dict())
         return
-    from rich.table import Table
+    from multispot.display import fit_table, print_table
 
-    table = Table(*report.HEADERS, title="savings (estimated)")
     rows = report.rows()
-    for i, row in enumerate(rows):
-        table.add_row(*row, end_section=i == len(rows) - 2)
+    narrow = ("provider", "instance", "jobs", "actual", "on-demand", "saved", "saved %")
+    table = fit_table(
+        report.HEADERS, rows, narrow=narrow, wide=wide, title="savings (estimated)", sections=(len(rows) - 2,)
+    )
     console = _console()
-    console.print(table)
+    print_table(console, table, wide)
     console.print(report.summary())
     for note in report.details():
         console.print(f"[dim]note: {note}[/]")
@@ -338,9 +359,10 @@ def savings(since: str | None, provider: str | None, output: str) -> None:
 
 @cli.command()
 @click.argument("target")
+@wide_option
 @output_option
 @handles_errors
-def checkpoints(target: str, output: str) -> None:
+def checkpoints(target: str, wide: bool, output: str) -> None:
     """Checkpoints of a job (or under a URI): each step, committed or not, and why."""
     from multispot.checkpoint import CheckpointStore
     from multispot.errors import JobNotFound
@@ -373,19 +395,23 @@ def checkpoints(target: str, output: str) -> None:
     if output == "json":
         _emit_json({"uri": uri, "latest_hint": store.latest_hint(), "checkpoints": rows})
         return
-    from rich.table import Table
+    from multispot.display import fit_table, print_table
 
-    table = Table("step", "valid", "bytes", "attempt", "time", "reason", title=uri)
-    for row in rows:
-        table.add_row(
+    cells = [
+        [
             str(row["step"]),
             "yes" if row["valid"] else "[red]no[/]",
-            str(row["bytes"] or "-"),
+            _human_bytes(int(str(row["bytes"]))) if row["bytes"] is not None else "-",
             str(row["attempt"] or "-"),
-            str(row["time"] or "-"),
+            _short_time(str(row["time"])) if row["time"] else "-",
             str(row["reason"]),
-        )
-    _console().print(table)
+        ]
+        for row in rows
+    ]
+    headers = ("step", "valid", "size", "attempt", "time", "reason")
+    console = _console()
+    console.print(f"[bold]{uri}[/]", soft_wrap=True)
+    print_table(console, fit_table(headers, cells, wide=wide, fold=("reason",)), wide)
 
 
 @cli.command(name="verify-resume")
@@ -450,6 +476,7 @@ def verify_resume(file: str, schedule: str | None, every_steps: int, keep_runs: 
 @click.option("--start", default=0, show_default=True, help="tick of the trace at which the job starts")
 @click.option("--spot-price", type=float, multiple=True, help="USD/h per spot pool (default: the job's)")
 @click.option("--on-demand-price", type=float, help="USD/h on-demand (default: the job's)")
+@wide_option
 @output_option
 @handles_errors
 def simulate(
@@ -463,6 +490,7 @@ def simulate(
     start: int,
     spot_price: tuple[float, ...],
     on_demand_price: float | None,
+    wide: bool,
     output: str,
 ) -> None:
     """Replay spot traces through the policies: cost, deadline, preemptions, vs the optimum."""
@@ -490,7 +518,7 @@ def simulate(
     if output == "json":
         _emit_json(report.to_dict())
         return
-    from rich.table import Table
+    from multispot.display import fit_table, print_table
 
     headers = (
         "policy",
@@ -499,12 +527,13 @@ def simulate(
         "deadline",
         "min slack h",
         "finish h",
-        "preemptions",
+        "preempted",
         "spot h",
+        "on-demand h",
+        "saved",
     )
-    table = Table(*headers, "on-demand h", "saved")
-    for o in report.outcomes:
-        table.add_row(
+    rows = [
+        [
             o.policy,
             f"{o.cost:.2f}",
             f"{o.ratio_to_optimum:.3f}" if o.ratio_to_optimum else "-",
@@ -515,16 +544,39 @@ def simulate(
             f"{o.spot_hours:.1f}",
             f"{o.on_demand_hours:.1f}",
             f"{o.savings_vs_on_demand:.0%}" if o.savings_vs_on_demand is not None else "-",
-        )
+        ]
+        for o in report.outcomes
+    ]
+    narrow = ("policy", "cost $", "× optimum", "deadline", "min slack h", "preempted", "saved")
+    table = fit_table(headers, rows, narrow=narrow, wide=wide)
     console = _console()
     console.print(
         f"work {report.work_hours:.1f}h ({report.work_source}), deadline {report.deadline_hours:.1f}h, "
         f"tick {report.tick_seconds:g}s, restart {report.restart_overhead_seconds:g}s; prices: {report.price_source}"
     )
-    console.print(table)
+    print_table(console, table, wide)
     best = report.optimum_cost
     shown = f"${best:.2f}" if best else "infeasible"
     console.print(f"omniscient optimum ({report.optimum_kind}): {shown}")
+
+
+def _human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"  # pragma: no cover - the loop always returns
+
+
+def _short_time(iso: str) -> str:
+    """A manifest's ISO time as ``YYYY-MM-DD HH:MM:SS`` in local time (as written when unparsable)."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return iso
 
 
 def _parse_option(name: str, value: str, parse: Callable[[str], Any]) -> Any:
@@ -535,8 +587,6 @@ def _parse_option(name: str, value: str, parse: Callable[[str], Any]) -> Any:
 
 
 def _print_dry_run(result: dict[str, Any]) -> None:
-    from rich.syntax import Syntax
-
     console = _console()
     console.print(
         f"[bold]dry run[/]: nothing submitted. Provider [bold]{result['provider']}[/], placements in order:"
@@ -560,12 +610,39 @@ def _print_dry_run(result: dict[str, Any]) -> None:
         met = "met" if sim["deadline_met"] else "missed"
         console.print(f"  [cyan]simulated on the trace[/]: ${sim['cost']:.2f}, deadline {met}")
     console.print("request:")
-    console.print(Syntax(json.dumps(result["request"], indent=2, default=str), "json", word_wrap=True))
+    # Raw, never wrapped by the terminal's width: it must stay valid JSON for a parser.
+    click.echo(json.dumps(result["request"], indent=2, default=str))
 
 
-def _print_status(run: Any) -> None:
-    from rich.table import Table
+LAST_LINES = 15
 
+
+def _print_last_output(run: Any, lines: int = LAST_LINES) -> None:
+    """For a job that did not succeed: the last lines its last attempt printed (the reason is
+    usually there: a traceback, an argparse error), raw, after the status."""
+    from collections import deque
+
+    from multispot.errors import MultispotError
+
+    if run.status.value == "SUCCEEDED" or not run.attempts:
+        return
+    last = run.attempts[-1]
+    try:
+        tail = deque((line for _, line in run.log_lines(attempt=last.n)), maxlen=lines)
+    except (OSError, MultispotError):  # the output may be gone with the machine: the status stands
+        return
+    if not tail:
+        click.echo(f"attempt {last.n} printed nothing")
+        return
+    click.echo(f"last lines of attempt {last.n}'s output (`multispot logs {run.id}` for all):")
+    for line in tail:
+        click.echo("  " + line.rstrip("\r\n").rsplit("\r", 1)[-1])
+
+
+def _print_status(run: Any, wide: bool = False) -> None:
+    import time
+
+    from multispot.display import fit_table, print_table
     from multispot.units import format_duration
 
     data = run.to_dict()
@@ -576,11 +653,25 @@ def _print_status(run: Any) -> None:
     if data["message"]:
         console.print(f"  {data['message']}")
     console.print(f"  checkpoints: {data['checkpoint_uri']}\n  outputs:     {data['output_uri']}")
-    table = Table("attempt", "market", "state", "ran", "message")
-    for a in run.attempts:
-        ran = format_duration((a.ended or __import__("time").time()) - a.started) if a.started else "-"
-        table.add_row(str(a.n), a.placement.market, a.state.value, ran, a.message)
-    console.print(table)
+    rows = []
+    for a, shown in zip(run.attempts, data["attempts"], strict=True):
+        ran = format_duration((a.ended or time.time()) - a.started) if a.started else "-"
+        resumed = shown["resumed_from_step"]
+        place = " ".join(str(p) for p in (a.placement.instance_type, a.placement.region) if p)
+        rows.append(
+            [
+                str(a.n),
+                place or "-",
+                a.placement.market,
+                a.state.value,
+                ran,
+                "-" if resumed is None else str(resumed),
+                a.message,
+            ]
+        )
+    headers = ("attempt", "instance", "market", "state", "ran", "resumed", "message")
+    narrow = ("attempt", "market", "state", "ran", "resumed", "message")
+    print_table(console, fit_table(headers, rows, narrow=narrow, wide=wide, fold=("message",)), wide)
 
 
 @cli.command()
@@ -588,10 +679,16 @@ def _print_status(run: Any) -> None:
 @click.option("--provider", "providers", multiple=True, help="only this provider (repeatable)")
 @click.option("--region", "regions", multiple=True, help="only this region (repeatable)")
 @click.option("--spot/--on-demand", "spot", default=True, help="sort by the spot or the on-demand price")
+@wide_option
 @output_option
 @handles_errors
 def prices(
-    accelerator: str | None, providers: tuple[str, ...], regions: tuple[str, ...], spot: bool, output: str
+    accelerator: str | None,
+    providers: tuple[str, ...],
+    regions: tuple[str, ...],
+    spot: bool,
+    wide: bool,
+    output: str,
 ) -> None:
     """Spot and on-demand prices of ACCEL[:COUNT] (e.g. V100:1, A100:8) across clouds and regions.
 
@@ -604,17 +701,26 @@ def prices(
     if output == "json":
         _emit_json(table.to_dict())
         return
-    from rich.table import Table
+    from multispot.display import fit_table, print_table
 
-    view = Table(*table.HEADERS, title=f"{table.query}: sorted by {table.market} price per instance-hour")
-    for row in table.rows():
-        view.add_row(*row)
+    rows = table.rows()
+    if not wide:  # (est.) as a mark, explained below the table
+        rows = [[cell.replace(" (est.)", "*") for cell in row] for row in rows]
+    narrow = ("provider", "region", "instance", "spot", "on-demand", "discount")
+    title = f"{table.query}: sorted by {table.market} price per instance-hour"
     console = _console()
-    console.print(view if table.offers else f"no offer in the catalog has {table.query}")
+    if table.offers:
+        view = fit_table(table.HEADERS, rows, narrow=narrow, wide=wide, fold=("instance",), title=title)
+        print_table(console, view, wide)
+    else:
+        console.print(f"no offer in the catalog has {table.query}")
     for line in table.freshness():
         console.print(f"[dim]{line}[/]")
     if any(o.spot_estimated for o in table.offers):
-        console.print("[dim](est.): the provider publishes no spot price; see `multispot catalog show`[/]")
+        mark = "(est.)" if wide else "*"
+        console.print(
+            f"[dim]{mark}: estimated, the provider publishes no spot price; see `multispot catalog show`[/]"
+        )
 
 
 @cli.group()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from rich.box import Box
 from rich.console import Console
 from rich.live import Live
 from rich.progress_bar import ProgressBar
@@ -89,3 +91,53 @@ def follow(run: Run, timeout: float | None = None, console: Console | None = Non
     finally:
         if live:
             live.stop()
+
+
+# Rich's SIMPLE_HEAD with a rule for ``end_section`` too: no edges, so the columns get the width.
+_BOX = Box("    \n    \n ── \n    \n ── \n    \n    \n    \n", ascii=False)
+
+
+def fit_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    narrow: Sequence[str] | None = None,
+    wide: bool = False,
+    fold: Sequence[str] = (),
+    title: str | None = None,
+    sections: Sequence[int] = (),
+) -> Table:
+    """A table for people that reads at 80 columns: without ``wide``, only the ``narrow`` columns
+    (all when None), never truncated except the ``fold`` ones (messages, reasons), which wrap.
+    ``sections``: row indexes after which a line is drawn (a total row below)."""
+    keep = [i for i, h in enumerate(headers) if wide or narrow is None or h in narrow]
+    table = Table(
+        title=title,
+        box=_BOX,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+        title_justify="left",
+    )
+    for i in keep:
+        folds = headers[i] in fold
+        table.add_column(
+            headers[i],
+            no_wrap=not folds,
+            overflow="fold" if folds else "ellipsis",
+            min_width=12 if folds else None,
+        )
+    for n, row in enumerate(rows):
+        table.add_row(*(row[i] for i in keep), end_section=n in sections)
+    return table
+
+
+def print_table(console: Console, table: Table, wide: bool = False) -> None:
+    """Print ``table``; with ``wide``, at its natural width even past the terminal's."""
+    if wide:
+        from rich.measure import Measurement
+
+        width = Measurement.get(console, console.options.update_width(10_000), table).maximum
+        if width > console.width:
+            console = Console(width=width, highlight=False, file=console.file)
+    console.print(table)

@@ -642,10 +642,15 @@ class Job(_Model):
         return {key: hyperparameter_text(value) for key, value in self.hyperparameters.items()}
 
     def argv(self) -> list[str]:
-        """The command with ``--key value`` appended for each hyperparameter, in the spec's order."""
+        """The command with each hyperparameter appended in the spec's order: ``--key value``; a
+        boolean as a flag, the form argparse ``store_true`` takes (``True``: ``--key``;
+        ``False``: left out, so the script's default applies)."""
         argv = list(self.command)
-        for key, value in self.hyperparameter_strings().items():
-            argv += [f"--{key}", value]
+        for key, value in self.hyperparameters.items():
+            if value is True:
+                argv.append(f"--{key}")
+            elif value is not False:
+                argv += [f"--{key}", hyperparameter_text(value)]
         return argv
 
     def hyperparameters_json(self) -> str:

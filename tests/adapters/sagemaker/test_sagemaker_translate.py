@@ -122,7 +122,6 @@ def test_multi_node_launches_torchrun() -> None:
         "--lr",
         "0.1",
         "--amp",
-        "true",
     ]
 
 

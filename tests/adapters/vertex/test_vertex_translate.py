@@ -117,7 +117,7 @@ def test_on_demand_and_workers_pool() -> None:
     assert job.job_spec.scheduling.timeout.total_seconds() == 6 * 3600
     assert [p.replica_count for p in job.job_spec.worker_pool_specs] == [1, 2]
     assert job.job_spec.worker_pool_specs[1].machine_spec.accelerator_count == 8
-    assert list(job.job_spec.worker_pool_specs[0].container_spec.args) == ["--epochs", "3", "--amp", "true"]
+    assert list(job.job_spec.worker_pool_specs[0].container_spec.args) == ["--epochs", "3", "--amp"]
 
 
 def test_source_dir_runs_from_the_tarball_on_fuse() -> None:
