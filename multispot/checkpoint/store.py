@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from multispot.checkpoint.digest import ChunkedDigest, digest_stream
+from multispot.checkpoint.digest import ALGORITHM, digest_stream, hasher
 from multispot.checkpoint.manifest import (
     LATEST,
     MANIFEST,
@@ -42,7 +42,8 @@ from multispot.checkpoint.manifest import (
 from multispot.checkpoint.storage import CHUNK, Fingerprint, Storage, fingerprint, open_storage, same_version
 from multispot.errors import CheckpointError, CheckpointExists, ManifestError, NoCheckpoint, SaveAbandoned
 
-WRITE_BUFFER = min(4, os.cpu_count() or 1) * CHUNK
+# Small writes are gathered up to this; larger ones go straight through (hashed inline, no copy).
+WRITE_BUFFER = 1024 * 1024
 MANIFEST_LIMIT = 64 * 1024 * 1024  # a manifest (or a rank's part) larger than this is no manifest
 HINT_LIMIT = 4096  # LATEST holds one step name
 RECORD_LIMIT = 1024 * 1024  # a side record (what an attempt restored) is a few hundred bytes
@@ -164,7 +165,7 @@ class CheckpointStore:
 
             def check(item: tuple[str, FileEntry]) -> str:
                 with self.open_read(f"{base}/{item[0]}") as stream:
-                    size, digest = digest_stream(stream)
+                    size, digest = digest_stream(stream, manifest.hash)
                 return "" if (size, digest) == (item[1].size, item[1].digest) else item[0]
 
             with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
@@ -249,7 +250,7 @@ class CheckpointStore:
         hint = self.latest_hint()
         if hint is None or hint <= step:
             try:
-                self.storage.write_small(self.path(LATEST), step_dir(step).encode())
+                self.storage.write_small(self.path(LATEST), step_dir(step).encode(), durable=False)
             except OSError as exc:
                 log.warning(
                     "could not update the LATEST hint under %s (%s); readers list steps anyway", self.uri, exc
@@ -301,10 +302,15 @@ class _HashingWriter(io.RawIOBase):
     """Streams to the store and hashes on the way: no second read to checksum."""
 
     def __init__(
-        self, target: IO[bytes], storage: Storage, on_close: Any, cancel: threading.Event | None = None
+        self,
+        target: IO[bytes],
+        storage: Storage,
+        on_close: Any,
+        cancel: threading.Event | None = None,
+        algorithm: str = ALGORITHM,
     ) -> None:
         self._target, self._storage, self._on_close, self._cancel = target, storage, on_close, cancel
-        self._digest = ChunkedDigest()
+        self._digest = hasher(algorithm)
 
     def writable(self) -> bool:
         return True
@@ -313,11 +319,8 @@ class _HashingWriter(io.RawIOBase):
         if self._cancel is not None and self._cancel.is_set():
             raise SaveAbandoned("checkpoint save abandoned")
         view = memoryview(data).cast("B")
-        self._digest.update(view, settle=False)  # its chunks hash on other cores while this one writes
-        try:
-            self._target.write(view)
-        finally:
-            self._digest.settle()  # the caller reuses its buffer once we return
+        self._digest.update(view)  # inline: the checksum runs at many times the storage's speed
+        self._target.write(view)
         return len(view)
 
     def close(self) -> None:
@@ -362,6 +365,7 @@ class CheckpointWriter:
         self._cancel = cancel
         self._commit_timeout = commit_timeout
         self._started = time.monotonic()
+        self.algorithm = ALGORITHM  # a copy keeps its source's checksum (copy_checkpoint)
         self.committed: Manifest | None = None
         if store.manifest(step) is not None:
             raise CheckpointExists(f"step {step} is already committed under {store.uri}")
@@ -389,8 +393,7 @@ class CheckpointWriter:
             self._prints[name] = self.store.storage.stat(path)
 
         target = self.store.open_write(path)
-        raw = _HashingWriter(target, self.store.storage, record, self._cancel)
-        # Several digest chunks per raw write: they hash on as many cores while the bytes go out.
+        raw = _HashingWriter(target, self.store.storage, record, self._cancel, self.algorithm)
         return io.BufferedWriter(raw, buffer_size=WRITE_BUFFER)
 
     def write_bytes(self, name: str, data: bytes) -> None:
@@ -418,7 +421,7 @@ class CheckpointWriter:
                 with open(path, "rb+") as f:
                     os.fsync(f.fileno())
                     f.seek(0)
-                    size, digest = digest_stream(f)
+                    size, digest = digest_stream(f, self.algorithm)
                 self.store.storage.mark_written(str(path))
                 self._entries[name] = FileEntry(size, digest)
                 self._prints[name] = self.store.storage.stat(str(path))
@@ -439,7 +442,13 @@ class CheckpointWriter:
             if self._staging is not None:  # a staged rank uploads its own files; in place, rank 0 hashes them
                 self._collect_local_dir()
             self._fsync_dirs(self._entries)
-            part = {"rank": self.rank, "attempt": attempt, "job_id": job_id, "files": self._entries}
+            part = {
+                "rank": self.rank,
+                "attempt": attempt,
+                "job_id": job_id,
+                "hash": self.algorithm,
+                "files": self._entries,
+            }
             self.store.storage.write_small(f"{self._base}/{_part_name(self.rank)}", _part_json(part))
             if self.rank != 0:
                 self._cleanup()
@@ -459,6 +468,7 @@ class CheckpointWriter:
             attempt=attempt,
             job_id=job_id,
             metadata=metadata,
+            hash=self.algorithm,
         )
         self._seal(manifest)
         self._cleanup()
@@ -471,7 +481,7 @@ class CheckpointWriter:
     def commit_as(self, manifest: Manifest) -> Manifest:
         """Commit with a given manifest (a copy of another store's step), kept verbatim. Refuses,
         and leaves the step uncommitted, unless the files written match it exactly."""
-        if manifest.step != self.step or self._entries != manifest.files:
+        if manifest.step != self.step or manifest.hash != self.algorithm or self._entries != manifest.files:
             raise CheckpointError(f"the files written for step {self.step} do not match the manifest")
         self._seal(manifest)
         self._cleanup()
@@ -535,6 +545,8 @@ class CheckpointWriter:
             data = json.loads(raw)
             if data.get("attempt") != attempt or data.get("job_id") != job_id or data.get("rank") != rank:
                 return None  # left by an earlier attempt that saved the same step and died
+            if data.get("hash") != self.algorithm:
+                return None  # another version of multispot, another checksum: not this save's part
             return {
                 check_file_name(name): FileEntry(int(e["size"]), str(e["digest"]))
                 for name, e in data["files"].items()
@@ -647,6 +659,7 @@ def _copy_step(src: CheckpointStore, dst: CheckpointStore, manifest: Manifest) -
         # or damaged files): it is no checkpoint, so uncommit it and write it afresh.
         dst.delete(manifest.step)
     writer = dst.writer(manifest.step)
+    writer.algorithm = manifest.hash  # the manifest is copied verbatim: so are its checksums
     try:
         for name in manifest.files:
             with restored.open(name) as source, writer.open(name) as target:
