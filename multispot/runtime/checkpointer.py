@@ -243,34 +243,20 @@ class Checkpointer:
         return self.restored
 
     def restore_with(self, load: Callable[[RestoredCheckpoint], T]) -> T | None:
-        """``load`` the newest checkpoint that verifies, verifying while it loads.
+        """``load`` the newest checkpoint whose every byte matches, in one pass over the data.
 
-        Verification and ``load`` read the same files at once, so a restore costs about one pass
-        over the data instead of two. What ``load`` returned is used only if the checksums match;
-        otherwise the next older checkpoint is tried. None on a fresh start.
+        Each file ``load`` reads is hashed as it streams and checked at its end; files it did not
+        read are checked after it returns. What ``load`` returned is used only if every checksum
+        matched; otherwise the next older checkpoint is tried. None on a fresh start.
         """
-        for step in reversed(self.store.steps()):
-            if not self.store.verify(step, full=False).ok:
-                continue
-            manifest = self.store.manifest(step)
-            if manifest is None:
-                continue
-            candidate = RestoredCheckpoint(self.store, manifest)
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="multispot-verify") as pool:
-                verdict = pool.submit(self.store.verify, step, True)
-                try:
-                    loaded = load(candidate)
-                except Exception:
-                    if verdict.result().ok:
-                        raise  # the files are fine: the error is the loader's
-                    continue
-                if not verdict.result().ok:
-                    continue
-            self.restored, self.last_saved_step = candidate, step
-            self.record_restore(step)
-            return loaded
-        self.record_restore(None)
-        return None
+        found = self.store.restore_with(load)
+        if found is None:
+            self.record_restore(None)
+            return None
+        self.restored, loaded = found
+        self.last_saved_step = self.restored.step
+        self.record_restore(self.restored.step)
+        return loaded
 
     def should_save(self, step: int | None = None) -> bool:
         """Time to save: the notice came, the interval has passed, or ``step`` is a multiple of
