@@ -168,6 +168,7 @@ class Checkpointer:
         self._pending: tuple[Future[Manifest | None], threading.Event] | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._recorded = False  # record_restore ran (or training began without a restore)
+        self.notice.on_preemption(self._notice_came)
 
     def __repr__(self) -> str:
         return f"Checkpointer({self.store.uri!r}, interval={self.interval:g}s, keep={self.keep})"
@@ -197,6 +198,32 @@ class Checkpointer:
             return True
         estimate = max(self.save_seconds[-3:], default=0.0)
         return estimate <= budget
+
+    @property
+    def last_save_seconds(self) -> float | None:
+        """How long the last save took to become durable: from the start of the save until its
+        files were fsynced (on local storage) and MANIFEST.json was committed. None before any."""
+        return self.save_seconds[-1] if self.save_seconds else None
+
+    def _durable_estimate(self) -> float | None:
+        return max(self.save_seconds[-3:]) if self.save_seconds else None
+
+    def _say_if_too_slow(self, step: int | None, budget: float | None) -> None:
+        """Tell the job's log when a save cannot become durable in what is left of the notice."""
+        estimate = self._durable_estimate()
+        if budget is None or estimate is None or estimate <= budget:
+            return
+        what = f"saving step {step}" if step is not None else "a save"
+        print(
+            f"multispot: {what} cannot finish inside the preemption notice: recent saves took up to "
+            f"{estimate:.1f}s to become durable, {budget:.1f}s of the notice is left; the newest committed "
+            "checkpoint stays the resume point",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _notice_came(self, seconds_left: float) -> None:
+        self._say_if_too_slow(None, max(0.0, seconds_left - NOTICE_MARGIN))
 
     def exit_preempted(self) -> NoReturn:
         """Leave the process after a preemption, with the conventional status.
@@ -280,6 +307,8 @@ class Checkpointer:
         cancel: threading.Event | None = None,
     ) -> CheckpointWriter:
         _signal_ready()
+        if self.save_seconds:  # the previous save's time to durable, for interval advice on later runs
+            metadata = {**(metadata or {}), "durable_seconds": round(self.save_seconds[-1], 3)}
         return self.store.writer(
             step,
             total_steps=total_steps,
@@ -306,6 +335,7 @@ class Checkpointer:
     ) -> Iterator[CheckpointWriter]:
         """Write files for ``step`` in the block; committed when it ends without error, then retention."""
         self.finish_pending(self.budget())  # saves commit in step order
+        self._say_if_too_slow(step, self.budget())
         started = time.monotonic()
         with self._writer(step, total_steps, metadata) as writer:
             yield writer
