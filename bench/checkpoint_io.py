@@ -16,6 +16,7 @@ s3fs) vs s3fs's own put and get of the same bytes. Goal: ≥ 0.9× the plain bas
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 from collections.abc import Callable
@@ -229,6 +230,7 @@ def object_store(view: memoryview, repeat: int) -> dict[str, float] | None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the emulator's access log
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
