@@ -17,6 +17,7 @@
     │   ├── NoCheckpoint              nothing committed to restore
     │   ├── CheckpointExists          that step is committed already (steps are never overwritten)
     │   ├── SaveAbandoned             a save cancelled before it committed (the notice ran out)
+    │   ├── ChecksumMismatch          a restored file's bytes do not match its manifest: not trusted
     │   └── ManifestError (ValueError) a MANIFEST.json that is not a valid manifest: a torn step
     ├── SecretUnavailable             a job's secret reference could not be resolved inside the job
     ├── CatalogError
@@ -122,6 +123,11 @@ class CheckpointExists(CheckpointError):
 
 class SaveAbandoned(CheckpointError):
     """A save was cancelled before it committed (e.g. the preemption notice left too little time)."""
+
+
+class ChecksumMismatch(CheckpointError):
+    """A file read from a restored checkpoint does not match its manifest (raised at the end of the
+    stream, before its bytes are returned or trusted)."""
 
 
 class ManifestError(CheckpointError, ValueError):

@@ -1,6 +1,6 @@
 """The checkpoint contract: the same layout, commit and "latest" rule on every storage."""
 
-from multispot.checkpoint.digest import ALGORITHM, digest_bytes, digest_stream
+from multispot.checkpoint.digest import ALGORITHM, LEGACY_ALGORITHM, digest_bytes, digest_stream
 from multispot.checkpoint.manifest import FORMAT_VERSION, LATEST, MANIFEST, FileEntry, Manifest, step_dir
 from multispot.checkpoint.store import (
     CheckpointStore,
@@ -15,6 +15,7 @@ __all__ = [
     "ALGORITHM",
     "FORMAT_VERSION",
     "LATEST",
+    "LEGACY_ALGORITHM",
     "MANIFEST",
     "CheckpointError",
     "CheckpointExists",

@@ -1,11 +1,14 @@
-"""The checkpoint checksum: sha256 over the sha256 digests of each consecutive 8 MiB chunk.
+"""Checkpoint checksums: xxh3-128 for new checkpoints; the former chunked sha256 still verifies.
 
-A plain sha256 of a whole file is one sequential stream, so saving and verifying a checkpoint
-would run at one core's hashing speed (about 1 GB/s) whatever the storage can do. Chunk digests
-are independent: they are computed on a small thread pool (hashlib releases the GIL) while the
-file streams, so a save or a verification runs at the storage's bandwidth on a machine with a
-few cores. The file's digest is ``sha256(sha256(chunk_0) || sha256(chunk_1) || ...)``; an empty
-file has no chunks and the digest of the empty string.
+A checkpoint checksum guards against accidental corruption (a torn upload, a flipped bit, another
+writer's bytes), not against an adversary: it has to cost nothing next to the storage, or every
+save and restore runs at the hash's speed instead of the disk's. xxh3-128 hashes at 10+ GB/s on
+one core (about ten times a fast disk and 25 times sha256 here), so it runs inline, as the bytes
+stream, with no thread pool; 128 bits make an accidental collision as unlikely as sha256's.
+
+``sha256-chunked-8MiB`` is the format manifests were written in before (sha256 over the sha256
+digests of each consecutive 8 MiB chunk, hashed on a small thread pool): such manifests are still
+read and verified with it, and a copy of such a checkpoint keeps it.
 """
 
 from __future__ import annotations
@@ -14,12 +17,42 @@ import hashlib
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
-ALGORITHM = "sha256-chunked-8MiB"
-CHUNK = 8 * 1024 * 1024
+import xxhash
+
+ALGORITHM = "xxh3-128"
+LEGACY_ALGORITHM = "sha256-chunked-8MiB"
+ALGORITHMS = (ALGORITHM, LEGACY_ALGORITHM)
+CHUNK = 8 * 1024 * 1024  # the legacy algorithm's chunk (and a good streaming size)
 
 _POOL: ThreadPoolExecutor | None = None
+
+
+class Hasher(Protocol):
+    """What a checkpoint checksum offers: bytes in order, then the hex digest."""
+
+    size: int
+
+    def update(self, data: Any) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+class Xxh3:
+    """xxh3-128 of the whole stream, hex."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._state = xxhash.xxh3_128()
+
+    def update(self, data: Any) -> None:
+        view = memoryview(data).cast("B")
+        self.size += len(view)
+        self._state.update(view)
+
+    def hexdigest(self) -> str:
+        return self._state.hexdigest()
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -36,7 +69,8 @@ def _chunk_digest(chunk: bytes) -> bytes:
 
 
 class ChunkedDigest:
-    """Feed bytes in order with ``update``; chunks are hashed in the background as they fill."""
+    """The legacy ``sha256-chunked-8MiB``: feed bytes in order with ``update``; chunks are hashed
+    in the background as they fill."""
 
     def __init__(self) -> None:
         self.size = 0
@@ -59,8 +93,7 @@ class ChunkedDigest:
 
     def update(self, data: Any, settle: bool = True) -> None:
         """Add ``data``. Whole chunks are hashed straight from the caller's buffer (no copy), so
-        with ``settle=False`` the caller must call ``settle()`` before it reuses the buffer — a
-        writer does so after writing the same bytes, which then overlaps the hashing."""
+        with ``settle=False`` the caller must call ``settle()`` before it reuses the buffer."""
         view = memoryview(data).cast("B")
         immutable = isinstance(data, bytes)
         self.size += len(view)
@@ -97,15 +130,24 @@ class ChunkedDigest:
         return hashlib.sha256(b"".join(digests)).hexdigest()
 
 
-def digest_bytes(data: bytes) -> str:
-    digest = ChunkedDigest()
+def hasher(algorithm: str = ALGORITHM) -> Hasher:
+    """A fresh checksum of ``algorithm`` (one of ``ALGORITHMS``)."""
+    if algorithm == ALGORITHM:
+        return Xxh3()
+    if algorithm == LEGACY_ALGORITHM:
+        return ChunkedDigest()
+    raise ValueError(f"unknown checkpoint checksum {algorithm!r}; known: {', '.join(ALGORITHMS)}")
+
+
+def digest_bytes(data: bytes, algorithm: str = ALGORITHM) -> str:
+    digest = hasher(algorithm)
     digest.update(data)
     return digest.hexdigest()
 
 
-def digest_stream(stream: IO[bytes]) -> tuple[int, str]:
+def digest_stream(stream: IO[bytes], algorithm: str = ALGORITHM) -> tuple[int, str]:
     """Size and digest of a stream read to its end."""
-    digest = ChunkedDigest()
+    digest = hasher(algorithm)
     while chunk := stream.read(CHUNK):
         digest.update(chunk)
     return digest.size, digest.hexdigest()

@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from multispot.checkpoint.digest import ALGORITHM
+from multispot.checkpoint.digest import ALGORITHM, ALGORITHMS
 from multispot.errors import ManifestError
 
 FORMAT_VERSION = 1
@@ -58,6 +58,7 @@ class Manifest:
     job_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     format: int = FORMAT_VERSION
+    hash: str = ALGORITHM  # the checksum of every file's ``digest`` (multispot.checkpoint.digest)
 
     @property
     def size(self) -> int:
@@ -65,7 +66,6 @@ class Manifest:
 
     def to_json(self) -> str:
         data = asdict(self)
-        data["hash"] = ALGORITHM
         return json.dumps(data, indent=1, sort_keys=True)
 
     @classmethod
@@ -76,8 +76,10 @@ class Manifest:
                 raise ManifestError("manifest is not a JSON object")
             if data.get("format") != FORMAT_VERSION:
                 raise ManifestError(f"manifest format {data.get('format')!r}, expected {FORMAT_VERSION}")
-            if data.get("hash") != ALGORITHM:
-                raise ManifestError(f"manifest hash {data.get('hash')!r} is not {ALGORITHM}")
+            if data.get("hash") not in ALGORITHMS:
+                raise ManifestError(
+                    f"manifest hash {data.get('hash')!r} is not one of {', '.join(ALGORITHMS)}"
+                )
             files = {
                 check_file_name(name): FileEntry(size=int(e["size"]), digest=str(e["digest"]))
                 for name, e in data["files"].items()
@@ -92,6 +94,7 @@ class Manifest:
                 attempt=None if data.get("attempt") is None else int(data["attempt"]),
                 job_id=data.get("job_id"),
                 metadata=dict(data.get("metadata") or {}),
+                hash=str(data["hash"]),
             )
         except ManifestError:
             raise

@@ -112,7 +112,7 @@ class Storage:
 
     # ----------------------------------------------------------------- small files
 
-    def write_small(self, path: str, data: bytes) -> None:
+    def write_small(self, path: str, data: bytes, durable: bool = True) -> None:
         """A whole-object write: readers see the old object or the new one, never a part."""
         self.fs.pipe_file(path, data)
 
@@ -191,21 +191,25 @@ class LocalFolder(Storage):
             return None
         return fingerprint(info) if info.get("type") == "file" else None
 
-    def write_small(self, path: str, data: bytes) -> None:
-        """Atomic: through a temporary name, fsynced, then renamed over ``path``."""
+    def write_small(self, path: str, data: bytes, durable: bool = True) -> None:
+        """Atomic: through a temporary name, fsynced, then renamed over ``path``. ``durable=False``
+        (the LATEST hint, which nothing trusts) keeps the atomic rename and skips both fsyncs: after a
+        crash the hint may name an older step, which readers already allow for."""
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp-manifest"
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         try:
             os.replace(tmp, path)
         except OSError:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        fsync_dir(os.path.dirname(path))
+        if durable:
+            fsync_dir(os.path.dirname(path))
 
     def read_small(self, path: str, limit: int) -> bytes | None:
         """Regular files only: a FIFO would block the reader and a device would never end."""

@@ -21,14 +21,14 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
-from multispot.checkpoint.digest import ChunkedDigest, digest_stream
+from multispot.checkpoint.digest import ALGORITHM, digest_stream, hasher
 from multispot.checkpoint.manifest import (
     LATEST,
     MANIFEST,
@@ -40,9 +40,19 @@ from multispot.checkpoint.manifest import (
     step_dir,
 )
 from multispot.checkpoint.storage import CHUNK, Fingerprint, Storage, fingerprint, open_storage, same_version
-from multispot.errors import CheckpointError, CheckpointExists, ManifestError, NoCheckpoint, SaveAbandoned
+from multispot.errors import (
+    CheckpointError,
+    CheckpointExists,
+    ChecksumMismatch,
+    ManifestError,
+    NoCheckpoint,
+    SaveAbandoned,
+)
 
-WRITE_BUFFER = min(4, os.cpu_count() or 1) * CHUNK
+T = TypeVar("T")
+
+# Small writes are gathered up to this; larger ones go straight through (hashed inline, no copy).
+WRITE_BUFFER = 1024 * 1024
 MANIFEST_LIMIT = 64 * 1024 * 1024  # a manifest (or a rank's part) larger than this is no manifest
 HINT_LIMIT = 4096  # LATEST holds one step name
 RECORD_LIMIT = 1024 * 1024  # a side record (what an attempt restored) is a few hundred bytes
@@ -67,6 +77,9 @@ class CheckpointStore:
         # Steps whose every byte this instance has hashed (written or fully verified), with each
         # file's entry and fingerprint then: re-read only if a fingerprint has changed since.
         self._verified: dict[int, dict[str, tuple[FileEntry, Fingerprint]]] = {}
+        # Steps a reader or a verification found corrupt, with the manifest they had then: a restore
+        # skips them (falling back to the next older step) until that manifest changes.
+        self._corrupt: dict[int, Manifest] = {}
 
     def __repr__(self) -> str:
         return f"CheckpointStore({self.uri!r})"
@@ -138,42 +151,61 @@ class CheckpointStore:
         before is not read again unless its fingerprint changed since: another writer replacing
         it, or a byte flipped in place, changes its ETag, checksum, generation or mtime.
         """
-        manifest = self.manifest(step)
-        if manifest is None:
-            self._verified.pop(step, None)
-            return Verdict(step, False, "no readable MANIFEST.json (never committed, or torn)")
-        seen_at = time.time()
-        prints = self.file_prints(step)
-        for name, entry in manifest.files.items():
-            if name not in prints:
-                return Verdict(step, False, f"{name} is missing")
-            size = int(prints[name]["size"])
-            if size != entry.size:
-                return Verdict(step, False, f"{name} has {size} bytes, manifest says {entry.size}")
-        if not full:
-            return Verdict(step, True)
-        known = self._verified.get(step, {})
-        unchanged = {
-            name
-            for name, entry in manifest.files.items()
-            if name in known and known[name][0] == entry and same_version(known[name][1], prints[name])
-        }
+        verdict, manifest, prints, seen_at = self._cheap_check(step)
+        if not verdict.ok or not full:
+            return verdict
+        assert manifest is not None
+        unchanged = self._unchanged(step, manifest, prints)
         todo = [(name, entry) for name, entry in manifest.files.items() if name not in unchanged]
         if todo:
             base = self.path(step_dir(step))
 
             def check(item: tuple[str, FileEntry]) -> str:
                 with self.open_read(f"{base}/{item[0]}") as stream:
-                    size, digest = digest_stream(stream)
+                    size, digest = digest_stream(stream, manifest.hash)
                 return "" if (size, digest) == (item[1].size, item[1].digest) else item[0]
 
             with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
                 bad = [name for name in pool.map(check, todo) if name]
             if bad:
-                self._verified.pop(step, None)
+                self.mark_corrupt(step, manifest)
                 return Verdict(step, False, f"checksum mismatch in {', '.join(sorted(bad))}")
         self.mark_verified(step, manifest.files, prints, seen_at)
         return Verdict(step, True)
+
+    def _cheap_check(self, step: int) -> tuple[Verdict, Manifest | None, dict[str, Fingerprint], float]:
+        """The manifest, and every file listed with the size it records (one listing, no read)."""
+        manifest = self.manifest(step)
+        if manifest is None:
+            self._verified.pop(step, None)
+            return Verdict(step, False, "no readable MANIFEST.json (never committed, or torn)"), None, {}, 0.0
+        seen_at = time.time()
+        prints = self.file_prints(step)
+        for name, entry in manifest.files.items():
+            if name not in prints:
+                return Verdict(step, False, f"{name} is missing"), manifest, prints, seen_at
+            size = int(prints[name]["size"])
+            if size != entry.size:
+                reason = f"{name} has {size} bytes, manifest says {entry.size}"
+                return Verdict(step, False, reason), manifest, prints, seen_at
+        return Verdict(step, True), manifest, prints, seen_at
+
+    def _unchanged(self, step: int, manifest: Manifest, prints: dict[str, Fingerprint]) -> set[str]:
+        """Files of ``step`` this instance hashed before whose fingerprint has not changed since."""
+        known = self._verified.get(step, {})
+        return {
+            name
+            for name, entry in manifest.files.items()
+            if name in known
+            and known[name][0] == entry
+            and name in prints
+            and same_version(known[name][1], prints[name])
+        }
+
+    def mark_corrupt(self, step: int, manifest: Manifest) -> None:
+        """A file of ``step`` failed its checksum: restores skip the step while it has this manifest."""
+        self._verified.pop(step, None)
+        self._corrupt[step] = manifest
 
     def latest_hint(self) -> int | None:
         raw = self.storage.read_small(self.path(LATEST), HINT_LIMIT)
@@ -218,18 +250,61 @@ class CheckpointStore:
         )
 
     def restore(self, step: int | None = None, full: bool = True) -> RestoredCheckpoint:
-        """The newest valid checkpoint (or ``step``, which must verify)."""
-        if step is None:
-            manifest = self.latest(full=full)
-            if manifest is None:
-                raise NoCheckpoint(f"no valid checkpoint under {self.uri}")
-        else:
-            verdict = self.verify(step, full=full)
+        """The newest committed checkpoint (or ``step``), checked as it is read.
+
+        The step is chosen with the cheap check (manifest, every file present with its size),
+        skipping steps this instance found corrupt. With ``full`` (the default) every byte is still
+        checked before it is trusted, in one pass: each file is hashed as it is read, and a file
+        whose bytes do not match raises ``ChecksumMismatch`` at the end of its stream, before
+        ``read_bytes`` returns or the ``open`` file is closed; the step is then remembered as corrupt,
+        so the next ``restore()`` falls back to the older one (``restore_with`` does that for you).
+        ``local_dir`` checks every file before it returns the folder. ``full=False`` checks sizes only.
+        """
+        candidates = [step] if step is not None else list(reversed(self.steps()))
+        for candidate in candidates:
+            verdict, manifest, prints, seen_at = self._cheap_check(candidate)
+            if verdict.ok and manifest is not None and full and self._corrupt.get(candidate) == manifest:
+                verdict = Verdict(candidate, False, "its checksums did not match when it was read")
+            if not verdict.ok or manifest is None:
+                if step is not None:
+                    raise NoCheckpoint(f"step {step} under {self.uri} is not valid: {verdict.reason}")
+                continue
+            trusted = set(manifest.files) if not full else self._unchanged(candidate, manifest, prints)
+            return RestoredCheckpoint(self, manifest, trusted=trusted, prints=prints, seen_at=seen_at)
+        raise NoCheckpoint(f"no valid checkpoint under {self.uri}")
+
+    def restore_with(self, load: Callable[[RestoredCheckpoint], T]) -> tuple[RestoredCheckpoint, T] | None:
+        """``load`` the newest checkpoint whose every byte matches, in one pass over the data.
+
+        ``load`` reads through ``open``/``read_bytes`` (each file hashed as it streams); then the
+        files ``load`` did not read to the end are checked too (``RestoredCheckpoint.check``). What
+        ``load`` returned is used only if everything matched; otherwise the next older checkpoint is
+        tried. An error ``load`` raises on files that match is the loader's, and is raised. None
+        when there is no checkpoint.
+        """
+        for step in reversed(self.steps()):
+            try:
+                candidate = self.restore(step)
+            except NoCheckpoint:
+                continue
+            try:
+                loaded = load(candidate)
+            except Exception:
+                verdict = candidate.check()
+                if verdict.ok:
+                    raise  # the files are fine: the error is the loader's
+                log.warning(
+                    "checkpoint step %d under %s: %s; trying an older one", step, self.uri, verdict.reason
+                )
+                continue
+            verdict = candidate.check()
             if not verdict.ok:
-                raise NoCheckpoint(f"step {step} under {self.uri} is not valid: {verdict.reason}")
-            manifest = self.manifest(step)
-            assert manifest is not None
-        return RestoredCheckpoint(self, manifest)
+                log.warning(
+                    "checkpoint step %d under %s: %s; trying an older one", step, self.uri, verdict.reason
+                )
+                continue
+            return candidate, loaded
+        return None
 
     def mark_verified(
         self, step: int, files: dict[str, FileEntry], prints: dict[str, Fingerprint], seen_at: float
@@ -249,7 +324,7 @@ class CheckpointStore:
         hint = self.latest_hint()
         if hint is None or hint <= step:
             try:
-                self.storage.write_small(self.path(LATEST), step_dir(step).encode())
+                self.storage.write_small(self.path(LATEST), step_dir(step).encode(), durable=False)
             except OSError as exc:
                 log.warning(
                     "could not update the LATEST hint under %s (%s); readers list steps anyway", self.uri, exc
@@ -301,10 +376,15 @@ class _HashingWriter(io.RawIOBase):
     """Streams to the store and hashes on the way: no second read to checksum."""
 
     def __init__(
-        self, target: IO[bytes], storage: Storage, on_close: Any, cancel: threading.Event | None = None
+        self,
+        target: IO[bytes],
+        storage: Storage,
+        on_close: Any,
+        cancel: threading.Event | None = None,
+        algorithm: str = ALGORITHM,
     ) -> None:
         self._target, self._storage, self._on_close, self._cancel = target, storage, on_close, cancel
-        self._digest = ChunkedDigest()
+        self._digest = hasher(algorithm)
 
     def writable(self) -> bool:
         return True
@@ -313,11 +393,8 @@ class _HashingWriter(io.RawIOBase):
         if self._cancel is not None and self._cancel.is_set():
             raise SaveAbandoned("checkpoint save abandoned")
         view = memoryview(data).cast("B")
-        self._digest.update(view, settle=False)  # its chunks hash on other cores while this one writes
-        try:
-            self._target.write(view)
-        finally:
-            self._digest.settle()  # the caller reuses its buffer once we return
+        self._digest.update(view)  # inline: the checksum runs at many times the storage's speed
+        self._target.write(view)
         return len(view)
 
     def close(self) -> None:
@@ -362,6 +439,7 @@ class CheckpointWriter:
         self._cancel = cancel
         self._commit_timeout = commit_timeout
         self._started = time.monotonic()
+        self.algorithm = ALGORITHM  # a copy keeps its source's checksum (copy_checkpoint)
         self.committed: Manifest | None = None
         if store.manifest(step) is not None:
             raise CheckpointExists(f"step {step} is already committed under {store.uri}")
@@ -389,8 +467,7 @@ class CheckpointWriter:
             self._prints[name] = self.store.storage.stat(path)
 
         target = self.store.open_write(path)
-        raw = _HashingWriter(target, self.store.storage, record, self._cancel)
-        # Several digest chunks per raw write: they hash on as many cores while the bytes go out.
+        raw = _HashingWriter(target, self.store.storage, record, self._cancel, self.algorithm)
         return io.BufferedWriter(raw, buffer_size=WRITE_BUFFER)
 
     def write_bytes(self, name: str, data: bytes) -> None:
@@ -418,7 +495,7 @@ class CheckpointWriter:
                 with open(path, "rb+") as f:
                     os.fsync(f.fileno())
                     f.seek(0)
-                    size, digest = digest_stream(f)
+                    size, digest = digest_stream(f, self.algorithm)
                 self.store.storage.mark_written(str(path))
                 self._entries[name] = FileEntry(size, digest)
                 self._prints[name] = self.store.storage.stat(str(path))
@@ -439,7 +516,13 @@ class CheckpointWriter:
             if self._staging is not None:  # a staged rank uploads its own files; in place, rank 0 hashes them
                 self._collect_local_dir()
             self._fsync_dirs(self._entries)
-            part = {"rank": self.rank, "attempt": attempt, "job_id": job_id, "files": self._entries}
+            part = {
+                "rank": self.rank,
+                "attempt": attempt,
+                "job_id": job_id,
+                "hash": self.algorithm,
+                "files": self._entries,
+            }
             self.store.storage.write_small(f"{self._base}/{_part_name(self.rank)}", _part_json(part))
             if self.rank != 0:
                 self._cleanup()
@@ -459,6 +542,7 @@ class CheckpointWriter:
             attempt=attempt,
             job_id=job_id,
             metadata=metadata,
+            hash=self.algorithm,
         )
         self._seal(manifest)
         self._cleanup()
@@ -471,7 +555,7 @@ class CheckpointWriter:
     def commit_as(self, manifest: Manifest) -> Manifest:
         """Commit with a given manifest (a copy of another store's step), kept verbatim. Refuses,
         and leaves the step uncommitted, unless the files written match it exactly."""
-        if manifest.step != self.step or self._entries != manifest.files:
+        if manifest.step != self.step or manifest.hash != self.algorithm or self._entries != manifest.files:
             raise CheckpointError(f"the files written for step {self.step} do not match the manifest")
         self._seal(manifest)
         self._cleanup()
@@ -535,6 +619,8 @@ class CheckpointWriter:
             data = json.loads(raw)
             if data.get("attempt") != attempt or data.get("job_id") != job_id or data.get("rank") != rank:
                 return None  # left by an earlier attempt that saved the same step and died
+            if data.get("hash") != self.algorithm:
+                return None  # another version of multispot, another checksum: not this save's part
             return {
                 check_file_name(name): FileEntry(int(e["size"]), str(e["digest"]))
                 for name, e in data["files"].items()
@@ -563,13 +649,140 @@ class CheckpointWriter:
             self.abort()
 
 
-class RestoredCheckpoint:
-    """A verified checkpoint to read from."""
+class _VerifyingReader(io.RawIOBase):
+    """A file of a restored checkpoint, hashed as the consumer reads it: one pass over the bytes.
 
-    def __init__(self, store: CheckpointStore, manifest: Manifest) -> None:
+    The checksum runs in file order over a frontier: a read that reaches past the frontier hashes
+    the consumer's own bytes beyond it (no copy, no second read). A jump ahead of at most ``GAP``
+    bytes (a zip reader skipping a local header's padding) first reads and hashes the skipped bytes;
+    a longer jump (a zip reader looking at its central directory at the end) leaves the frontier
+    where it is, and those bytes are hashed when the frontier gets there. When the frontier reaches
+    the recorded size, at end of file, or on ``close``, the rest of the file (if any) is read and
+    hashed and the digest compared: a mismatch raises ``ChecksumMismatch`` from that read or from
+    ``close``, so the last bytes are never returned and a ``with`` block never ends quietly.
+    """
+
+    GAP = CHUNK
+
+    def __init__(
+        self,
+        raw: Any,
+        name: str,
+        entry: FileEntry,
+        algorithm: str,
+        label: str,
+        on_done: Callable[[bool], None],
+    ) -> None:
+        self._raw, self._name, self._entry, self._label, self._on_done = raw, name, entry, label, on_done
+        self._hash = hasher(algorithm)
+        self._frontier = 0  # every byte before it is hashed
+        self._pos = 0
+        self.verdict: bool | None = None  # None until the whole file has been hashed
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._pos = int(self._raw.seek(offset, whence))
+        return self._pos
+
+    def _take(self, data: Any, pos: int) -> None:
+        """The consumer read ``data`` at ``pos``: hash what lies beyond the frontier."""
+        end = pos + len(data)
+        if pos <= self._frontier < end:
+            self._hash.update(memoryview(data)[self._frontier - pos :])
+            self._frontier = end
+
+    def _read_at(self, pos: int, size: int) -> bytes:
+        self._raw.seek(pos)
+        data: bytes = self._raw.read(size)
+        self._raw.seek(self._pos)
+        return data
+
+    def _fill_gap(self, pos: int) -> None:
+        if self._frontier < pos <= self._frontier + self.GAP:
+            gap = self._read_at(self._frontier, pos - self._frontier)
+            self._take(gap, self._frontier)
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if not len(view):
+            return 0
+        self._fill_gap(self._pos)
+        pos = self._pos
+        count = self._raw.readinto(view) or 0
+        self._pos = pos + count
+        self._take(view[:count], pos)
+        if count == 0 or self._frontier >= self._entry.size:
+            self.finish()
+        return count
+
+    def readall(self) -> bytes:
+        self._fill_gap(self._pos)
+        pos = self._pos
+        data: bytes = self._raw.read()
+        self._pos = pos + len(data)
+        self._take(data, pos)
+        self.finish()
+        return data
+
+    def finish(self) -> None:
+        """Hash whatever is left from the frontier to the end of the file, then compare; raises
+        ``ChecksumMismatch`` when the bytes are not those of the manifest (every call after too)."""
+        if self.verdict is None:
+            try:
+                self._raw.seek(self._frontier)
+                while piece := self._raw.read(CHUNK):
+                    self._take(piece, self._frontier)
+                self._raw.seek(self._pos)
+                ok = self._frontier == self._entry.size and self._hash.hexdigest() == self._entry.digest
+            except OSError:
+                ok = False
+            self.verdict = ok
+            self._on_done(ok)
+        if not self.verdict:
+            raise ChecksumMismatch(
+                f"{self._name} in {self._label} does not match its manifest (size or checksum): "
+                "its bytes are not to be trusted"
+            )
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self.finish()
+        finally:
+            self._raw.close()
+            super().close()
+
+
+class RestoredCheckpoint:
+    """A committed checkpoint to read from; every byte read is checked (see ``CheckpointStore.restore``)."""
+
+    def __init__(
+        self,
+        store: CheckpointStore,
+        manifest: Manifest,
+        trusted: set[str] | None = None,
+        prints: dict[str, Fingerprint] | None = None,
+        seen_at: float = 0.0,
+    ) -> None:
         self.store, self.manifest = store, manifest
         self._base = store.path(step_dir(manifest.step))
         self._download: str | None = None
+        # name -> whether its bytes matched (files already hashed by this store count as matched)
+        self._checked: dict[str, bool] = dict.fromkeys(
+            set(manifest.files) if trusted is None else trusted, True
+        )
+        self._readers: list[_VerifyingReader] = []
+        self._prints, self._seen_at = prints, seen_at
+        self._lock = threading.Lock()
 
     @property
     def step(self) -> int:
@@ -579,29 +792,85 @@ class RestoredCheckpoint:
     def files(self) -> list[str]:
         return list(self.manifest.files)
 
-    def open(self, name: str) -> IO[bytes]:
-        if check_file_name(name) not in self.manifest.files:
+    def _record(self, name: str, ok: bool) -> None:
+        with self._lock:
+            self._checked[name] = self._checked.get(name, True) and ok
+        if not ok:
+            self.store.mark_corrupt(self.step, self.manifest)
+
+    def _open_raw(self, name: str) -> Any:
+        name = check_file_name(name)
+        if name not in self.manifest.files:
             raise FileNotFoundError(f"{name!r} is not in checkpoint step {self.step}")
         raw: Any = self.store.open_read(f"{self._base}/{name}")
-        return io.BufferedReader(raw, buffer_size=CHUNK)
+        if self._checked.get(name):
+            return raw
+        label = f"checkpoint step {self.step} under {self.store.uri}"
+        reader = _VerifyingReader(
+            raw, name, self.manifest.files[name], self.manifest.hash, label, lambda ok: self._record(name, ok)
+        )
+        self._readers.append(reader)
+        return reader
+
+    def open(self, name: str) -> IO[bytes]:
+        """A binary file; its bytes are hashed as they are read and checked at the end of the file
+        or on ``close`` (``ChecksumMismatch``): read it in a ``with`` block."""
+        return io.BufferedReader(self._open_raw(name), buffer_size=CHUNK)
 
     def read_bytes(self, name: str) -> bytes:
-        with self.open(name) as f:
-            return f.read()
+        """The whole file, checked before it is returned."""
+        with self._open_raw(name) as f:
+            data: bytes = f.read()  # a verifying reader's readall: one read, hashed, checked
+            return data
+
+    def check(self) -> Verdict:
+        """Finish checking the whole step: files opened and not read to the end are read on, files
+        never opened are read and hashed (up to 8 at once). Afterwards the store trusts the step
+        (retention does not hash it again) if every file matched."""
+        for reader in list(self._readers):
+            with contextlib.suppress(ChecksumMismatch):
+                reader.finish()
+        todo = [name for name in self.manifest.files if name not in self._checked]
+        if todo:
+
+            def check(name: str) -> None:
+                with contextlib.suppress(ChecksumMismatch), self._open_raw(name) as reader:
+                    while reader.read(CHUNK):
+                        pass
+
+            with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
+                list(pool.map(check, todo))
+        bad = sorted(name for name, ok in self._checked.items() if not ok)
+        if bad:
+            return Verdict(self.step, False, f"checksum mismatch in {', '.join(bad)}")
+        if self._prints is not None:
+            self.store.mark_verified(self.step, self.manifest.files, self._prints, self._seen_at)
+        return Verdict(self.step, True)
 
     @property
     def local_dir(self) -> Path:
-        """A local folder with the checkpoint's files (the step dir itself on local storage)."""
+        """A local folder with the checkpoint's files (the step dir itself on local storage). Every
+        file is checked before the folder is returned (``ChecksumMismatch`` otherwise): libraries
+        read from it by path, past any reader that could check their bytes."""
         in_place = self.store.storage.in_place_dir(self._base)
         if in_place is not None:
+            verdict = self.check()
+            if not verdict.ok:
+                raise ChecksumMismatch(
+                    f"checkpoint step {self.step} under {self.store.uri}: {verdict.reason}"
+                )
             return in_place
         if self._download is None:
             target = tempfile.mkdtemp(prefix=f"multispot-restore-{step_dir(self.step)}-")
-            for name in self.manifest.files:
-                dest = Path(target, name)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with self.open(name) as src, open(dest, "wb") as dst:
-                    shutil.copyfileobj(src, dst, CHUNK)
+            try:
+                for name in self.manifest.files:
+                    dest = Path(target, name)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with self.open(name) as src, open(dest, "wb") as dst:
+                        shutil.copyfileobj(src, dst, CHUNK)
+            except BaseException:
+                shutil.rmtree(target, ignore_errors=True)
+                raise
             self._download = target
         return Path(self._download)
 
@@ -647,6 +916,7 @@ def _copy_step(src: CheckpointStore, dst: CheckpointStore, manifest: Manifest) -
         # or damaged files): it is no checkpoint, so uncommit it and write it afresh.
         dst.delete(manifest.step)
     writer = dst.writer(manifest.step)
+    writer.algorithm = manifest.hash  # the manifest is copied verbatim: so are its checksums
     try:
         for name in manifest.files:
             with restored.open(name) as source, writer.open(name) as target:

@@ -69,6 +69,24 @@ def advise(
     )
 
 
+def save_seconds_from(metadata: dict[str, Any]) -> tuple[float, str] | None:
+    """The save time δ a checkpoint's manifest metadata implies, and where it came from.
+
+    ``durable_seconds`` (written by the runtime: how long the save before this one took to become
+    durable, manifest commit included) is preferred; ``write_seconds`` (how long this save's files
+    took, without the commit) is the fallback for checkpoints written without the runtime or by
+    older versions. The larger of the two when both are there: the advice must not undercount δ.
+    """
+    found = []
+    for key in ("durable_seconds", "write_seconds"):
+        value = metadata.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            found.append((float(value), key))
+    if not found:
+        return None
+    return max(found)
+
+
 def mtbp_from_trace(data: list[int], gap_seconds: float) -> float | None:
     """Mean length of the stretches with capacity in a spot trace: how long an instance lives."""
     runs, current = [], 0

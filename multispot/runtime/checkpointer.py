@@ -169,6 +169,7 @@ class Checkpointer:
         self._pending: tuple[Future[Manifest | None], threading.Event] | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._recorded = False  # record_restore ran (or training began without a restore)
+        self.notice.on_preemption(self._notice_came)
 
     def __repr__(self) -> str:
         return f"Checkpointer({self.store.uri!r}, interval={self.interval:g}s, keep={self.keep})"
@@ -198,6 +199,32 @@ class Checkpointer:
             return True
         estimate = max(self.save_seconds[-3:], default=0.0)
         return estimate <= budget
+
+    @property
+    def last_save_seconds(self) -> float | None:
+        """How long the last save took to become durable: from the start of the save until its
+        files were fsynced (on local storage) and MANIFEST.json was committed. None before any."""
+        return self.save_seconds[-1] if self.save_seconds else None
+
+    def _durable_estimate(self) -> float | None:
+        return max(self.save_seconds[-3:]) if self.save_seconds else None
+
+    def _say_if_too_slow(self, step: int | None, budget: float | None) -> None:
+        """Tell the job's log when a save cannot become durable in what is left of the notice."""
+        estimate = self._durable_estimate()
+        if budget is None or estimate is None or estimate <= budget:
+            return
+        what = f"saving step {step}" if step is not None else "a save"
+        print(
+            f"multispot: {what} cannot finish inside the preemption notice: recent saves took up to "
+            f"{estimate:.1f}s to become durable, {budget:.1f}s of the notice is left; the newest committed "
+            "checkpoint stays the resume point",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _notice_came(self, seconds_left: float) -> None:
+        self._say_if_too_slow(None, max(0.0, seconds_left - NOTICE_MARGIN))
 
     def exit_preempted(self) -> NoReturn:
         """Leave the process after a preemption, with the conventional status.
@@ -244,34 +271,20 @@ class Checkpointer:
         return self.restored
 
     def restore_with(self, load: Callable[[RestoredCheckpoint], T]) -> T | None:
-        """``load`` the newest checkpoint that verifies, verifying while it loads.
+        """``load`` the newest checkpoint whose every byte matches, in one pass over the data.
 
-        Verification and ``load`` read the same files at once, so a restore costs about one pass
-        over the data instead of two. What ``load`` returned is used only if the checksums match;
-        otherwise the next older checkpoint is tried. None on a fresh start.
+        Each file ``load`` reads is hashed as it streams and checked at its end; files it did not
+        read are checked after it returns. What ``load`` returned is used only if every checksum
+        matched; otherwise the next older checkpoint is tried. None on a fresh start.
         """
-        for step in reversed(self.store.steps()):
-            if not self.store.verify(step, full=False).ok:
-                continue
-            manifest = self.store.manifest(step)
-            if manifest is None:
-                continue
-            candidate = RestoredCheckpoint(self.store, manifest)
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="multispot-verify") as pool:
-                verdict = pool.submit(self.store.verify, step, True)
-                try:
-                    loaded = load(candidate)
-                except Exception:
-                    if verdict.result().ok:
-                        raise  # the files are fine: the error is the loader's
-                    continue
-                if not verdict.result().ok:
-                    continue
-            self.restored, self.last_saved_step = candidate, step
-            self.record_restore(step)
-            return loaded
-        self.record_restore(None)
-        return None
+        found = self.store.restore_with(load)
+        if found is None:
+            self.record_restore(None)
+            return None
+        self.restored, loaded = found
+        self.last_saved_step = self.restored.step
+        self.record_restore(self.restored.step)
+        return loaded
 
     def should_save(self, step: int | None = None) -> bool:
         """Time to save: the notice came, the interval has passed, or ``step`` is a multiple of
@@ -295,6 +308,8 @@ class Checkpointer:
         cancel: threading.Event | None = None,
     ) -> CheckpointWriter:
         _signal_ready()
+        if self.save_seconds:  # the previous save's time to durable, for interval advice on later runs
+            metadata = {**(metadata or {}), "durable_seconds": round(self.save_seconds[-1], 3)}
         return self.store.writer(
             step,
             total_steps=total_steps,
@@ -321,6 +336,7 @@ class Checkpointer:
     ) -> Iterator[CheckpointWriter]:
         """Write files for ``step`` in the block; committed when it ends without error, then retention."""
         self.finish_pending(self.budget())  # saves commit in step order
+        self._say_if_too_slow(step, self.budget())
         started = time.monotonic()
         with self._writer(step, total_steps, metadata) as writer:
             yield writer

@@ -137,6 +137,13 @@ def _chunked_sha256(data: bytes) -> str:
     ).hexdigest()
 
 
+def _xxh3_128(data: bytes) -> str:
+    """The contract's checksum since issue 18 (``"hash": "xxh3-128"``), computed in one call."""
+    import xxhash
+
+    return str(xxhash.xxh3_128(data).hexdigest())
+
+
 def _read_all(stream: IO[str] | None) -> str:
     if stream is None:
         return ""
@@ -191,7 +198,8 @@ def independent_scan(root: Path, cache: dict[int, object]) -> tuple[set[int], li
             except FileNotFoundError:
                 ok = False
                 break
-            if len(data_bytes) != size or _chunked_sha256(data_bytes) != digest:
+            checksum = _chunked_sha256 if data.get("hash") == "sha256-chunked-8MiB" else _xxh3_128
+            if len(data_bytes) != size or checksum(data_bytes) != digest:
                 ok = False
                 break
         if not ok:

@@ -10,7 +10,7 @@ from typing import Any
 
 import fsspec
 import pytest
-from helpers.checkpoints import reference_digest
+from helpers.checkpoints import memory_uri, reference_digest
 
 from multispot.checkpoint import (
     FORMAT_VERSION,
@@ -18,6 +18,7 @@ from multispot.checkpoint import (
     MANIFEST,
     CheckpointStore,
     Manifest,
+    Verdict,
     copy_checkpoint,
     step_dir,
 )
@@ -633,3 +634,44 @@ def test_copy_repairs_a_damaged_copy_at_the_destination(file_uri: str, mem_uri: 
     copy_checkpoint(file_uri, mem_uri)
     assert newest(mem_uri) == 5
     assert _all_bytes(mem_uri, 5) == files_for(5)
+
+
+# A manifest as multispot wrote it before xxh3-128 (``sha256-chunked-8MiB``), stored verbatim: such
+# checkpoints still verify and restore, and a copy keeps their checksums.
+OLD_FORMAT_FILE = b"old format checkpoint\n" * 1000
+OLD_FORMAT_MANIFEST = """{
+ "attempt": 2,
+ "files": {
+  "state.bin": {
+   "digest": "9521df0ad5c0b5fb971da4e55e6aac2f4cb7dec82c46ba5415544d30cdfbf86f",
+   "size": 22000
+  }
+ },
+ "format": 1,
+ "hash": "sha256-chunked-8MiB",
+ "job_id": "old-job",
+ "metadata": {"write_seconds": 0.01},
+ "step": 40,
+ "time": "2026-01-02T03:04:05.678+00:00",
+ "total_steps": 100
+}"""
+
+
+def test_a_stored_old_format_manifest_still_verifies(ckpt_uri: str) -> None:
+    put(ckpt_uri, "step-000000000040/state.bin", OLD_FORMAT_FILE)
+    put(ckpt_uri, "step-000000000040/MANIFEST.json", OLD_FORMAT_MANIFEST.encode())
+    store = CheckpointStore(ckpt_uri)
+    assert store.verify(40) == Verdict(40, True)
+    restored = store.restore()
+    assert restored.step == 40 and restored.manifest.hash == "sha256-chunked-8MiB"
+    assert restored.read_bytes("state.bin") == OLD_FORMAT_FILE
+    # a new save next to it uses the new checksum
+    commit(ckpt_uri, 41, {"state.bin": b"new"})
+    assert CheckpointStore(ckpt_uri).manifest(41).hash == "xxh3-128"  # type: ignore[union-attr]
+    # a copy keeps the old checksums verbatim, and verifies
+    copied = copy_checkpoint(store, memory_uri(), step=40)
+    assert copied.hash == "sha256-chunked-8MiB"
+    # a flipped byte is still caught with the old checksum
+    put(ckpt_uri, "step-000000000040/state.bin", b"X" + OLD_FORMAT_FILE[1:])
+    fresh = CheckpointStore(ckpt_uri)
+    assert not fresh.verify(40).ok and "checksum mismatch" in fresh.verify(40).reason

@@ -81,7 +81,8 @@ def test_retention_rechecks_a_step_flipped_after_this_store_wrote_it(ckpt_uri: s
     # step 3 no longer holds what its manifest says: step 2 is the newest valid one and stays
     assert deleted == [1]
     assert store.steps() == [2, 3]
-    assert CheckpointStore(ckpt_uri).restore().step == 2
+    assert CheckpointStore(ckpt_uri).latest().step == 2  # type: ignore[union-attr]
+    assert restored_step(ckpt_uri) == 2
 
 
 def test_retention_rechecks_a_step_another_writer_replaced(ckpt_uri: str) -> None:
@@ -90,7 +91,8 @@ def test_retention_rechecks_a_step_another_writer_replaced(ckpt_uri: str) -> Non
         save(store, step)
     put(ckpt_uri, f"{step_dir(3)}/model.bin", b"another writer's bytes, same size?"[:10] * 50)
     assert store.retain(1) == [1]
-    assert CheckpointStore(ckpt_uri).restore().step == 2
+    assert CheckpointStore(ckpt_uri).latest().step == 2  # type: ignore[union-attr]
+    assert restored_step(ckpt_uri) == 2
 
 
 def test_retention_reads_only_the_files_whose_fingerprint_changed(ckpt_uri: str) -> None:
@@ -120,7 +122,8 @@ def test_a_second_writer_on_the_same_step_keeps_the_first_from_committing(ckpt_u
     # whoever looks now finds B's bytes, and A's store does not vouch for A's
     assert first.restore().read_bytes("model.bin") == b"B" * 1000
     assert first.retain(1) == [1]
-    assert CheckpointStore(ckpt_uri).restore().step == 2
+    assert CheckpointStore(ckpt_uri).latest().step == 2  # type: ignore[union-attr]
+    assert restored_step(ckpt_uri) == 2
 
 
 def test_a_file_removed_under_a_writer_keeps_it_from_committing(ckpt_uri: str) -> None:
@@ -193,7 +196,8 @@ def test_latest_as_a_folder_does_not_break_saves(ckpt_uri: str) -> None:
     store = CheckpointStore(ckpt_uri)
     save(store, 1)
     save(store, 2)
-    assert CheckpointStore(ckpt_uri).restore().step == 2
+    assert CheckpointStore(ckpt_uri).latest().step == 2  # type: ignore[union-attr]
+    assert restored_step(ckpt_uri) == 2
     assert store.retain(1) == [1]
 
 
@@ -246,3 +250,9 @@ def test_copy_refuses_a_destination_with_a_different_step_of_the_same_number(
     # the same step already there: success without copying anything
     copy_checkpoint(source, (tmp_path / "copy").as_uri())
     assert copy_checkpoint(source, (tmp_path / "copy").as_uri()).step == 3
+
+
+def restored_step(uri: str) -> int | None:
+    """The step a one-pass restore settles on, with a fresh store (reading every file)."""
+    found = CheckpointStore(uri).restore_with(lambda r: [r.read_bytes(name) for name in r.files])
+    return None if found is None else found[0].step

@@ -1,4 +1,4 @@
-"""The chunked checksum: whatever the write pattern, it equals the simple definition."""
+"""The checkpoint checksums: whatever the write pattern, each equals its simple definition."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import io
 import itertools
 
 import pytest
+import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,20 +30,37 @@ def test_any_split_of_the_bytes_gives_the_reference_digest(
 ) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(digest, "CHUNK", 64)
-        hasher = digest.ChunkedDigest()
+        legacy = digest.ChunkedDigest()
+        fast = digest.hasher()
         bounds = sorted({0, len(data), *(c for c in cuts if c <= len(data))})
         for lo, hi in itertools.pairwise(bounds):
             piece = bytearray(data[lo:hi]) if mutable else data[lo:hi]
-            hasher.update(piece, settle=False)
-            hasher.settle()
+            legacy.update(piece, settle=False)
+            legacy.settle()
+            fast.update(piece)
             if mutable:
-                piece[:] = b"\0" * len(piece)  # the caller reuses its buffer after settle()
-        assert hasher.size == len(data)
-        assert hasher.hexdigest() == reference(data, 64)
+                piece[:] = b"\0" * len(piece)  # the caller reuses its buffer after update()/settle()
+        assert legacy.size == fast.size == len(data)
+        assert legacy.hexdigest() == reference(data, 64)
+        assert fast.hexdigest() == xxhash.xxh3_128(data).hexdigest()
 
 
 def test_real_chunk_size_and_stream() -> None:
     data = bytes(range(256)) * (70_000)  # ~17.9 MB: two full 8 MiB chunks and a tail
-    assert digest.digest_bytes(data) == reference(data, 8 * 1024 * 1024)
-    assert digest.digest_stream(io.BytesIO(data)) == (len(data), reference(data, 8 * 1024 * 1024))
-    assert digest.digest_bytes(b"") == hashlib.sha256(b"").hexdigest()
+    legacy = digest.LEGACY_ALGORITHM
+    assert digest.digest_bytes(data, legacy) == reference(data, 8 * 1024 * 1024)
+    assert digest.digest_stream(io.BytesIO(data), legacy) == (len(data), reference(data, 8 * 1024 * 1024))
+    assert digest.digest_bytes(b"", legacy) == hashlib.sha256(b"").hexdigest()
+
+
+def test_default_is_xxh3_128() -> None:
+    data = bytes(range(256)) * 70_000
+    assert digest.ALGORITHM == "xxh3-128"
+    assert digest.digest_bytes(data) == xxhash.xxh3_128(data).hexdigest()
+    assert digest.digest_stream(io.BytesIO(data)) == (len(data), xxhash.xxh3_128(data).hexdigest())
+    assert len(digest.digest_bytes(b"")) == 32  # 128 bits, hex
+
+
+def test_unknown_algorithm_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown checkpoint checksum 'md4'"):
+        digest.hasher("md4")
