@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from multispot.errors import AttemptLost, CapacityError, ProviderError, TransientProviderError
 from multispot.job import Job
 from multispot.provider import BillingRule, Capability, LaunchContext
+from multispot.ship import WHEEL_DIR, build_wheels, install_command
 from multispot.status import Attempt, Handle, Placement, ProviderStatus, Usage
 from multispot_sagemaker import translate as t
 
@@ -106,12 +107,17 @@ class SageMakerProvider:
     # ----------------------------------------------------------------- lifecycle
 
     def _upload_code(self, job: Job, ctx: LaunchContext, region: str) -> None:
-        """Loose files under the code prefix (the ``code`` channel), plus the multispot entry."""
+        """Loose files under the code prefix (the ``code`` channel), plus the multispot entry and,
+        with ``install: shipped``, multispot's wheels and the line that installs them offline
+        (``multispot-wheels/``: the job needs no package index to run the submitting code)."""
         s3 = self.client("s3", region)
         uri = t.code_uri(job, ctx.job_id)
         bucket, _, key_prefix = uri[len("s3://") :].partition("/")
         entry = Path(__file__).with_name("entry.py")
         s3.put_object(Bucket=bucket, Key=key_prefix + t.ENTRY_NAME, Body=entry.read_bytes())
+        if t.install_mode(job) == t.INSTALL_SHIPPED:
+            for name, body in shipped_files():
+                s3.put_object(Bucket=bucket, Key=f"{key_prefix}{WHEEL_DIR}/{name}", Body=body)
         if not job.source_dir:
             return
         root = Path(job.source_dir)
@@ -135,7 +141,7 @@ class SageMakerProvider:
 
         t.validate(job, placement)
         region = t.region_of(job, placement)
-        request = self.render(job, placement, ctx)
+        request = self.render(job, placement, ctx)  # held to every service limit before any upload
         name = request["TrainingJobName"]
         handle = Handle(self.name, name, {"region": region, "market": placement.market})
         if self._describe(region, name) is not None:
@@ -228,6 +234,20 @@ class SageMakerProvider:
 
         # Cost Explorer has one endpoint, in us-east-1, whatever region the jobs ran in.
         return measured_cost(self.client("ce", "us-east-1"), job_id, attempts)
+
+
+def shipped_files() -> list[tuple[str, bytes]]:
+    """``multispot-wheels/``: the wheels of the running multispot (``multispot.ship``) and
+    ``install.sh``, the offline install the entry runs with MULTISPOT_PYTHON (its interpreter)
+    and MULTISPOT_WHEELS (this folder) set."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        wheels = build_wheels(Path(tmp))
+        files = [(w.name, w.read_bytes()) for w in wheels]
+    script = install_command("$MULTISPOT_WHEELS", python='"$MULTISPOT_PYTHON"')
+    files.append(("install.sh", f"set -e\n{script}\n".encode()))
+    return files
 
 
 # Error codes of the SageMaker API (API reference, "Common Errors" and CreateTrainingJob "Errors").

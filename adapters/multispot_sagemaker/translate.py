@@ -11,14 +11,16 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from multispot import jobenv
 from multispot.errors import UnknownProviderState, ValidationFailed
-from multispot.job import Job, hyperparameter_text
+from multispot.job import Job
 from multispot.provider import LaunchContext, unknown_options
 from multispot.status import JobState, Placement, Usage
 from multispot_sagemaker import jobenv as service
+from multispot_sagemaker.images import ImageError, training_image
 
 PROVIDER = service.NAME
 CHECKPOINT_LOCAL_PATH = service.CHECKPOINT_LOCAL_PATH
@@ -66,9 +68,17 @@ OPTIONS = {
     "volume_size_gb": "EBS volume per instance, GB (default 30)",
     "max_retry_attempts": "RetryStrategy.MaximumRetryAttempts, 1-30 (default 1)",
     "python": "interpreter inside the image (default python3)",
-    "install": "pip spec installed when the image lacks multispot (default multispot==VERSION; 'none')",
-    "distribution": "'torchrun' (default when nodes > 1 or several GPUs per node) or 'none'",
+    "install": "shipped (default: the submitting multispot's wheels, installed offline), none "
+    "(the image has multispot), or index:SPEC (pip installs SPEC: the job must reach an index)",
+    "distribution": "'torchrun' (default when nodes > 1 or several GPUs per node) or 'none' "
+    "(one process per node, RANK/WORLD_SIZE per node)",
 }
+INSTALL_SHIPPED, INSTALL_NONE, INSTALL_INDEX = "shipped", "none", "index:"
+# Environment names: the CreateTrainingJob API reference's pattern for Environment keys.
+ENV_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+MAX_S3_URI = 1024  # S3Uri, S3OutputPath, CheckpointConfig.S3Uri: at most 1024 characters
+MAX_IMAGE = 255  # AlgorithmSpecification.TrainingImage
+MAX_ENTRYPOINT = 100  # ContainerEntrypoint: 1-100 items of at most 256 characters
 
 
 def options(job: Job) -> dict[str, Any]:
@@ -140,24 +150,67 @@ def framework_alias(image: str | None) -> tuple[str, str, str] | None:
 
 
 def resolve_image(job: Job, region: str, instance_type: str | None) -> str:
-    """The training image: an explicit URI wins; a framework alias becomes the documented DLC URI."""
+    """The training image: an explicit URI wins; a framework alias becomes the documented DLC URI
+    (read from the SDK's bundled JSON tables without importing ``sagemaker.core``)."""
     alias = framework_alias(job.image)
     if alias is None:
         assert job.image is not None
         return job.image
-    from sagemaker.core import image_uris  # SDK 3.x, bundled image tables: no network
-
     framework, version, py = alias
-    return str(
-        image_uris.retrieve(
-            framework=framework,
-            region=region,
-            version=version,
-            py_version=py,
-            instance_type=instance_type or "ml.m5.xlarge",
-            image_scope="training",
+    return training_image(framework, version, py, region, instance_type or "ml.m5.xlarge")
+
+
+def install_mode(job: Job) -> str:
+    return str(options(job).get("install", INSTALL_SHIPPED))
+
+
+def multi_node(placement: Placement) -> bool:
+    return placement.count > 1
+
+
+def _install_problems(job: Job, placement: Placement, base: str) -> list[tuple[str, str]]:
+    """What ``install`` can do: ``shipped`` always works (no index needed); ``none`` trusts the
+    image; ``index:SPEC`` is the user saying the job reaches a package index. A bare pip spec is
+    rejected: the job would need an index nobody said it has (the old default failed that way)."""
+    out: list[tuple[str, str]] = []
+    mode = options(job).get("install", INSTALL_SHIPPED)
+    if not isinstance(mode, str) or not (
+        mode in (INSTALL_SHIPPED, INSTALL_NONE)
+        or (mode.startswith(INSTALL_INDEX) and mode[len(INSTALL_INDEX) :].strip())
+    ):
+        out.append(
+            (
+                f"{base}.install",
+                f"{mode!r} cannot work: use shipped (multispot's wheels travel with the code and "
+                "install offline), none (the image has multispot), or index:SPEC (only if the "
+                "job reaches a package index)",
+            )
         )
-    )
+    if multi_node(placement) and framework_alias(job.image) is not None and not _has_s3fs(job):
+        # Every rank writes its part to the S3 URI (no shared disk between nodes): the runtime
+        # opens s3:// through fsspec, which needs s3fs. The PyTorch DLC ships boto3 and fsspec
+        # but not s3fs (aws/deep-learning-containers, pytorch/training/docker/2.5/py3/cu124/
+        # Dockerfile.gpu: the conda package list).
+        out.append(
+            (
+                "image",
+                "with several nodes each rank writes checkpoints to S3, which needs s3fs; the "
+                "framework image lacks it: build examples/images/sagemaker/Dockerfile and give "
+                "its ECR URI, or list s3fs in requirements.txt if the job reaches a package index",
+            )
+        )
+    return out
+
+
+def _has_s3fs(job: Job) -> bool:
+    if not job.source_dir:
+        return False
+    requirements = Path(job.source_dir) / "requirements.txt"
+    try:
+        text = requirements.read_text()
+    except OSError:
+        return False
+    return any(re.match(r"^\s*s3fs\b", line) for line in text.splitlines())
 
 
 # --------------------------------------------------------------------------- validation
@@ -217,34 +270,129 @@ def problems(job: Job, placement: Placement) -> list[tuple[str, str]]:
             )
     if len(job.inputs) + 1 > MAX_CHANNELS:
         out.append(("inputs", f"at most {MAX_CHANNELS - 1} inputs (one channel carries the code)"))
-    if len(job.hyperparameters) > MAX_HYPERPARAMETERS:
+    out += _install_problems(job, placement, base)
+    regions = opts.get("regions")
+    if isinstance(regions, list) and len(set(regions)) > 1:
+        # CreateTrainingJob wants the S3 data of a job in the job's own region (channels,
+        # OutputDataConfig, CheckpointConfig), and a job keeps one checkpoint URI across attempts:
+        # one bucket cannot serve several regions.
+        out.append(
+            (
+                f"{base}.regions",
+                "SageMaker reads and writes S3 in the job's own region and a job keeps one "
+                "checkpoint bucket: give one region (submit one job per region to compare)",
+            )
+        )
+    image = "image-probe"
+    if not out:
+        try:
+            image = resolve_image(job, region_of(job, placement), placement.instance_type)
+        except ImageError as exc:
+            out.append(("image", str(exc)))
+    if not out:  # the rendered request itself, against every limit the service documents
+        out += request_problems(job, _render(job, placement, _probe_ctx(job), image))
+    return out
+
+
+def _probe_ctx(job: Job) -> LaunchContext:
+    """A launch context like the controller's: the job's URIs, or its default ones."""
+    job_id = f"{re.sub(r'[^a-zA-Z0-9-]+', '-', job.name)[:40]}-0123456789ab"
+    return LaunchContext(
+        job_id,
+        1,
+        job.checkpoint.uri or default_uri("checkpoints", job_id, job),
+        job.output_uri or default_uri("outputs", job_id, job),
+        env=dict(job.env),
+    )
+
+
+def _env_path(job: Job, key: str) -> str:
+    """The Job field an Environment entry comes from."""
+    if key in job.env:
+        return f"env.{key}"
+    if key == jobenv.CHECKPOINT_URI:
+        return "checkpoint.uri"
+    if key == jobenv.OUTPUT_URI:
+        return "output_uri"
+    for name in job.inputs:
+        if key == jobenv.input_var(name):
+            return f"inputs.{name}"
+    return f"Environment.{key}"
+
+
+def request_problems(job: Job, request: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every limit of the CreateTrainingJob API reference (and its botocore model) on the
+    rendered request, as (Job field path, fix): what multispot adds counts like the user's own."""
+    out: list[tuple[str, str]] = []
+    name = str(request["TrainingJobName"])
+    if len(name) > MAX_JOB_NAME or not JOB_NAME_PATTERN.match(name):
+        out.append(("name", f"TrainingJobName {name!r} breaks SageMaker's name rule"))
+    env: dict[str, str] = request.get("Environment", {})
+    if len(env) > MAX_ENV_ENTRIES:
+        out.append(
+            (
+                "env",
+                f"SageMaker takes {MAX_ENV_ENTRIES} Environment entries; this job needs {len(env)} "
+                f"({len(env) - len(job.env)} of them multispot's)",
+            )
+        )
+    for key, value in env.items():
+        if len(key) > MAX_ENV_KEY or not ENV_KEY.match(key):
+            out.append((_env_path(job, key), "variable names are letters, digits and _ (≤ 512)"))
+        if len(value) > MAX_ENV_VALUE:
+            out.append(
+                (_env_path(job, key), f"{key} is {len(value)} characters; SageMaker allows {MAX_ENV_VALUE}")
+            )
+    hyper: dict[str, str] = request.get("HyperParameters", {})
+    if len(hyper) > MAX_HYPERPARAMETERS:
         out.append(("hyperparameters", f"SageMaker takes at most {MAX_HYPERPARAMETERS}"))
-    for key, value in job.hyperparameters.items():
+    for key, value in hyper.items():
         if len(key) > MAX_HYPERPARAMETER_KEY:
             out.append((f"hyperparameters.{key}", f"names are at most {MAX_HYPERPARAMETER_KEY} characters"))
-        if len(hyperparameter_text(value)) > MAX_HYPERPARAMETER_VALUE:
+        if len(value) > MAX_HYPERPARAMETER_VALUE:
             out.append(
                 (f"hyperparameters.{key}", f"values are at most {MAX_HYPERPARAMETER_VALUE} characters")
             )
-    contract = len(environment(job, placement, LaunchContext("job", 1, "s3://b/c", "s3://b/o")))
-    if len(job.env) + contract > MAX_ENV_ENTRIES:
-        out.append(("env", f"SageMaker takes {MAX_ENV_ENTRIES} variables; multispot uses {contract} of them"))
-    for key, value in job.env.items():
-        if len(value) > MAX_ENV_VALUE:
-            out.append((f"env.{key}", f"values are at most {MAX_ENV_VALUE} characters"))
-    if len(job.tags) + 2 > MAX_TAGS:
-        out.append(("tags", f"at most {MAX_TAGS - 2} tags (multispot adds 2)"))
-    for key, value in job.tags.items():
-        if len(key) > MAX_TAG_KEY or len(value) > MAX_TAG_VALUE:
-            out.append((f"tags.{key}", f"keys ≤ {MAX_TAG_KEY}, values ≤ {MAX_TAG_VALUE} characters"))
-    args = container_arguments(job)
+    algo = request["AlgorithmSpecification"]
+    if len(algo["TrainingImage"]) > MAX_IMAGE:
+        out.append(("image", f"image URIs are at most {MAX_IMAGE} characters"))
+    entry = algo.get("ContainerEntrypoint", [])
+    if len(entry) > MAX_ENTRYPOINT or any(len(a) > MAX_CONTAINER_ARGUMENT for a in entry):
+        out.append((f"provider_options.{PROVIDER}.python", f"at most {MAX_CONTAINER_ARGUMENT} characters"))
+    args = algo.get("ContainerArguments", [])
     if len(args) > MAX_CONTAINER_ARGUMENTS or any(len(a) > MAX_CONTAINER_ARGUMENT for a in args):
         out.append(
             (
                 "command",
-                f"at most {MAX_CONTAINER_ARGUMENTS} arguments of ≤ {MAX_CONTAINER_ARGUMENT} characters",
+                f"SageMaker passes at most {MAX_CONTAINER_ARGUMENTS} arguments of ≤ "
+                f"{MAX_CONTAINER_ARGUMENT} characters (the command, its hyperparameter flags and "
+                f"multispot's {args.index('--') + 1 if '--' in args else 0} entry arguments)",
             )
         )
+    tags = request.get("Tags", [])
+    if len(tags) > MAX_TAGS:
+        out.append(("tags", f"at most {MAX_TAGS - 2} tags (multispot adds 2)"))
+    for tag in tags:
+        if len(tag["Key"]) > MAX_TAG_KEY or len(tag["Value"]) > MAX_TAG_VALUE:
+            out.append((f"tags.{tag['Key']}", f"keys ≤ {MAX_TAG_KEY}, values ≤ {MAX_TAG_VALUE} characters"))
+    runtime = request["StoppingCondition"]["MaxRuntimeInSeconds"]
+    if not 1 <= runtime <= MAX_RUNTIME_SECONDS:
+        out.append(("limits.max_runtime", f"SageMaker allows 1 s to {MAX_RUNTIME_SECONDS} s (28 days)"))
+    channels = request.get("InputDataConfig", [])
+    if len(channels) > MAX_CHANNELS:
+        out.append(("inputs", f"at most {MAX_CHANNELS - 1} inputs (one channel carries the code)"))
+    uris = [("output_uri", request["OutputDataConfig"]["S3OutputPath"])]
+    if "CheckpointConfig" in request:
+        uris.append(("checkpoint.uri", request["CheckpointConfig"]["S3Uri"]))
+    for channel in channels:
+        where = f"inputs.{channel['ChannelName']}"
+        if channel["ChannelName"] == CODE_CHANNEL:
+            where = f"provider_options.{PROVIDER}.bucket"
+        uris.append((where, channel["DataSource"]["S3DataSource"]["S3Uri"]))
+    for where, uri in uris:
+        if len(uri) > MAX_S3_URI:
+            out.append((where, f"S3 URIs are at most {MAX_S3_URI} characters"))
+    return out
     return out
 
 
@@ -266,7 +414,7 @@ def container_arguments(job: Job) -> list[str]:
     opts = options(job)
     distribution = str(opts.get("distribution", "torchrun"))
     launch = distribution == "torchrun" and (job.resources.nodes > 1 or nproc_per_node(job) > 1)
-    install = str(opts.get("install", f"multispot=={_version()}"))
+    install = install_mode(job)
     argv = job.argv()
     return [
         "--code-dir",
@@ -282,26 +430,26 @@ def container_arguments(job: Job) -> list[str]:
     ]
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("multispot")
-    except PackageNotFoundError:
-        return "0.1.0"
-
-
 def environment(job: Job, placement: Placement, ctx: LaunchContext) -> dict[str, str]:
-    """The job's variables: the contract (checkpoints in the synced local path, inputs as the
-    channels' folders), then the job's own."""
-    return jobenv.build(
+    """The job's variables: the contract, then the job's own.
+
+    One node: checkpoints go to the local path SageMaker syncs with CheckpointConfig.S3Uri. Several
+    nodes: each node has its own local path and the service only uploads it, so no rank could see
+    another's part of a step; every rank writes to the S3 URI itself (no MULTISPOT_CHECKPOINT_DIR).
+    Hyperparameters travel in the request's HyperParameters (values up to 2,500 characters, where an
+    Environment value stops at 512); the entry hands them to the command as
+    MULTISPOT_HYPERPARAMETERS from /opt/ml/input/config/hyperparameters.json.
+    """
+    env = jobenv.build(
         job,
         ctx,
         PROVIDER,
         NOTICE_SECONDS,
-        checkpoint_dir=CHECKPOINT_LOCAL_PATH,
+        checkpoint_dir=None if multi_node(placement) else CHECKPOINT_LOCAL_PATH,
         inputs={name: f"file://{DATA_DIR}/{name}" for name in job.inputs},
     )
+    env.pop(jobenv.HYPERPARAMETERS, None)
+    return env
 
 
 def _channel(name: str, uri: str) -> dict[str, Any]:
@@ -321,11 +469,23 @@ def _channel(name: str, uri: str) -> dict[str, Any]:
 def render(job: Job, placement: Placement, ctx: LaunchContext, image: str | None = None) -> dict[str, Any]:
     """CreateTrainingJob keyword arguments exactly as boto3 takes them; no side effect.
 
-    ``image``: the resolved training image (``resolve_image``); given by the caller so this
-    module stays free of the SDK.
+    The rendered request is held to every documented limit (``request_problems``): a request
+    SageMaker would refuse raises ValidationFailed with the Job field path, before any upload.
+    ``image``: an already resolved training image (else ``resolve_image``).
     """
+    try:
+        image = image or resolve_image(job, region_of(job, placement), placement.instance_type)
+    except ImageError as exc:
+        raise ValidationFailed(PROVIDER, [("image", str(exc))]) from exc
+    request = _render(job, placement, ctx, image)
+    found = request_problems(job, request)
+    if found:
+        raise ValidationFailed(PROVIDER, found)
+    return request
+
+
+def _render(job: Job, placement: Placement, ctx: LaunchContext, image: str) -> dict[str, Any]:
     opts = options(job)
-    region = region_of(job, placement)
     spot = placement.market == "spot"
     runtime = int(job.limits.max_runtime or DEFAULT_MAX_RUNTIME)
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": runtime}
@@ -346,7 +506,7 @@ def render(job: Job, placement: Placement, ctx: LaunchContext, image: str | None
     request: dict[str, Any] = {
         "TrainingJobName": training_job_name(ctx.job_id, ctx.attempt),
         "AlgorithmSpecification": {
-            "TrainingImage": image or resolve_image(job, region, placement.instance_type),
+            "TrainingImage": image,
             "TrainingInputMode": "File",
             "ContainerEntrypoint": [str(opts.get("python", "python3")), f"{CODE_DIR}/{ENTRY_NAME}"],
             "ContainerArguments": container_arguments(job),
@@ -358,11 +518,12 @@ def render(job: Job, placement: Placement, ctx: LaunchContext, image: str | None
         "ResourceConfig": resource,
         "StoppingCondition": stopping,
         "EnableManagedSpotTraining": spot,
-        "CheckpointConfig": {"S3Uri": ctx.checkpoint_uri, "LocalPath": CHECKPOINT_LOCAL_PATH},
         "RetryStrategy": {"MaximumRetryAttempts": int(opts.get("max_retry_attempts", 1))},
         "Environment": environment(job, placement, ctx),
         "Tags": tags,
     }
+    if not multi_node(placement):  # several nodes write to the S3 URI themselves (``environment``)
+        request["CheckpointConfig"] = {"S3Uri": ctx.checkpoint_uri, "LocalPath": CHECKPOINT_LOCAL_PATH}
     if job.hyperparameters:
         request["HyperParameters"] = job.hyperparameter_strings()
     if opts.get("subnets"):

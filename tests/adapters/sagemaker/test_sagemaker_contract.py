@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.sagemaker_setup import BUCKET, ROLE
+from helpers.sagemaker_setup import BUCKET, RECIPE_IMAGE, ROLE
 
 from multispot import registry
 from multispot.job import Job
@@ -33,6 +33,7 @@ class SageMakerHarness:
             "name": "contract",
             "command": ["python", "-m", "multispot.testing.worker", *worker_args],
             "resources": {"instance_type": "ml.m5.xlarge"},
+            "image": RECIPE_IMAGE,  # the worker writes its result to s3:// (s3fs)
             "provider_options": {"sagemaker": options},
         }
         data.update(fields)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import requests
-from helpers.sagemaker_setup import BUCKET, ROLE
+from helpers.sagemaker_setup import BUCKET, RECIPE_IMAGE, ROLE
 from multispot_sagemaker.billing import cost_query
 from test_sagemaker_translate import EXAMPLE, validate_with_botocore
 
@@ -30,6 +30,7 @@ def _job(tmp_path: Path, args: list[str]) -> Job:
             "name": "svc",
             "command": ["python", "-m", "multispot.testing.worker", *args],
             "resources": {"instance_type": "ml.m5.xlarge"},
+            "image": RECIPE_IMAGE,  # the worker writes its result to s3:// (s3fs)
             "provider_options": {"sagemaker": {"role": ROLE, "bucket": BUCKET}},
         },
         base_dir=tmp_path,

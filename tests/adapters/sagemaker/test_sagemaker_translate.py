@@ -81,7 +81,17 @@ def strict(request: dict[str, Any]) -> None:
 
 
 def environment_of(request: dict[str, Any]) -> dict[str, str]:
-    return dict(request["Environment"])
+    """What the command sees: the request's Environment, then what the entry adds from the files
+    the service writes (hyperparameters.json carries HyperParameters)."""
+    import json
+    import tempfile
+
+    from multispot_sagemaker import entry
+
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "hyperparameters.json").write_text(json.dumps(request.get("HyperParameters", {})))
+        added, _, _ = entry.service_env(Path(tmp), 0)
+    return {**request["Environment"], **added}
 
 
 UNKNOWN_STATE = ("InProgress", "Teleporting")
