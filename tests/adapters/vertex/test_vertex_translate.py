@@ -136,9 +136,7 @@ def test_on_demand_and_workers_pool() -> None:
     container = job.job_spec.worker_pool_specs[0].container_spec
     assert list(container.args) == ["python", "train.py", "--lr", "0.1", "--epochs", "3", "--amp", "true"]
     # 8 GPUs a node, 3 nodes: one process per GPU through torchrun, nodes from CLUSTER_SPEC
-    assert container.command[2].endswith(
-        'exec python3 -m multispot_vertex.launch --nproc-per-node 8 -- "$@"'
-    )
+    assert container.command[2].endswith('exec python3 -m multispot_vertex.launch --nproc-per-node 8 -- "$@"')
 
 
 def test_source_dir_runs_from_the_tarball_on_fuse() -> None:
