@@ -372,6 +372,9 @@ class FakeJobService:
             )
             with self.lock:
                 fake.proc = proc
+                stop_now = fake.cancel or fake.preempt is not None  # asked before the process existed
+            if stop_now:
+                os.killpg(proc.pid, signal.SIGTERM)
             assert proc.stdout is not None
             for line in iter(proc.stdout.readline, b""):
                 self.rest.log(project, number, line.decode(errors="replace").rstrip("\n"))
