@@ -17,9 +17,11 @@ import io
 import json
 import os
 import tarfile
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from multispot.billing import MeasuredCost
@@ -76,6 +78,10 @@ class VertexProvider:
     def placements(self, job: Job) -> list[Placement]:
         opts = translate.options(job)
         regions = [str(opts["region"])] if opts.get("region") else None
+        known = opts.get("bucket_locations")
+        if regions is None and isinstance(known, dict):  # the job's buckets pin its region
+            located = {str(known[b]).lower() for b in translate.bucket_buckets(job) if b in known}
+            regions = sorted(located) if len(located) == 1 else None
         out: list[Placement] = []
         for market in ("spot", "on-demand"):
             out += self._market_placements(job, market, regions)
@@ -170,16 +176,20 @@ class VertexProvider:
             data["billing_export_table"] = str(table)
         client = self._client(region)
         try:
-            existing = list(
-                client.list_custom_jobs(
+            existing = [
+                found
+                for found in client.list_custom_jobs(
                     request={"parent": parent, "filter": translate.list_filter(ctx.job_id, ctx.attempt)}
                 )
-            )
+                if translate.is_attempt(found.labels, ctx.job_id, ctx.attempt)
+            ]
             if existing:  # a retried submit: the attempt already exists
                 return Handle(self.name, existing[0].name, data)
-            tarball = translate.source_tarball_uri(job, ctx.job_id)
-            if tarball and job.source_dir:
-                upload_source(job.source_dir, tarball)
+            known = {**bucket_locations(job), **translate.options(job).get("bucket_locations", {})}
+            problems = translate.bucket_problems(job, region, known)
+            if problems:  # before anything is uploaded
+                raise ValidationFailed(self.name, problems)
+            ship_code(job, ctx)
             request = translate.render(job, placement, ctx)
             custom_job = aiplatform_v1.CustomJob.from_json(json.dumps(request))
             created = client.create_custom_job(parent=parent, custom_job=custom_job)
@@ -271,12 +281,38 @@ class VertexProvider:
         return measured_cost(job_id, attempts)
 
 
-def upload_source(source_dir: str, uri: str) -> None:
-    """Pack source_dir into a tar.gz and upload it once (the container unpacks it from /gcs)."""
+def _gcs() -> Any:
     os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
     import gcsfs
 
-    fs = gcsfs.GCSFileSystem()
+    return gcsfs.GCSFileSystem()
+
+
+def ship_code(job: Job, ctx: LaunchContext) -> None:
+    """Upload what the job runs from the staging bucket: the source tarball (once per job) and,
+    with install: wheels, the running multispot as wheels (``multispot.ship``), which the job's
+    command installs offline before the user's command."""
+    tarball = translate.source_tarball_uri(job, ctx.job_id)
+    wheels = translate.wheels_uri(job, ctx.job_id, ctx.attempt)
+    if not tarball and not wheels:
+        return
+    fs = _gcs()
+    if tarball and job.source_dir:
+        upload_source(job.source_dir, tarball, fs)
+    if wheels:
+        from multispot.ship import build_wheels
+
+        folder = wheels.split("://", 1)[1]
+        with tempfile.TemporaryDirectory(prefix="multispot-wheels-") as tmp:
+            for wheel in build_wheels(Path(tmp)):
+                target = f"{folder}/{wheel.name}"
+                if not fs.exists(target):
+                    fs.pipe_file(target, wheel.read_bytes())
+
+
+def upload_source(source_dir: str, uri: str, fs: Any = None) -> None:
+    """Pack source_dir into a tar.gz and upload it once (the container unpacks it from /gcs)."""
+    fs = fs or _gcs()
     path = uri.split("://", 1)[1]
     if fs.exists(path):
         return
@@ -284,6 +320,29 @@ def upload_source(source_dir: str, uri: str) -> None:
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         tar.add(source_dir, arcname=".", filter=_skip_caches)
     fs.pipe_file(path, buffer.getvalue())
+
+
+def bucket_locations(job: Job) -> dict[str, str]:
+    """The locations of the job's buckets, read with the Cloud Storage JSON API (``buckets.get``:
+    ``location``) where the credentials allow; a bucket that cannot be read is left out (then the
+    service itself refuses a bucket outside the job's region, at CreateCustomJob)."""
+    buckets = translate.bucket_buckets(job)
+    if not buckets:
+        return {}
+    try:
+        storage: Any = importlib.import_module("google.cloud.storage")  # untyped package
+        client = storage.Client(project=translate.options(job).get("project"))
+    except Exception:  # no credentials, no project: nothing known
+        return {}
+    found = {}
+    for bucket in buckets:
+        try:
+            location = client.get_bucket(bucket, timeout=10).location
+        except Exception:  # not allowed to read bucket metadata, or no such bucket yet
+            continue
+        if location:
+            found[bucket] = str(location)
+    return found
 
 
 def _skip_caches(info: tarfile.TarInfo) -> tarfile.TarInfo | None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from multispot import jobenv
 from multispot.errors import UnknownProviderState, ValidationFailed
 from multispot.provider import LaunchContext, unknown_options
+from multispot.ship import WHEEL_DIR, install_command
 from multispot.status import JobState, Placement, Usage
 from multispot_vertex import jobenv as service
 
@@ -31,12 +32,25 @@ NOTICE_SECONDS = service.NOTICE_SECONDS
 DEFAULT_REGION = "us-central1"
 
 # ----------------------------------------------------------------- Vertex limits (checked before upload)
+# CustomJob.display_name: "up to 128 characters long and can consist of any UTF-8 characters".
 MAX_DISPLAY_NAME = 128
+# CustomJob.labels: "keys and values can be no longer than 64 characters (Unicode codepoints), can
+# only contain lowercase letters, numeric characters, underscores and dashes" (aiplatform_v1 proto);
+# Google Cloud's label rules (resource-manager "Labels" page) are stricter and win here: at most 64
+# labels, keys and values at most 63 characters, keys start with a lowercase letter.
 MAX_LABELS = 64
 MAX_LABEL_LENGTH = 63  # keys and values
 LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+# ContainerSpec.env: "Maximum limit is 100"; EnvVar.name: "Must be a valid C identifier"; an
+# EnvVar.value's "$(VAR_NAME)" is expanded by the service unless written "$$(VAR_NAME)".
+MAX_ENV = 100
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_WORKER_POOLS = 4  # 0 primary, 1 workers, 2 parameter/reduction server, 3 evaluator
+INSTALL_MODES = ("wheels", "image")
+DISTRIBUTIONS = ("torchrun", "none")
+PYTHON_NAMES = ("python", "python3")
+LAUNCH_MODULE = "multispot_vertex.launch"
 ACCELERATOR_COUNTS = (1, 2, 4, 8, 16)
 MIN_BOOT_DISK_GB = 100
 MAX_BOOT_DISK_GB = 64_000
@@ -66,6 +80,12 @@ OPTIONS = {
     "boot_disk_type": f"one of {', '.join(BOOT_DISK_TYPES)}",
     "restart_job_on_worker_restart": "restart every replica when one restarts (default: true when nodes > 1)",
     "billing_export_table": "BigQuery table of the Cloud Billing export, project.dataset.table",
+    "install": "how multispot reaches the job: 'wheels' (default: built at submit, shipped with the "
+    "code through the staging bucket, installed offline) or 'image' (the image has it already)",
+    "distribution": "'torchrun' (default: one process per GPU, nodes joined through CLUSTER_SPEC) "
+    "or 'none' (the command runs once per node)",
+    "bucket_locations": "{bucket: location} of the job's buckets, e.g. {my-bucket: us-central1}: "
+    "checked against the job's region before anything is uploaded",
 }
 
 # Vertex JobState → JobState. FAILED is refined by the error (preempted / no capacity), see native_state.
@@ -82,8 +102,22 @@ STATES = {
     "JOB_STATE_EXPIRED": JobState.TIMED_OUT,
     "JOB_STATE_PARTIALLY_SUCCEEDED": JobState.FAILED,
 }
+# How a Spot preemption reaches a CustomJob's error (google.rpc.Status):
+# - a message about the VM's preemption;
+# - a STOCKOUT-style error once the job ran: Vertex could not get the capacity back to restart the
+#   reclaimed worker ("Resources are insufficient in region: R", RESOURCE_POOL_EXHAUSTED,
+#   code 8 RESOURCE_EXHAUSTED); before the job ever ran the same error is NO_CAPACITY;
+# - the container's own exit on the notice: the runtime exits 143 (128 + SIGTERM) after its last
+#   checkpoint, which Vertex reports as "The replica workerpoolN-M exited with a non-zero status of
+#   143" (the wording of its worker-exit errors).
 PREEMPTED_ERROR = re.compile(r"preempt|spot (vm|capacity) .*reclaim", re.IGNORECASE)
-NO_CAPACITY_ERROR = re.compile(r"stockout|resources are insufficient|quota", re.IGNORECASE)
+NOTICE_EXIT_ERROR = re.compile(r"exited with a non-zero status of 143\b", re.IGNORECASE)
+STOCKOUT_ERROR = re.compile(
+    r"stockout|resources are insufficient|resource_pool_exhausted|zone_resource_pool_exhausted",
+    re.IGNORECASE,
+)
+QUOTA_ERROR = re.compile(r"quota", re.IGNORECASE)
+RESOURCE_EXHAUSTED = 8  # google.rpc.Code
 
 
 # ----------------------------------------------------------------- options and validation
@@ -172,6 +206,115 @@ def problems(job: Job, placement: Placement | None = None) -> list[tuple[str, st
             found.append((f"tags.{key}", "a Vertex label value: lowercase letters, digits, '_' or '-', ≤63"))
     if placement is not None and placement.market not in ("spot", "on-demand"):
         found.append(("spot.policy", f"unknown market {placement.market!r}"))
+    install = opts.get("install", "wheels")
+    if install not in INSTALL_MODES:
+        found.append(
+            (
+                f"provider_options.{PROVIDER}.install",
+                "use 'wheels' (multispot shipped with the code, installed offline) or 'image' (an image "
+                "that has multispot, see examples/images/vertex): a job reaches no package index",
+            )
+        )
+    elif install == "wheels" and staging is None:
+        found.append(
+            (
+                f"provider_options.{PROVIDER}.staging_bucket",
+                "multispot ships to the job through the staging bucket (install: wheels): set it, or "
+                "use install: image with an image that has multispot",
+            )
+        )
+    if opts.get("distribution", "torchrun") not in DISTRIBUTIONS:
+        found.append((f"provider_options.{PROVIDER}.distribution", "use torchrun or none"))
+    locations = opts.get("bucket_locations", {})
+    if not (
+        isinstance(locations, dict)
+        and all(isinstance(k, str) and isinstance(v, str) and k and v for k, v in locations.items())
+    ):
+        found.append((f"provider_options.{PROVIDER}.bucket_locations", "a map of bucket name to location"))
+        locations = {}
+    for key in job.env:
+        if not ENV_NAME.match(key):
+            found.append((f"env.{key}", "Vertex takes variable names that are C identifiers"))
+    if not found:
+        probe = placement or Placement(
+            PROVIDER,
+            "spot",
+            str(opts.get("region") or DEFAULT_REGION),
+            job.resources.instance_type or "n1-standard-4",
+            job.resources.nodes,
+        )
+        found += request_problems(job, probe)
+        if probe.region:
+            found += bucket_problems(job, probe.region, locations)
+    return found
+
+
+def request_problems(job: Job, placement: Placement) -> list[tuple[str, str]]:
+    """The service's limits on the CustomJob multispot would send, multispot's own parts included."""
+    staging = options(job).get("staging_bucket")
+    probe_job_id = f"{job.name}-20261231-235959-ffffff"  # as long as the ids multispot makes
+    ctx = LaunchContext(
+        probe_job_id,
+        1,
+        job.checkpoint.uri or f"{staging}/multispot/checkpoints/{probe_job_id}",
+        job.output_uri or f"{staging}/multispot/outputs/{probe_job_id}",
+        env={key: "x" for key in job.env},
+    )
+    request = render(job, placement, ctx)
+    found: list[tuple[str, str]] = []
+    labels = request["labels"]
+    if len(labels) > MAX_LABELS:
+        found.append(("tags", f"Vertex allows {MAX_LABELS} labels and multispot adds 2: drop some tags"))
+    for key, value in labels.items():
+        if not (LABEL_KEY.match(key) and LABEL_VALUE.match(value)):
+            found.append(
+                (f"tags.{key}", "not a valid Vertex label (lowercase letters, digits, '_', '-', ≤63)")
+            )
+    if len(request["displayName"]) > MAX_DISPLAY_NAME:
+        found.append(("name", f"Vertex display names are at most {MAX_DISPLAY_NAME} characters"))
+    pools = request["jobSpec"]["workerPoolSpecs"]
+    if len(pools) > MAX_WORKER_POOLS or any(int(pool["replicaCount"]) < 1 for pool in pools):
+        found.append(("resources.nodes", "Vertex runs 1 primary replica plus workers in one pool"))
+    env = pools[0]["containerSpec"]["env"]
+    if len(env) > MAX_ENV:
+        own = len(env) - len(job.env)
+        found.append(("env", f"Vertex takes {MAX_ENV} variables and multispot sets {own}: drop some"))
+    for item in env:
+        if not ENV_NAME.match(item["name"]):
+            found.append((f"env.{item['name']}", "Vertex takes variable names that are C identifiers"))
+    return found
+
+
+def bucket_buckets(job: Job) -> dict[str, str]:
+    """{bucket: field path} of every bucket the job writes: staging, checkpoints, outputs."""
+    out: dict[str, str] = {}
+    staging = options(job).get("staging_bucket")
+    for path, uri in (
+        (f"provider_options.{PROVIDER}.staging_bucket", staging),
+        ("checkpoint.uri", job.checkpoint.uri),
+        ("output_uri", job.output_uri),
+    ):
+        if isinstance(uri, str) and _is_gs(uri):
+            out.setdefault(gs_uri(uri)[len("gs://") :].split("/")[0], path)
+    return out
+
+
+def bucket_problems(job: Job, region: str, locations: dict[str, str]) -> list[tuple[str, str]]:
+    """Vertex is regional: a job's Cloud Storage buckets must be in the job's own region (a
+    multi-region bucket such as ``US`` is refused: "The Cloud Storage bucket of gs://… is in location
+    `us`. It must be in the same regional location as the service location", FAILED_PRECONDITION;
+    see "Choosing your location" in the Vertex AI docs). Only buckets whose location is known."""
+    found = []
+    for bucket, path in bucket_buckets(job).items():
+        where = locations.get(bucket)
+        if where and where.lower() != region.lower():
+            found.append(
+                (
+                    path,
+                    f"bucket {bucket} is in {where}, the job runs in {region}: Vertex needs the bucket "
+                    "in the job's region (set provider_options.vertex.region, or use a bucket there)",
+                )
+            )
     return found
 
 
@@ -193,11 +336,24 @@ def label_value(text: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:MAX_LABEL_LENGTH]
 
 
-def source_tarball_uri(job: Job, job_id: str) -> str | None:
+def code_uri(job: Job, job_id: str) -> str | None:
+    """The folder in the staging bucket that holds what is shipped with the job."""
     staging = options(job).get("staging_bucket")
-    if not job.source_dir or not staging:
+    return f"{gs_uri(str(staging)).rstrip('/')}/multispot/source/{job_id}" if staging else None
+
+
+def source_tarball_uri(job: Job, job_id: str) -> str | None:
+    code = code_uri(job, job_id)
+    return f"{code}/source.tar.gz" if job.source_dir and code else None
+
+
+def wheels_uri(job: Job, job_id: str, attempt: int) -> str | None:
+    """Where the multispot wheels of one attempt go (install: wheels): each attempt ships the code
+    that submits it, so the offline install finds exactly one multispot wheel there."""
+    code = code_uri(job, job_id)
+    if options(job).get("install", "wheels") != "wheels" or not code:
         return None
-    return f"{gs_uri(str(staging)).rstrip('/')}/multispot/source/{job_id}/source.tar.gz"
+    return f"{code}/attempt-{attempt}/{WHEEL_DIR}"
 
 
 def default_uri(kind: str, job_id: str, job: Job) -> str:
@@ -246,7 +402,9 @@ def accelerator(job: Job, placement: Placement) -> tuple[str | None, int]:
 
 
 def environment(job: Job, placement: Placement, ctx: LaunchContext) -> dict[str, str]:
-    """The contract (gs:// URIs, and the checkpoint folder on the FUSE mount), then the job's own."""
+    """The contract, then the job's own. The checkpoint, output and input locations are given as
+    their Cloud Storage FUSE paths (with the gs:// URI of the checkpoint too): inside the job, the
+    runtime then needs fsspec only, never gcsfs, which Vertex's images do not promise."""
     return jobenv.build(
         job,
         ctx,
@@ -254,22 +412,50 @@ def environment(job: Job, placement: Placement, ctx: LaunchContext) -> dict[str,
         NOTICE_SECONDS,
         checkpoint_uri=gs_uri(ctx.checkpoint_uri),
         checkpoint_dir=fuse_path(ctx.checkpoint_uri) if _is_gs(ctx.checkpoint_uri) else None,
-        output_uri=gs_uri(ctx.output_uri),
-        inputs={name: gs_uri(uri) for name, uri in job.inputs.items()},
+        output_uri=fuse_uri(ctx.output_uri),
+        inputs={name: fuse_uri(uri) for name, uri in job.inputs.items()},
     )
 
 
-def command(job: Job, ctx: LaunchContext) -> tuple[list[str], list[str]]:
-    """(container command, args): with source_dir, unpack the tarball from the FUSE mount first."""
+def fuse_uri(uri: str) -> str:
+    """gs://bucket/path → file:///gcs/bucket/path; anything else unchanged."""
+    return f"file://{fuse_path(uri)}" if _is_gs(uri) else uri
+
+
+def nproc_per_node(job: Job) -> int:
+    return max(1, job.resources.accelerator_count)
+
+
+def launches(job: Job, placement: Placement) -> bool:
+    """Whether the command starts through torchrun: a Python command, several GPUs or nodes."""
+    nodes = placement.count or job.resources.nodes
+    return (
+        options(job).get("distribution", "torchrun") == "torchrun"
+        and bool(job.command)
+        and job.command[0] in PYTHON_NAMES
+        and (nodes > 1 or nproc_per_node(job) > 1)
+    )
+
+
+def command(job: Job, placement: Placement, ctx: LaunchContext) -> tuple[list[str], list[str]]:
+    """(container command, args). The command, when the job needs more than its own command: install
+    the shipped wheels offline, unpack the source from the FUSE mount, launch one process per GPU."""
     args = job.argv()[len(job.command) :]  # the hyperparameters as --key value
-    tarball = source_tarball_uri(job, ctx.job_id)
-    if tarball is None:
+    steps = []
+    if wheels_uri(job, ctx.job_id, ctx.attempt):
+        steps.append(install_command("$MULTISPOT_WHEELS"))
+    if source_tarball_uri(job, ctx.job_id):
+        steps.append(
+            'mkdir -p /tmp/multispot-src; tar -xzf "$MULTISPOT_SOURCE_TARBALL" -C /tmp/multispot-src; '
+            "cd /tmp/multispot-src"
+        )
+    if launches(job, placement):
+        steps.append(f'exec python3 -m {LAUNCH_MODULE} --nproc-per-node {nproc_per_node(job)} -- "$@"')
+    if not steps:
         return list(job.command), args
-    script = (
-        'set -e; mkdir -p /tmp/multispot-src; tar -xzf "$MULTISPOT_SOURCE_TARBALL" -C /tmp/multispot-src; '
-        'cd /tmp/multispot-src; exec "$@"'
-    )
-    return ["sh", "-c", script, "multispot-launch"], [*job.command, *args]
+    if not steps[-1].startswith("exec "):
+        steps.append('exec "$@"')
+    return ["sh", "-c", "set -e; " + "; ".join(steps), "multispot-launch"], [*job.command, *args]
 
 
 def render(job: Job, placement: Placement, ctx: LaunchContext) -> dict[str, Any]:
@@ -282,15 +468,19 @@ def render(job: Job, placement: Placement, ctx: LaunchContext) -> dict[str, Any]
     if accel_type:
         machine["acceleratorType"] = accel_type
         machine["acceleratorCount"] = accel_count
-    cmd, args = command(job, ctx)
+    cmd, args = command(job, placement, ctx)
     env = environment(job, placement, ctx)
     tarball = source_tarball_uri(job, ctx.job_id)
     if tarball:
         env["MULTISPOT_SOURCE_TARBALL"] = fuse_path(tarball)
+    wheels = wheels_uri(job, ctx.job_id, ctx.attempt)
+    if wheels:
+        env["MULTISPOT_WHEELS"] = fuse_path(wheels)
     container: dict[str, Any] = {
         "imageUri": job.image or "",
         "command": cmd,
-        "env": [{"name": key, "value": value} for key, value in env.items()],
+        # EnvVar.value: "$(VAR_NAME)" is expanded by the service; "$$(" keeps the value as written.
+        "env": [{"name": key, "value": value.replace("$(", "$$(")} for key, value in env.items()],
     }
     if args:
         container["args"] = args
@@ -327,15 +517,30 @@ def render(job: Job, placement: Placement, ctx: LaunchContext) -> dict[str, Any]
     labels[JOB_LABEL] = label_value(ctx.job_id)
     labels[ATTEMPT_LABEL] = str(ctx.attempt)
     return {
-        "displayName": f"{ctx.job_id}-attempt-{ctx.attempt}"[:MAX_DISPLAY_NAME],
+        "displayName": display_name(ctx.job_id, ctx.attempt),
         "jobSpec": spec,
         "labels": dict(sorted(labels.items())),
     }
 
 
+def display_name(job_id: str, attempt: int) -> str:
+    suffix = f"-attempt-{attempt}"
+    return job_id[: MAX_DISPLAY_NAME - len(suffix)] + suffix
+
+
 def list_filter(job_id: str, attempt: int) -> str:
-    """The ListCustomJobs filter that finds an attempt already created (idempotent submit)."""
-    return f'labels.{JOB_LABEL}="{label_value(job_id)}" AND labels.{ATTEMPT_LABEL}="{attempt}"'
+    """The ListCustomJobs filter that finds an attempt already created (idempotent submit).
+
+    ListCustomJobsRequest.filter documents ``display_name`` with ``=`` and a quoted string
+    (``display_name="my_job"``), a form every reading of the AIP-160 grammar accepts; a label key
+    with '-' in an unquoted traversal (``labels.multispot-job-id=…``) is not promised by it. The
+    caller checks the labels of what comes back (``is_attempt``)."""
+    name = display_name(job_id, attempt).replace("\\", "\\\\").replace('"', '\\"')
+    return f'display_name="{name}"'
+
+
+def is_attempt(labels: Any, job_id: str, attempt: int) -> bool:
+    return bool(labels.get(JOB_LABEL) == label_value(job_id) and labels.get(ATTEMPT_LABEL) == str(attempt))
 
 
 # ----------------------------------------------------------------- reading a CustomJob back
@@ -353,12 +558,20 @@ def native_state(job: dict[str, Any]) -> JobState:
     if native not in STATES:
         raise UnknownProviderState(f"Vertex job state {native!r} is not in the state table")
     state = STATES[native]
-    error = str((job.get("error") or {}).get("message", ""))
-    if state is JobState.FAILED and error:
-        if PREEMPTED_ERROR.search(error):
-            state = JobState.PREEMPTED
-        elif NO_CAPACITY_ERROR.search(error) and not job.get("startTime"):
-            state = JobState.NO_CAPACITY
+    error = job.get("error") or {}
+    text, code = str(error.get("message", "")), int(error.get("code", 0) or 0)
+    if state is not JobState.FAILED or not (text or code):
+        return state
+    ran = bool(job.get("startTime"))
+    if PREEMPTED_ERROR.search(text) or (ran and NOTICE_EXIT_ERROR.search(text)):
+        return JobState.PREEMPTED
+    stockout = bool(STOCKOUT_ERROR.search(text)) or (
+        code == RESOURCE_EXHAUSTED and not QUOTA_ERROR.search(text)
+    )
+    if stockout:
+        return JobState.PREEMPTED if ran else JobState.NO_CAPACITY  # ran: the reclaimed VM came not back
+    if QUOTA_ERROR.search(text) and not ran:
+        return JobState.NO_CAPACITY
     return state
 
 

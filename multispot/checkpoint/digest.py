@@ -19,11 +19,18 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any, Protocol
 
-import xxhash
+try:
+    import xxhash
+except ImportError:  # a job's image without it: multispot ships pure-Python wheels only
+    xxhash = None  # type: ignore[assignment]
 
-ALGORITHM = "xxh3-128"
+XXH3 = "xxh3-128"
 LEGACY_ALGORITHM = "sha256-chunked-8MiB"
-ALGORITHMS = (ALGORITHM, LEGACY_ALGORITHM)
+ALGORITHMS = (XXH3, LEGACY_ALGORITHM)
+# What new checkpoints are written with: xxh3-128 where xxhash is installed (a core dependency,
+# so everywhere multispot was installed by pip); inside a job whose image lacks it (the shipped
+# wheels are pure Python), the standard library's chunked sha256, which every reader verifies.
+ALGORITHM = XXH3 if xxhash is not None else LEGACY_ALGORITHM
 CHUNK = 8 * 1024 * 1024  # the legacy algorithm's chunk (and a good streaming size)
 
 _POOL: ThreadPoolExecutor | None = None
@@ -43,6 +50,10 @@ class Xxh3:
     """xxh3-128 of the whole stream, hex."""
 
     def __init__(self) -> None:
+        if xxhash is None:
+            raise ModuleNotFoundError(
+                "this checkpoint is checksummed with xxh3-128, which needs the xxhash package: pip install xxhash"
+            )
         self.size = 0
         self._state = xxhash.xxh3_128()
 
@@ -132,7 +143,7 @@ class ChunkedDigest:
 
 def hasher(algorithm: str = ALGORITHM) -> Hasher:
     """A fresh checksum of ``algorithm`` (one of ``ALGORITHMS``)."""
-    if algorithm == ALGORITHM:
+    if algorithm == XXH3:
         return Xxh3()
     if algorithm == LEGACY_ALGORITHM:
         return ChunkedDigest()

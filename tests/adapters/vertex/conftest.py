@@ -6,7 +6,9 @@ real clients at them is set per test (monkeypatch), so nothing leaks into other 
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ pytest.importorskip("google.cloud.aiplatform_v1", reason="needs the vertex extra
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # before gcsfs is imported (notes/gcp.md)
 
 BUCKET = "multispot-test"
+MULTI_REGION_BUCKET = "multispot-us"
 
 
 @pytest.fixture(scope="session")
@@ -26,10 +29,23 @@ def gcs_endpoint() -> Iterator[str]:
     from gcp_storage_emulator.server import create_server
 
     port = free_port()
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=BUCKET)
+    server = create_server("127.0.0.1", port, in_memory=True)
     server.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        endpoint = f"http://127.0.0.1:{port}"
+        # Vertex wants the job's buckets in its region: the test bucket is in us-central1, the
+        # other one is a multi-region bucket (the emulator's default location, US).
+        # (The emulator's insert ignores "location"; its PATCH sets it, as a one-off setup step.)
+        for name, location in ((BUCKET, "US-CENTRAL1"), (MULTI_REGION_BUCKET, None)):
+            _call(endpoint, "POST", "/storage/v1/b?project=test-project", {"name": name})
+            if location:
+                _call(
+                    endpoint,
+                    "PATCH",
+                    f"/storage/v1/b/{name}",
+                    {"location": location, "locationType": "region"},
+                )
+        yield endpoint
     finally:
         server.stop()
 
@@ -83,3 +99,13 @@ def vertex_env(
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     return values
+
+
+def _call(endpoint: str, method: str, path: str, body: dict[str, Any]) -> None:
+    request = urllib.request.Request(
+        endpoint + path,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method=method,
+    )
+    urllib.request.urlopen(request, timeout=10).close()

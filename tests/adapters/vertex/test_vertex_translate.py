@@ -23,6 +23,7 @@ from multispot_vertex.provider import VertexProvider
 from multispot.errors import UnknownProviderState, ValidationFailed
 from multispot.job import Job
 from multispot.provider import LaunchContext
+from multispot.ship import install_command
 from multispot.status import JobState, Placement
 
 REPO = Path(__file__).resolve().parents[3]
@@ -107,7 +108,22 @@ def test_spot_and_checkpoint_mapping() -> None:
     assert env["MULTISPOT_NOTICE_SECONDS"] == "30" and env["WANDB_MODE"] == "offline"
     assert job.labels == {"multispot-job-id": "train-abc123", "multispot-attempt": "2"}
     assert job.job_spec.base_output_directory.output_uri_prefix == "gs://bkt/out/train"
-    assert list(pool.container_spec.command) == ["python", "train.py", "--lr", "0.1"]
+    # multispot ships as wheels with the attempt and installs offline before the user's command
+    assert env["MULTISPOT_WHEELS"] == "/gcs/bkt/multispot/source/train-abc123/attempt-2/multispot-wheels"
+    command = list(pool.container_spec.command)
+    assert command[:2] == ["sh", "-c"] and command[3] == "multispot-launch"
+    assert install_command("$MULTISPOT_WHEELS") in command[2] and "--no-index" in command[2]
+    assert command[2].endswith('exec "$@"')
+    assert list(pool.container_spec.args) == ["python", "train.py", "--lr", "0.1"]
+    assert env["MULTISPOT_OUTPUT_URI"] == "file:///gcs/bkt/out/train"  # FUSE: no gcsfs needed inside
+
+
+def test_an_image_with_multispot_runs_the_command_as_written() -> None:
+    job = _job(provider_options={"vertex": {**OPTS, "install": "image"}})
+    request = translate.render(job, Placement("vertex", "spot", "us-central1", "n1-standard-8"), ctx())
+    container = request["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]
+    assert container["command"] == ["python", "train.py", "--lr", "0.1"]
+    assert "MULTISPOT_WHEELS" not in environment_of(request)
 
 
 def test_on_demand_and_workers_pool() -> None:
@@ -117,7 +133,10 @@ def test_on_demand_and_workers_pool() -> None:
     assert job.job_spec.scheduling.timeout.total_seconds() == 6 * 3600
     assert [p.replica_count for p in job.job_spec.worker_pool_specs] == [1, 2]
     assert job.job_spec.worker_pool_specs[1].machine_spec.accelerator_count == 8
-    assert list(job.job_spec.worker_pool_specs[0].container_spec.args) == ["--epochs", "3", "--amp"]
+    container = job.job_spec.worker_pool_specs[0].container_spec
+    assert list(container.args) == ["python", "train.py", "--lr", "0.1", "--epochs", "3", "--amp"]
+    # 8 GPUs a node, 3 nodes: one process per GPU through torchrun, nodes from CLUSTER_SPEC
+    assert container.command[2].endswith('exec python3 -m multispot_vertex.launch --nproc-per-node 8 -- "$@"')
 
 
 def test_source_dir_runs_from_the_tarball_on_fuse() -> None:
