@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,8 @@ from helpers.azureml_setup import azure_options, make_provider
 
 from multispot import registry
 from multispot.job import Job
-from multispot.provider import Provider
-from multispot.status import Handle
+from multispot.provider import LaunchContext, Provider
+from multispot.status import Handle, JobState, Placement
 from multispot.testing.contract import *  # noqa: F403
 
 pytestmark = pytest.mark.slow
@@ -66,3 +67,49 @@ def harness(
     monkeypatch.setattr(registry, "get", get)
     fake_aml.requeue_on_preemption = False
     return AzureHarness(provider, fake_aml)
+
+
+# --------------------------------------------------------------------------- beyond the contract
+
+PROBE = (
+    "import importlib.metadata as m, sys, multispot; "
+    "print('probe', m.version('multispot'), multispot.__file__, sys.prefix, flush=True)"
+)
+
+
+def _run_to_end(harness: AzureHarness, job: Job, tmp_path: Path) -> tuple[JobState, str, Handle]:
+    placement = Placement("azureml", "spot", "eastus", "Standard_D2s_v3")
+    checkpoints, outputs = harness.storage(tmp_path)
+    ctx = LaunchContext(f"probe-{uuid.uuid4().hex[:8]}", 1, checkpoints, outputs)
+    handle = harness.provider.submit(job, placement, ctx)
+    deadline = time.monotonic() + 120
+    while not (status := harness.provider.status(handle)).state.terminal:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.3)
+    return status.state, "".join(harness.provider.logs(handle)), handle
+
+
+def test_multispot_reaches_the_job_through_the_request(harness: AzureHarness, tmp_path: Path) -> None:
+    """The fake's job runs in a fresh virtualenv without multispot: the shipped wheels are the
+    only way in, and the command installs them offline from the code asset."""
+    state, log, handle = _run_to_end(
+        harness, harness.job(tmp_path, [], command=["python", "-c", PROBE]), tmp_path
+    )
+    assert state is JobState.SUCCEEDED, log
+    [line] = [x for x in log.splitlines() if x.startswith("probe ")]
+    _, version, module, prefix = line.split(" ")
+    assert "+g" in version  # the content-hashed wheel built at submit, not the host's install
+    root = harness.fake.jobs[handle.id].root
+    assert module.startswith(str(root / "image")) and prefix == str(root / "image")
+    code_ids = [
+        b["properties"]["codeId"] for m, p, b in harness.fake.requests if m == "PUT" and "/jobs/" in p
+    ]
+    assert code_ids and all(code_ids)
+
+
+def test_an_image_without_multispot_fails_as_the_service_would(harness: AzureHarness, tmp_path: Path) -> None:
+    job = harness.job(
+        tmp_path, [], command=["python", "-c", PROBE], provider_options={"azureml": {"install": "image"}}
+    )
+    state, log, _ = _run_to_end(harness, job, tmp_path)
+    assert state is JobState.FAILED and "No module named 'multispot'" in log
