@@ -208,6 +208,9 @@ class AzureMLProvider:
             cmd = t.build(job, placement, ctx, code=None, datastores=datastores)
         except t.NoDatastore as exc:
             raise ValidationFailed(self.name, [(_uri_field(job, ctx, str(exc)), str(exc))]) from exc
+        limits = t.request_problems(job, t.rest_body(cmd))
+        if limits:  # this attempt's own names and URIs, checked before anything is uploaded
+            raise ValidationFailed(self.name, limits)
         if where.create and where.cluster:
             self._ensure_cluster(client, where.cluster, job, placement, ctx)
         if where.cluster and opts.get("cost_filter") == "tag":

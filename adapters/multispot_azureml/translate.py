@@ -166,6 +166,8 @@ def problems(job: Job, placement: Placement | None = None) -> list[tuple[str, st
             found.append((f"inputs.{name}", f"Azure ML reads inputs from {', '.join(_INPUT_SCHEMES)}"))
     if not job.command:
         found.append(("command", "give the command to run"))
+    if placement is not None and not found:
+        found += request_problems(job, render(job, placement, sample_context(job)))
     if placement is not None and compute_for(job, placement).cluster is None and not placement.instance_type:
         found.append(
             (
@@ -426,6 +428,109 @@ def rest_body(cmd: Command) -> dict[str, Any]:
     if body["properties"].get("codeId"):
         body["properties"]["codeId"] = CODE_PLACEHOLDER
     return body
+
+
+# --------------------------------------------------------------------------- the service's limits
+
+# The limits a rendered request must keep, each from the service's (or the platform's) docs:
+# - job and experiment names: letters, digits, '-' and '_', starting with a letter or digit, at
+#   most 255 characters (Azure ML REST API, Jobs - Create Or Update: ``name`` pattern
+#   ``^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,254}$``; experimentName likewise);
+# - compute cluster names: 2 to 16 characters, letters, digits and '-', starting with a letter
+#   ("Create an Azure Machine Learning compute cluster", name rules);
+# - tags: at most 50, names at most 512 characters, values at most 256 ("Use tags to organize
+#   your Azure resources", limitations; the cluster's tags are ARM tags, and job tags are held to
+#   the same so a tag copied to the cluster for cost stays valid);
+# - the command runs as ``bash -c <command>`` with the variables in its environment: on Linux one
+#   argument, and one NAME=value string, is at most 131,072 bytes (MAX_ARG_STRLEN), and the
+#   arguments and environment together at most ARG_MAX, 2 MiB by default (execve(2), "Limits on
+#   size of arguments and environment"); variable names are POSIX names.
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,254}$")
+CLUSTER_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{1,15}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_TAGS, MAX_TAG_NAME, MAX_TAG_VALUE = 50, 512, 256
+MAX_ARG_BYTES = 131_072
+MAX_EXEC_BYTES = 2 * 1024 * 1024
+
+
+def sample_context(job: Job) -> LaunchContext:
+    """A context as a submit would make it (the longest job id multispot generates for this name),
+    to check the limits before anything is uploaded."""
+    job_id = f"{job.name}-{'0' * 6}"
+    return LaunchContext(
+        job_id,
+        1,
+        job.checkpoint.uri or default_uri("checkpoints", job_id, job),
+        job.output_uri or default_uri("outputs", job_id, job),
+        env=dict(job.env),
+    )
+
+
+def _env_field(job: Job, name: str) -> str:
+    if name in job.env:
+        return f"env.{name}"
+    if name == jobenv.HYPERPARAMETERS:
+        return "hyperparameters"
+    for input_name in job.inputs:
+        if name == jobenv.input_var(input_name):
+            return f"inputs.{input_name}"
+    if name in (jobenv.CHECKPOINT_URI,):
+        return "checkpoint.uri"
+    if name == jobenv.OUTPUT_URI:
+        return "output_uri"
+    return "env"
+
+
+def request_problems(job: Job, body: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every service limit the rendered request breaks, with the Job's field path."""
+    found: list[tuple[str, str]] = []
+    props = body.get("properties") or {}
+    opts = options(job)
+    experiment_field = f"provider_options.{PROVIDER}.experiment" if opts.get("experiment") else "name"
+    if not NAME_PATTERN.match(str(props.get("experimentName") or "")):
+        found.append(
+            (experiment_field, "an Azure ML experiment name: letters, digits, '-', '_', at most 255")
+        )
+    if not NAME_PATTERN.match(str(body.get("name") or "x")):
+        found.append(("name", "the Azure ML job name made from it breaks the service's name rules"))
+    if len(str(props.get("displayName") or "")) > 255:
+        found.append(("name", "at most 255 characters (the job's display name)"))
+    for key in ("compute", "on_demand_compute"):
+        value = opts.get(key)
+        if isinstance(value, str) and value and not CLUSTER_PATTERN.match(value):
+            found.append(
+                (
+                    f"provider_options.{PROVIDER}.{key}",
+                    "a cluster name: 2 to 16 letters, digits or '-', starting with a letter",
+                )
+            )
+    tags = props.get("tags") or {}
+    if len(tags) > MAX_TAGS:
+        found.append(("tags", f"at most {MAX_TAGS - 2} tags (multispot adds {JOB_ID_TAG} and {ATTEMPT_TAG})"))
+    for key, value in tags.items():
+        if len(key) > MAX_TAG_NAME or len(str(value)) > MAX_TAG_VALUE:
+            found.append(
+                (
+                    f"tags.{key}"[:80],
+                    f"tag names at most {MAX_TAG_NAME} characters, values at most {MAX_TAG_VALUE}",
+                )
+            )
+    command = str(props.get("command") or "")
+    if len(command.encode()) > MAX_ARG_BYTES:
+        found.append(("command", f"the command Azure ML runs is over {MAX_ARG_BYTES} bytes"))
+    total = len(command.encode())
+    for name, value in (props.get("environmentVariables") or {}).items():
+        size = len(f"{name}={value}".encode()) + 1
+        total += size
+        if not ENV_NAME.match(name):
+            found.append((_env_field(job, name), f"{name!r} is not a variable name (letters, digits, _)"))
+        elif size > MAX_ARG_BYTES:
+            found.append(
+                (_env_field(job, name), f"{name} is {size} bytes; one variable is at most {MAX_ARG_BYTES}")
+            )
+    if total > MAX_EXEC_BYTES:
+        found.append(("env", f"the command and variables are {total} bytes; at most {MAX_EXEC_BYTES}"))
+    return found
 
 
 # --------------------------------------------------------------------------- what comes back

@@ -18,7 +18,7 @@ import pytest
 from multispot_azureml import translate as t
 from multispot_azureml.provider import AzureMLProvider
 
-from multispot.errors import UnknownProviderState, ValidationFailed
+from multispot.errors import JobSpecError, UnknownProviderState, ValidationFailed
 from multispot.job import Job
 from multispot.provider import LaunchContext
 from multispot.status import JobState, Placement
@@ -214,3 +214,67 @@ def test_install_modes_are_validated(tmp_path: Path) -> None:
     )
     props = t.render(job, placement, CTX)["properties"]
     assert "multispot-wheels" not in props["command"] and "codeId" not in props
+
+
+# Held-out style: specs at and just past each limit; past it, the field path (before any upload:
+# validate runs first in submit); at it, a request within every limit.
+LIMIT_CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
+    # (the job name: the Job spec caps it at 40 characters, far inside Azure ML's 255)
+    (
+        "experiment",
+        {"provider_options": {"azureml": {**OPTS, "experiment": "e" * 255}}},
+        {"provider_options": {"azureml": {**OPTS, "experiment": "bad name!"}}},
+        "provider_options.azureml.experiment",
+    ),
+    (
+        "compute",
+        {"provider_options": {"azureml": {**OPTS, "compute": "c" * 16}}},
+        {"provider_options": {"azureml": {**OPTS, "compute": "c" * 17}}},
+        "provider_options.azureml.compute",
+    ),
+    (
+        "tag count",
+        {"tags": {f"t{i}": "v" for i in range(48)}},
+        {"tags": {f"t{i}": "v" for i in range(49)}},
+        "tags",
+    ),
+    ("tag value", {"tags": {"k": "v" * 256}}, {"tags": {"k": "v" * 257}}, "tags.k"),
+    ("env value", {"env": {"BIG": "x" * 131_000}}, {"env": {"BIG": "x" * 131_100}}, "env.BIG"),
+    (
+        "hyperparameters",  # multispot's own variable: MULTISPOT_HYPERPARAMETERS
+        {"hyperparameters": {f"h{i}": "x" * 1000 for i in range(120)}},
+        {"hyperparameters": {f"h{i}": "x" * 1000 for i in range(140)}},
+        "hyperparameters",
+    ),
+    (
+        "command",
+        {"command": ["python", "train.py", "x" * 120_000]},
+        {"command": ["python", "train.py", "x" * 131_072]},
+        "command",
+    ),
+    (
+        "all variables",
+        {"env": {f"V{i}": "x" * 100_000 for i in range(19)}},
+        {"env": {f"V{i}": "x" * 100_000 for i in range(21)}},
+        "env",
+    ),
+]
+
+
+@pytest.mark.parametrize(("label", "within", "past", "path"), LIMIT_CASES, ids=[c[0] for c in LIMIT_CASES])
+def test_service_limits_on_the_rendered_request(
+    tmp_path: Path, label: str, within: dict[str, Any], past: dict[str, Any], path: str
+) -> None:
+    placement = Placement("azureml", "spot", "eastus", "Standard_NC6s_v3")
+    base = {"resources": {"instance_type": "Standard_NC6s_v3"}}
+    ok = _job(tmp_path, **{**base, **within})
+    assert t.problems(ok, placement) == [], label
+    strict(t.render(ok, placement, CTX))  # and the service's own model takes it
+    try:  # the Job spec holds some limits itself (a tag value); either way, with the field path
+        AzureMLProvider().validate(_job(tmp_path, **{**base, **past}), placement)
+    except ValidationFailed as exc:
+        assert path in {p.path for p in exc.problems}, exc.problems
+    except JobSpecError as exc:
+        assert f"{path}:" in str(exc), str(exc)
+    else:
+        raise AssertionError(f"{label}: past the limit, accepted")
