@@ -30,6 +30,9 @@ def _int(text: str | None) -> int | None:
 class AzureMLJobEnvironment:
     name = NAME
     notice_seconds = NOTICE_SECONDS
+    # A preempted low-priority/spot job is re-queued by the service with its outputs kept; the
+    # runtime saves on the notice and waits to be stopped instead of exiting (docs/decisions.md).
+    requeues_on_preemption = True
 
     def recognises(self, environ: Mapping[str, str]) -> bool:
         return any(key.startswith(("AZUREML_", "AZURE_ML_OUTPUT_")) for key in environ)

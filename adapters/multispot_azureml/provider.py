@@ -8,11 +8,16 @@ fake of the management API through ``cloud_metadata`` and inject a credential.
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from multispot import ship
 from multispot.errors import (
     AttemptLost,
     CapacityError,
@@ -65,6 +70,7 @@ class AzureMLProvider:
         self._verify = connection_verify
         self.management_url = management_url
         self._clients: dict[tuple[str, str, str], MLClient] = {}
+        self._stores: dict[tuple[str, str, str], list[t.Datastore]] = {}
 
     # ----------------------------------------------------------------- clients
 
@@ -107,7 +113,51 @@ class AzureMLProvider:
         return out
 
     def default_uri(self, kind: str, job_id: str, job: Job) -> str:
-        return t.default_uri(kind, job_id, job)
+        """On the job's datastore, as the az:// URI multispot opens (status, resume, retention):
+        with ``storage`` set it is written directly, otherwise the datastore is looked up in the
+        workspace (fsspec cannot open the datastore's azureml:// name)."""
+        uri = t.default_uri(kind, job_id, job)
+        if not uri.startswith("azureml://"):
+            return uri
+        opts = t.options(job)
+        name = str(opts.get("datastore") or t.DEFAULT_DATASTORE)
+        field = f"provider_options.{self.name}.storage"
+        if not all(opts.get(k) for k in ("subscription_id", "resource_group", "workspace")):
+            raise ValidationFailed(
+                self.name,
+                [(field, f"set <account>/<container> of datastore {name}, or the workspace to look it up")],
+            )
+        try:
+            found = {d.name: d for d in self._datastores(opts)}
+        except Exception as exc:  # no credentials, no workspace: the fix is the same
+            raise ValidationFailed(
+                self.name,
+                [
+                    (
+                        field,
+                        f"could not look up datastore {name} in the workspace ({type(exc).__name__}: "
+                        f"{str(exc)[:200]}): sign in, or set <account>/<container>, or give "
+                        "checkpoint.uri/output_uri",
+                    )
+                ],
+            ) from exc
+        if name not in found:
+            raise ValidationFailed(self.name, [(field, f"the workspace has no blob datastore {name}")])
+        return found[name].uri(uri.split("/paths/", 1)[1])
+
+    def _datastores(self, where: dict[str, Any]) -> list[t.Datastore]:
+        """The workspace's blob datastores (Blob and ADLS Gen2), cached per workspace."""
+        key = (str(where["subscription_id"]), str(where["resource_group"]), str(where["workspace"]))
+        if key not in self._stores:
+            found = []
+            for store in self._client(where).datastores.list():
+                container = getattr(store, "container_name", None) or getattr(store, "filesystem", None)
+                account = getattr(store, "account_name", None)
+                if container and account:
+                    endpoint = str(getattr(store, "endpoint", None) or "core.windows.net")
+                    found.append(t.Datastore(str(store.name), str(account), str(container), endpoint))
+            self._stores[key] = found
+        return self._stores[key]
 
     def validate(self, job: Job, placement: Placement) -> None:
         problems = t.problems(job, placement)
@@ -153,22 +203,49 @@ class AzureMLProvider:
             return handle  # already submitted: a retried submit never starts two
         except ResourceNotFoundError:
             pass
+        datastores = self._datastores(handle.data)
+        try:
+            cmd = t.build(job, placement, ctx, code=None, datastores=datastores)
+        except t.NoDatastore as exc:
+            raise ValidationFailed(self.name, [(_uri_field(job, ctx, str(exc)), str(exc))]) from exc
+        limits = t.request_problems(job, t.rest_body(cmd))
+        if limits:  # this attempt's own names and URIs, checked before anything is uploaded
+            raise ValidationFailed(self.name, limits)
         if where.create and where.cluster:
             self._ensure_cluster(client, where.cluster, job, placement, ctx)
-        try:
-            client.jobs.create_or_update(t.build(job, placement, ctx, code=job.source_dir))
-        except HttpResponseError as exc:
+        if where.cluster and opts.get("cost_filter") == "tag":
+            self._tag_cluster(client, where.cluster, ctx)
+        with tempfile.TemporaryDirectory(prefix="multispot-azureml-") as staging:
+            cmd.code = stage_code(job, Path(staging))
             try:
-                client.jobs.get(name)  # a concurrent submit created it first
-                return handle
-            except ResourceNotFoundError:
-                pass
-            if any(word in str(exc).lower() for word in _QUOTA_WORDS):
-                raise CapacityError(f"Azure ML refused {placement}: {exc.message}") from exc
-            if _transient(exc):
-                raise TransientProviderError(f"Azure ML (will retry): {exc.message}") from exc
-            raise ProviderError(f"Azure ML refused the job: {exc.message}") from exc
+                client.jobs.create_or_update(cmd)
+            except HttpResponseError as exc:
+                try:
+                    client.jobs.get(name)  # a concurrent submit created it first
+                    return handle
+                except ResourceNotFoundError:
+                    pass
+                if any(word in str(exc).lower() for word in _QUOTA_WORDS):
+                    raise CapacityError(f"Azure ML refused {placement}: {exc.message}") from exc
+                if _transient(exc):
+                    raise TransientProviderError(f"Azure ML (will retry): {exc.message}") from exc
+                raise ProviderError(f"Azure ML refused the job: {exc.message}") from exc
         return handle
+
+    def _tag_cluster(self, client: MLClient, name: str, ctx: LaunchContext) -> None:
+        """Point the cluster's ARM tag ``multispot-job-id`` at this job before it runs.
+
+        Cost Management attributes usage to the tags a resource carries when the usage is
+        recorded (tags are not applied retroactively: "Group and filter options in Cost
+        analysis", "Understand and work with tags"), so re-tagging at each submit lets a reused
+        cluster's cost be queried per job. Sound while the cluster runs one job at a time.
+        """
+        compute = client.compute.get(name)
+        tags = dict(getattr(compute, "tags", None) or {})
+        if tags.get(t.JOB_ID_TAG) != ctx.job_id:
+            tags[t.JOB_ID_TAG] = ctx.job_id
+            compute.tags = tags
+            client.compute.begin_update(compute).result()
 
     def _ensure_cluster(
         self, client: MLClient, name: str, job: Job, placement: Placement, ctx: LaunchContext
@@ -269,6 +346,48 @@ class AzureMLProvider:
         from multispot_azureml.billing import measured_cost
 
         return measured_cost(self, job_id, attempts)
+
+
+def stage_code(job: Job, staging: Path) -> str:
+    """The code asset's folder: ``source_dir`` (less what its .amlignore/.gitignore exclude, as the
+    SDK would upload it) plus ``multispot-wheels/`` with the running multispot and fsspec, which
+    the command installs offline (``install: shipped``). Built in ``staging``; the user's folder
+    is never written."""
+    from azure.ai.ml._utils._asset_utils import get_ignore_file
+
+    code = staging / "code"
+    if job.source_dir:
+        source = Path(job.source_dir)
+        ignore = get_ignore_file(source)
+
+        def skip(folder: str, names: list[str]) -> list[str]:
+            top = Path(folder).resolve() == source.resolve()
+            return [
+                n
+                for n in names
+                if (top and n in (".amlignore", ".gitignore", ship.WHEEL_DIR))
+                or ignore.is_file_excluded(os.path.join(folder, n))
+            ]
+
+        shutil.copytree(source, code, symlinks=True, ignore=skip)
+    else:
+        code.mkdir()
+    if t.options(job).get("install", "shipped") == "shipped":
+        ship.build_wheels(code / ship.WHEEL_DIR)
+    return str(code)
+
+
+def _uri_field(job: Job, ctx: LaunchContext, message: str) -> str:
+    """The field a NoDatastore problem is about (the default URIs count as checkpoint.uri/output_uri)."""
+    for field, uri in (
+        ("checkpoint.uri", ctx.checkpoint_uri),
+        ("output_uri", ctx.output_uri),
+        *((f"inputs.{n}", u) for n, u in sorted(job.inputs.items())),
+    ):
+        parsed = t.parse_blob_uri(uri)
+        if parsed is not None and f"container {parsed[0]}" in message:
+            return field
+    return "checkpoint.uri"
 
 
 def _resolve(job: Job, region: str, market: str) -> tuple[str | None, float | None]:

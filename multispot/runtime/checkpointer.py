@@ -30,7 +30,21 @@ T = TypeVar("T")
 EXIT_PREEMPTED = 143
 NOTICE_MARGIN = 1.0  # seconds of the notice kept back for flushing and exiting
 
+WAIT_PAST_DEADLINE = 300.0  # on a re-queuing service: how long past the notice to wait for the stop
+
 _notice: PreemptionNotice | None = None
+
+
+def _service_requeues(provider: str) -> bool:
+    """Does ``provider``'s job environment say the service re-queues a preempted job itself?"""
+    for entry in entry_points(group=jobenv.GROUP):
+        if entry.name == provider:
+            try:
+                return bool(getattr(entry.load(), "requeues_on_preemption", False))
+            except Exception:  # a broken plugin must not turn a notice into a crash
+                return False
+    return False
+
 
 # Beside the job's checkpoints (never a step-* folder, so listing and retention skip it): what
 # each attempt restored, written by the runtime and read by `status` and the controller. It
@@ -229,11 +243,26 @@ class Checkpointer:
     def exit_preempted(self) -> NoReturn:
         """Leave the process after a preemption, with the conventional status.
 
-        A save still in flight gets what is left of the notice budget, then is abandoned.
+        A save still in flight gets what is left of the notice budget, then is abandoned. On a
+        service that re-queues a preempted job by itself (its job environment says
+        ``requeues_on_preemption``: Azure ML), the process does not exit: an exit before the node
+        is taken is the command failing, which would turn a preemption the service absorbs into a
+        failed job. It waits to be stopped, and exits only if the node outlives the notice by
+        WAIT_PAST_DEADLINE (docs/decisions.md, "What the runtime does on a notice").
         """
         self.finish_pending(self.budget())
         sys.stdout.flush()
         sys.stderr.flush()
+        if _service_requeues(self.env.provider):
+            print(
+                f"multispot: checkpoint saved; waiting for {self.env.provider} to take the node "
+                "(it re-queues the job and this attempt resumes from the checkpoint)",
+                file=sys.stderr,
+                flush=True,
+            )
+            until = (self.notice.deadline or time.time()) + WAIT_PAST_DEADLINE
+            while time.time() < until:
+                time.sleep(1.0)
         sys.exit(EXIT_PREEMPTED)
 
     # ----------------------------------------------------------------- restore / save

@@ -42,7 +42,15 @@ AZURITE_FLAGS = (
     "--disableTelemetry",
     "--silent",
 )
-_LAST = ("MANIFEST.json", "LATEST")  # uploaded after the files they describe, like a careful sync
+_LAST = ("MANIFEST.json", "LATEST")
+# Seconds the first Scheduled Events call of a VM takes (see scheduled_events): shorter than the
+# service's up to two minutes so the contract's short jobs still see their notice; the client's
+# first-call wait itself is held to the documented delay in test_azureml_runtime.
+FIRST_EVENTS_DELAY = 0.5
+OTHER_CONTAINER, OTHER_DATASTORE = (
+    "other-data",
+    "otherdata",
+)  # a second datastore on its own container  # uploaded after the files they describe, like a careful sync
 
 
 def free_port() -> int:
@@ -168,6 +176,10 @@ class FakeJob:
         self.root = Path(tempfile.mkdtemp(prefix=f"aml-{name}-", dir=fake.workdir))
         self.mounts: dict[str, tuple[Path, str, str]] = {}  # output -> (dir, container, prefix)
         self.preempt_at: float | None = None  # the Scheduled Events document announces it
+        self.evicted = False  # the node was taken (the fake stopped the process at the deadline)
+        self.node = f"{name[:20]}_0"  # this job's VM name (IMDS compute.name)
+        self.other_preempts: list[str] = []  # other VMs' Preempt events, in the same document
+        self.events_enabled = False
         self.log_blob = f"ExperimentRun/dcid.{name}/user_logs/std_log.txt"
         self.lock = threading.Lock()
         self.cancelled = False
@@ -205,15 +217,31 @@ class FakeJob:
             self.fake.download(container, prefix, folder)
             self.mounts[output] = (folder, container, prefix)
             command = command.replace(f"${{{{outputs.{output}}}}}", str(folder))
-        env = dict(os.environ)
+        # A fresh container from the environment's image: a Python with pip and nothing else (the
+        # curated images have no multispot), a fresh /tmp, and only the variables the request
+        # sets plus the service's own. Whatever multispot the command uses, it installed itself.
+        image = self.root / "image"
+        shutil.rmtree(image, ignore_errors=True)
+        self.fake.image_into(image)
+        tmp = self.root / "tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        env = {
+            "PATH": f"{image / 'bin'}{os.pathsep}/usr/local/bin{os.pathsep}/usr/bin{os.pathsep}/bin",
+            "HOME": str(self.root),
+            "TMPDIR": str(tmp),
+            "LANG": "C.UTF-8",
+        }
         env.update(props.get("environmentVariables") or {})
-        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
         env["AZUREML_RUN_ID"] = self.name
+        for output, (folder, _, _) in self.mounts.items():
+            env[f"AZURE_ML_OUTPUT_{output}"] = str(folder)  # as the service sets for each output
         env["MULTISPOT_AZURE_SCHEDULED_EVENTS_URL"] = (
             f"{self.fake.imds_url}/metadata/scheduledevents/{self.name}"
         )
-        env.pop("MULTISPOT_NOTICE_FILE", None)
+        env["MULTISPOT_AZURE_INSTANCE_URL"] = f"{self.fake.imds_url}/metadata/instance/{self.name}"
         self.preempt_at = None
+        self.evicted = False
         log = open(self.root / "std_log.txt", "ab")  # noqa: SIM115 (closed when the process ends)
         with self.lock:
             self.proc = subprocess.Popen(
@@ -231,10 +259,18 @@ class FakeJob:
         code_rc = self.proc.returncode
         if self.cancelled:
             self._end("Canceled")
-        elif self.preempt_at is not None and self.fake.requeue_on_preemption:
+        elif not self.evicted and code_rc != 0:
+            # The process ended by itself before the node was taken (e.g. it exited on the notice):
+            # to the service that is the user's command failing, whatever came next.
+            self.error = {
+                "code": "UserError",
+                "message": f"Execution failed: the process exited with {code_rc}",
+            }
+            self._end("Failed")
+        elif self.evicted and self.fake.requeue_on_preemption:
             self.warnings.append({"source": "fake", "message": "Low priority node preempted; job requeued"})
             return "requeue"
-        elif self.preempt_at is not None:
+        elif self.evicted:
             self.error = {"code": "ServiceError", "message": "The job's low priority node was preempted"}
             self._end("Failed")
         elif code_rc == 0:
@@ -292,6 +328,7 @@ class FakeJob:
                 return
             except subprocess.TimeoutExpired:
                 pass
+            self.evicted = True
             os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(5)
@@ -328,22 +365,42 @@ class FakeJob:
         }
 
     def scheduled_events(self) -> dict[str, Any]:
+        # "Scheduled Events is enabled for your service the first time you make a request for
+        # events. You should expect a delayed response in your first call of up to two minutes."
+        # (Azure Metadata Service: Scheduled Events for Linux VMs.) The fake's delay is shorter.
+        if not self.events_enabled:
+            time.sleep(FIRST_EVENTS_DELAY)
+            self.events_enabled = True
+        others = [
+            {
+                "EventId": str(uuid.uuid4()),
+                "EventType": "Preempt",
+                "ResourceType": "VirtualMachine",
+                "Resources": [node],
+                "EventStatus": "Scheduled",
+                "NotBefore": format_datetime(
+                    datetime.datetime.fromtimestamp(time.time() + 30, tz=datetime.timezone.utc), usegmt=True
+                ),
+            }
+            for node in self.other_preempts
+        ]
         if self.preempt_at is None:
-            return {"DocumentIncarnation": 1, "Events": []}
+            return {"DocumentIncarnation": 1 + len(others), "Events": others}
         return {
-            "DocumentIncarnation": 2,
+            "DocumentIncarnation": 2 + len(others),
             "Events": [
+                *others,
                 {
                     "EventId": str(uuid.uuid4()),
                     "EventType": "Preempt",
                     "ResourceType": "VirtualMachine",
-                    "Resources": ["node-0"],
+                    "Resources": [self.node],
                     "EventStatus": "Scheduled",
                     "NotBefore": format_datetime(
                         datetime.datetime.fromtimestamp(self.preempt_at, tz=datetime.timezone.utc),
                         usegmt=True,
                     ),
-                }
+                },
             ],
         }
 
@@ -356,9 +413,13 @@ class FakeAzureML:
     ):
         self.azurite, self.workdir = azurite, workdir
         self.blobs = azurite.service()
-        for container in (WORKSPACE_CONTAINER,):
+        # The workspace's datastores: name → container (all in Azurite's one account).
+        self.datastores = {"workspaceblobstore": WORKSPACE_CONTAINER, OTHER_DATASTORE: OTHER_CONTAINER}
+        for container in self.datastores.values():
             if not self.blobs.get_container_client(container).exists():
                 self.blobs.create_container(container)
+        self._image = workdir / "image"
+        self._image_lock = threading.Lock()
         self.workspace_id = (
             f"/subscriptions/{subscription}/resourceGroups/{resource_group}"
             f"/providers/Microsoft.MachineLearningServices/workspaces/{workspace}"
@@ -406,10 +467,10 @@ class FakeAzureML:
     # ------------------------------------------------------------------ storage helpers
 
     def datastore_path(self, uri: str) -> tuple[str, str]:
+        """A datastore path → (container, prefix): the container is the datastore's own."""
         match = re.match(r"azureml://datastores/([^/]+)/paths/(.*)$", uri)
-        assert match, uri
-        assert match[1] == "workspaceblobstore", f"the fake has one datastore: {uri}"
-        return WORKSPACE_CONTAINER, match[2].strip("/")
+        assert match and match[1] in self.datastores, uri  # refused at PUT otherwise
+        return self.datastores[match[1]], match[2].strip("/")
 
     def download(self, container: str, prefix: str, target: Path) -> None:
         client = self.blobs.get_container_client(container)
@@ -424,8 +485,10 @@ class FakeAzureML:
             self.synced[(container, prefix, relative)] = (stat.st_size, stat.st_mtime_ns)
 
     def download_code(self, code_id: str, target: Path) -> None:
-        prefix = self.uploads[code_id.split("/versions/")[0]]
-        self.download(WORKSPACE_CONTAINER, prefix, target)
+        """The code version's files, from where its ``codeUri`` points (what the SDK uploaded)."""
+        asset = code_id.split("?")[0]
+        folder = str(self.codes[asset]["properties"]["codeUri"]).rstrip("/").rsplit("/", 1)[-1]
+        self.download(self.uploads[asset.split("/versions/")[0]], folder, target)
 
     # ------------------------------------------------------------------ routes
 
@@ -435,6 +498,10 @@ class FakeAzureML:
         if path.startswith("/metadata/scheduledevents/"):
             job = self.jobs.get(path.rsplit("/", 1)[-1])
             return 200, job.scheduled_events() if job else {"Events": []}, {}
+        instance = re.match(r"^/metadata/instance/([^/]+)/compute/name$", path)
+        if instance:  # IMDS compute.name, asked for with format=text
+            job = self.jobs.get(instance[1])
+            return (200, job.node.encode(), {}) if job else _not_found()
         if path == "/discovery":
             return 200, {"api": self.url, "history": self.url, "experimentation": self.url}, {}
         if path.startswith("/operations/"):
@@ -457,6 +524,8 @@ class FakeAzureML:
             return _not_found()
         rest = path[len(ws) + 1 :]
         parts = rest.split("/")
+        if parts[0] == "datastores":
+            return self._datastores(parts, path)
         if parts[0] == "codes":
             return self._codes(method, parts, path, query, body)
         if parts[0] == "computes" and len(parts) == 2:
@@ -471,6 +540,9 @@ class FakeAzureML:
             if method == "PUT":
                 if name in self.jobs:
                     return 400, {"error": {"code": "UserError", "message": f"job {name} already exists"}}, {}
+                refused = self.refuse_job(body)
+                if refused:
+                    return 400, {"error": {"code": "UserError", "message": refused}}, {}
                 self.jobs[name] = FakeJob(self, name, body)
                 return 201, self.jobs[name].rest(), {}
             return (200, self.jobs[name].rest(), {}) if name in self.jobs else _not_found()
@@ -478,6 +550,60 @@ class FakeAzureML:
             self.jobs[parts[1]].cancel()
             return 202, None, {"Location": f"{self.url}/operations/cancel-{parts[1]}", "Retry-After": "0"}
         return _not_found()
+
+    def refuse_job(self, body: dict[str, Any]) -> str | None:
+        """What the service rejects in PUT jobs/{name} about the job's data paths.
+
+        Outputs are written only to datastore paths, ``azureml://datastores/<name>/paths/<path>``
+        ("Access data in a job": supported paths for outputs), on a datastore the workspace has.
+        """
+        props = body.get("properties") or {}
+        for name, spec in (props.get("outputs") or {}).items():
+            uri = str(spec.get("uri") or "")
+            match = re.match(r"^azureml://datastores/([^/]+)/paths/.+$", uri)
+            if match is None:
+                return f"output {name}: {uri!r} is not a datastore path"
+            if match[1] not in self.datastores:
+                return f"output {name}: datastore {match[1]!r} not found in the workspace"
+        for name, spec in (props.get("inputs") or {}).items():
+            match = re.match(r"^azureml://datastores/([^/]+)/paths/", str(spec.get("uri") or ""))
+            if match is not None and match[1] not in self.datastores:
+                return f"input {name}: datastore {match[1]!r} not found in the workspace"
+        return None
+
+    def _datastore_rest(self, name: str) -> dict[str, Any]:
+        container = self.datastores[name]
+        return {
+            "id": f"{self.workspace_id}/datastores/{name}",
+            "name": name,
+            "type": "Microsoft.MachineLearningServices/workspaces/datastores",
+            "properties": {
+                "datastoreType": "AzureBlob",
+                "accountName": AZURITE_ACCOUNT,
+                "containerName": container,
+                "endpoint": "core.windows.net",
+                "protocol": "https",
+                "credentials": {"credentialsType": "None"},
+                "isDefault": name == "workspaceblobstore",
+            },
+        }
+
+    def _datastores(self, parts: list[str], path: str) -> tuple[int, Any, dict[str, str]]:
+        if len(parts) == 1:
+            return 200, {"value": [self._datastore_rest(n) for n in sorted(self.datastores)]}, {}
+        if len(parts) == 2 and parts[1] in self.datastores:
+            return 200, self._datastore_rest(parts[1]), {}
+        return _not_found()
+
+    def image_into(self, target: Path) -> None:
+        """A copy of the environment's "image": a virtualenv with pip and no other package."""
+        with self._image_lock:
+            if not self._image.exists():
+                building = self._image.with_name("image-building")
+                shutil.rmtree(building, ignore_errors=True)
+                subprocess.run([sys.executable, "-m", "venv", str(building)], check=True)
+                building.rename(self._image)
+        shutil.copytree(self._image, target, symlinks=True)
 
     def _workspace(self) -> dict[str, Any]:
         return {
@@ -496,11 +622,15 @@ class FakeAzureML:
             found = [v for k, v in self.codes.items() if k.startswith(asset) and v.get("_hash") in query]
             return 200, {"value": found}, {}
         if len(parts) == 5 and parts[4] == "startPendingUpload":
-            prefix = f"LocalUpload/{uuid.uuid4().hex}"
-            self.uploads[asset] = prefix
+            # One temporary container per upload (the service hands out a temporary blob reference):
+            # the SDK reads Azurite's path-style URL one segment off, so it uploads to
+            # <container>/<folder name>/..., and a shared container would mix two uploads.
+            container = f"upload-{uuid.uuid4().hex[:20]}"
+            self.blobs.create_container(container)
+            self.uploads[asset] = container
             reference = {
-                "blobUri": f"{self.azurite.endpoint}/{WORKSPACE_CONTAINER}/{prefix}",
-                "credential": {"credentialType": "SAS", "sasUri": self.azurite.sas(WORKSPACE_CONTAINER)},
+                "blobUri": f"{self.azurite.endpoint}/{container}/LocalUpload",
+                "credential": {"credentialType": "SAS", "sasUri": self.azurite.sas(container)},
             }
             return (
                 200,
@@ -533,7 +663,10 @@ def _handler(fake: FakeAzureML) -> type[BaseHTTPRequestHandler]:
                 status, payload, headers = fake.handle(self.command, path, query, body)
             except Exception as exc:  # the test reads this in the SDK's error
                 status, payload, headers = 500, {"error": {"code": "FakeError", "message": repr(exc)}}, {}
-            data = b"" if payload is None else json.dumps(payload).encode()
+            if isinstance(payload, bytes):
+                data = payload
+            else:
+                data = b"" if payload is None else json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))

@@ -24,6 +24,8 @@ from multispot.status import Attempt, Handle, Placement
 class _Events:
     document: ClassVar[dict[str, Any]] = {"DocumentIncarnation": 1, "Events": []}
     headers: ClassVar[list[str | None]] = []
+    first_delay: ClassVar[float] = 0.0  # the documented slow first call, shortened
+    vm_name: ClassVar[str] = "vm_3"
 
 
 @pytest.fixture
@@ -31,7 +33,13 @@ def events() -> Iterator[tuple[str, type[_Events]]]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             _Events.headers.append(self.headers.get("Metadata"))
-            data = json.dumps(_Events.document).encode()
+            if "/metadata/instance/compute/name" in self.path:
+                data = _Events.vm_name.encode()
+            else:
+                if _Events.first_delay:
+                    time.sleep(_Events.first_delay)
+                    _Events.first_delay = 0.0
+                data = json.dumps(_Events.document).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -43,6 +51,7 @@ def events() -> Iterator[tuple[str, type[_Events]]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _Events.document, _Events.headers = {"DocumentIncarnation": 1, "Events": []}, []
+    _Events.first_delay, _Events.vm_name = 0.0, "vm_3"
     yield (
         f"http://127.0.0.1:{server.server_address[1]}/metadata/scheduledevents?api-version=2020-07-01",
         _Events,
@@ -70,6 +79,41 @@ def test_scheduled_events_source_sees_a_preempt(events: tuple[str, type[_Events]
     assert state.headers and all(h == "true" for h in state.headers)
     assert seconds_left({"Events": [{"EventType": "Preempt", "EventStatus": "Started"}]}, 0) == 0.0
     assert seconds_left({"Events": [{"EventType": "Reboot"}]}, 0) is None
+
+
+def _preempt(*resources: str) -> dict[str, Any]:
+    return {
+        "EventType": "Preempt",
+        "EventStatus": "Scheduled",
+        "Resources": list(resources),
+        "NotBefore": formatdate(time.time() + 25, usegmt=True),
+    }
+
+
+def test_only_this_vms_preempt_is_a_notice(events: tuple[str, type[_Events]]) -> None:
+    """One document lists every VM's events; Resources says whose (IMDS compute.name)."""
+    url, state = events
+    base = url.split("/metadata/")[0]
+    source = ScheduledEventsSource(url, instance_url=f"{base}/metadata/instance")
+    state.document = {"Events": [_preempt("vm_1", "vm_2")]}
+    assert source.poll() is None and source.vm_name == "vm_3"  # another node's eviction
+    state.document = {"Events": [_preempt("vm_1"), _preempt("vm_3")]}
+    left = source.poll()
+    assert left is not None and 20 < left <= 25
+    assert seconds_left({"Events": [_preempt("vm_1")]}, 0, None) is not None  # name unknown: counts
+
+
+def test_the_first_call_may_be_slow(events: tuple[str, type[_Events]]) -> None:
+    """ "You should expect a delayed response in your first call of up to two minutes": the first
+    call waits longer than the regular poll timeout (here 1.5 s against 0.5 s)."""
+    url, state = events
+    state.first_delay = 1.5
+    state.document = {"Events": [_preempt("vm_3")]}
+    source = ScheduledEventsSource(url, timeout=0.5, first_timeout=10.0, vm_name="vm_3")
+    assert source.poll() is not None and source.failures == 0
+    hasty = ScheduledEventsSource(url, timeout=0.5, first_timeout=0.5, vm_name="vm_3")
+    state.first_delay = 1.5
+    assert hasty.poll() is None and hasty.failures == 1  # what the old 2 s timeout did, scaled
 
 
 def test_unreachable_endpoint_is_no_notice() -> None:

@@ -18,7 +18,7 @@ import pytest
 from multispot_azureml import translate as t
 from multispot_azureml.provider import AzureMLProvider
 
-from multispot.errors import UnknownProviderState, ValidationFailed
+from multispot.errors import JobSpecError, UnknownProviderState, ValidationFailed
 from multispot.job import Job
 from multispot.provider import LaunchContext
 from multispot.status import JobState, Placement
@@ -33,6 +33,7 @@ FIELDS: dict[str, dict[str, Any]] = {
         "resources": {"instance_type": "Standard_NC6s_v3"},
         "inputs": {"train": "az://cont/data/train"},
         "limits": {"max_runtime": "2h"},
+        "provider_options": {"azureml": {**OPTS, "storage": "acct/cont"}},
     },
     "cluster-multinode": {
         "resources": {"instance_type": "Standard_NC24ads_A100_v4", "accelerator": "A100:1", "nodes": 2},
@@ -108,7 +109,10 @@ def test_rest_model_fields(case: str) -> None:
     else:
         assert props.compute_id == "gpu-lowpri" and props.resources.instance_count == 2
         assert props.distribution.distribution_type == "PyTorch"
-        assert props.outputs[t.CHECKPOINT_OUTPUT].uri.startswith("azureml://datastores/mystore/paths/ms/ckpt")
+        # a dry run cannot know which datastore holds container "cont": shown unresolved
+        assert props.outputs[t.CHECKPOINT_OUTPUT].uri == (
+            "azureml://datastores/<datastore on container cont, found at submit>/paths/ms/ckpt"
+        )
 
 
 def test_on_demand_uses_the_standard_tier_or_the_dedicated_cluster(tmp_path: Path) -> None:
@@ -172,3 +176,105 @@ def test_dry_run_cli_prints_the_rest_body_without_credentials(tmp_path: Path) ->
     assert props.queue_settings.job_tier == "Spot"
     assert props.outputs[t.CHECKPOINT_OUTPUT].mode == "ReadWriteMount"
     assert props.environment_variables["MULTISPOT_PROVIDER"] == "azureml"
+
+
+def test_blob_uris_mount_through_the_datastore_on_their_own_container() -> None:
+    stores = [t.Datastore("workspaceblobstore", "acct", "main"), t.Datastore("other", "acct", "data")]
+    assert t.datastore_uri("az://main/x/y", stores) == "azureml://datastores/workspaceblobstore/paths/x/y"
+    assert t.datastore_uri("az://data/x", stores) == "azureml://datastores/other/paths/x"
+    account_uri = "az://data@acct.blob.core.windows.net/x"
+    assert t.datastore_uri(account_uri, stores) == "azureml://datastores/other/paths/x"
+    with pytest.raises(t.NoDatastore, match="container data in account elsewhere"):
+        t.datastore_uri("abfs://data@elsewhere.dfs.core.windows.net/x", stores)
+    with pytest.raises(t.NoDatastore, match="container nowhere"):
+        t.datastore_uri("az://nowhere/x", stores)  # never rewritten onto workspaceblobstore's
+
+
+def test_install_modes_are_validated(tmp_path: Path) -> None:
+    placement = Placement("azureml", "spot", "eastus", "Standard_NC6s_v3")
+    for install, image, field_ok in (
+        ("multispot==0.1.0", None, False),  # a pip spec: no index to install it from
+        ("image", None, False),  # the default environment has no multispot
+        ("image", "azureml:with-multispot:1", True),
+        ("shipped", None, True),
+    ):
+        fields: dict[str, Any] = {
+            "resources": {"instance_type": "Standard_NC6s_v3"},
+            "provider_options": {"azureml": {**OPTS, "install": install}},
+        }
+        if image:
+            fields["image"] = image
+        paths = {p for p, _ in t.problems(_job(tmp_path, **fields), placement)}
+        assert ("provider_options.azureml.install" not in paths) is field_ok, (install, paths)
+    job = _job(
+        tmp_path,
+        image="azureml:with-multispot:1",
+        resources={"instance_type": "Standard_NC6s_v3"},
+        provider_options={"azureml": {**OPTS, "install": "image"}},
+    )
+    props = t.render(job, placement, CTX)["properties"]
+    assert "multispot-wheels" not in props["command"] and "codeId" not in props
+
+
+# Held-out style: specs at and just past each limit; past it, the field path (before any upload:
+# validate runs first in submit); at it, a request within every limit.
+LIMIT_CASES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
+    # (the job name: the Job spec caps it at 40 characters, far inside Azure ML's 255)
+    (
+        "experiment",
+        {"provider_options": {"azureml": {**OPTS, "experiment": "e" * 255}}},
+        {"provider_options": {"azureml": {**OPTS, "experiment": "bad name!"}}},
+        "provider_options.azureml.experiment",
+    ),
+    (
+        "compute",
+        {"provider_options": {"azureml": {**OPTS, "compute": "c" * 16}}},
+        {"provider_options": {"azureml": {**OPTS, "compute": "c" * 17}}},
+        "provider_options.azureml.compute",
+    ),
+    (
+        "tag count",
+        {"tags": {f"t{i}": "v" for i in range(48)}},
+        {"tags": {f"t{i}": "v" for i in range(49)}},
+        "tags",
+    ),
+    ("tag value", {"tags": {"k": "v" * 256}}, {"tags": {"k": "v" * 257}}, "tags.k"),
+    ("env value", {"env": {"BIG": "x" * 131_000}}, {"env": {"BIG": "x" * 131_100}}, "env.BIG"),
+    (
+        "hyperparameters",  # multispot's own variable: MULTISPOT_HYPERPARAMETERS
+        {"hyperparameters": {f"h{i}": "x" * 1000 for i in range(120)}},
+        {"hyperparameters": {f"h{i}": "x" * 1000 for i in range(140)}},
+        "hyperparameters",
+    ),
+    (
+        "command",
+        {"command": ["python", "train.py", "x" * 120_000]},
+        {"command": ["python", "train.py", "x" * 131_072]},
+        "command",
+    ),
+    (
+        "all variables",
+        {"env": {f"V{i}": "x" * 100_000 for i in range(19)}},
+        {"env": {f"V{i}": "x" * 100_000 for i in range(21)}},
+        "env",
+    ),
+]
+
+
+@pytest.mark.parametrize(("label", "within", "past", "path"), LIMIT_CASES, ids=[c[0] for c in LIMIT_CASES])
+def test_service_limits_on_the_rendered_request(
+    tmp_path: Path, label: str, within: dict[str, Any], past: dict[str, Any], path: str
+) -> None:
+    placement = Placement("azureml", "spot", "eastus", "Standard_NC6s_v3")
+    base = {"resources": {"instance_type": "Standard_NC6s_v3"}}
+    ok = _job(tmp_path, **{**base, **within})
+    assert t.problems(ok, placement) == [], label
+    strict(t.render(ok, placement, CTX))  # and the service's own model takes it
+    try:  # the Job spec holds some limits itself (a tag value); either way, with the field path
+        AzureMLProvider().validate(_job(tmp_path, **{**base, **past}), placement)
+    except ValidationFailed as exc:
+        assert path in {p.path for p in exc.problems}, exc.problems
+    except JobSpecError as exc:
+        assert f"{path}:" in str(exc), str(exc)
+    else:
+        raise AssertionError(f"{label}: past the limit, accepted")
