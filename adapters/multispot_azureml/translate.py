@@ -326,7 +326,11 @@ def command_line(job: Job) -> str:
     """The shell command Azure ML runs (in the code folder): the offline install of the shipped
     multispot, then the user's command, with the mounts' paths as MULTISPOT_* variables."""
     binds = [f"{name}={value}" for name, value in command_bindings(job).items()]
-    run = "env " + " ".join(binds) + " " + shlex.join(job.argv())
+    argv = job.argv()
+    if job.secrets:  # secrets by reference: resolved inside the job, before the command starts
+        python = argv[0] if argv and _PYTHON.match(argv[0]) else "python"
+        argv = [python, "-m", "multispot.runtime.secrets", "--exec", "--", *argv]
+    run = "env " + " ".join(binds) + " " + shlex.join(argv)
     install = install_line(job)
     return run if install is None else f"{install} && {run}"
 

@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             *command[1:],
         ]
 
+    if env.get("MULTISPOT_SECRETS"):  # secrets by reference: resolved here, inside the job, first
+        command = [sys.executable, "-m", "multispot.runtime.secrets", "--exec", "--", *command]
     child = subprocess.Popen(command, env=env)
 
     def forward(signum: int, _frame: object) -> None:

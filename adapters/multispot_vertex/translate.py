@@ -449,8 +449,13 @@ def command(job: Job, placement: Placement, ctx: LaunchContext) -> tuple[list[st
             'mkdir -p /tmp/multispot-src; tar -xzf "$MULTISPOT_SOURCE_TARBALL" -C /tmp/multispot-src; '
             "cd /tmp/multispot-src"
         )
+    secrets = "python3 -m multispot.runtime.secrets --exec -- " if job.secrets else ""  # resolved in the job
     if launches(job, placement):
-        steps.append(f'exec python3 -m {LAUNCH_MODULE} --nproc-per-node {nproc_per_node(job)} -- "$@"')
+        steps.append(
+            f'exec {secrets}python3 -m {LAUNCH_MODULE} --nproc-per-node {nproc_per_node(job)} -- "$@"'
+        )
+    elif secrets:
+        steps.append(f'exec {secrets}"$@"')
     if not steps:
         return list(job.command), args
     if not steps[-1].startswith("exec "):

@@ -140,6 +140,31 @@ def test_each_adapter_renders_references_not_values(adapter: str, monkeypatch: p
     text = json.dumps(request, default=str)
     assert VALUE not in text
     assert json.loads(cases.environment_of(request)[jobenv.SECRETS]) == REFS
+    # the job's command starts through the resolver (SageMaker: its shipped entry does it, tested below)
+    if adapter != "sagemaker":
+        assert "multispot.runtime.secrets --exec --" in text
+
+
+def test_the_sagemaker_entry_resolves_secrets_before_the_command(tmp_path: Path) -> None:
+    """The container entry (run as the service runs it) hands the command the resolved value."""
+    entry = Path(__file__).resolve().parents[2] / "adapters" / "multispot_sagemaker" / "entry.py"
+    probe = "import os; print('got', os.environ['TOKEN'] == os.environ['EXPECTED'])"
+    env = {
+        **os.environ,
+        "MULTISPOT_SECRETS": json.dumps({"TOKEN": "env://MY_TOKEN"}),
+        "MY_TOKEN": VALUE,
+        "EXPECTED": VALUE,
+    }
+    argv = [sys.executable, str(entry), "--code-dir", str(tmp_path / "code"), "--config-dir", str(tmp_path)]
+    out = subprocess.run(
+        [*argv, "--install", "none", "--", "python", "-c", probe],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "got True" in out.stdout
 
 
 def test_local_render_and_dry_run_carry_references_only(
