@@ -16,7 +16,7 @@ from multispot.billing import CostReport, SavingsReport, report_for_job
 from multispot.billing import savings as _savings
 from multispot.checkpoint import CheckpointStore
 from multispot.controller import STALE_AFTER, ensure_controller, spawn
-from multispot.errors import JobSpecError, Problem, ValidationFailed
+from multispot.errors import JobSpecError, MultispotError, Problem, ValidationFailed
 from multispot.job import Job
 from multispot.plan import Plan
 from multispot.plan import plan as make_plan
@@ -167,12 +167,19 @@ def submit(
     inject_preemptions: str | None = None,
     store: JobStore | None = None,
     start_controller: bool = True,
+    resume_checkpoints: bool = False,
 ) -> Run:
-    """Validate, record and start the job; a detached controller drives it from then on."""
+    """Validate, record and start the job; a detached controller drives it from then on.
+
+    An explicit ``checkpoint.uri`` in use by a live job is refused; one that holds another job's
+    checkpoints is refused unless ``resume_checkpoints`` says to resume from them (no writer may
+    silently resume from, or destroy, another's checkpoints)."""
     job = _with_injection(job, inject_preemptions)
     name = _provider_name(job, provider)
     check(job, name)
     store = store or JobStore()
+    if job.checkpoint.uri:
+        _check_checkpoint_uri(job.checkpoint.uri, store, resume_checkpoints)
     job_id = new_job_id(job.name)
     prov = registry.get(name)
     record = JobRecord(
@@ -189,6 +196,33 @@ def submit(
     if start_controller:
         spawn(job_id, os.getcwd())
     return Run(job_id, store)
+
+
+def _check_checkpoint_uri(uri: str, store: JobStore, resume: bool) -> None:
+    live = [r for r in store.jobs(100_000) if r.checkpoint_uri == uri and not r.state.job_terminal]
+    if live:
+        raise ValidationFailed(
+            "multispot",
+            [("checkpoint.uri", f"in use by the live job {live[0].id}: cancel it, or choose another URI")],
+        )
+    if resume:
+        return
+    try:
+        newest = CheckpointStore(uri).newest_manifest()
+    except (OSError, ValueError, ImportError, MultispotError):
+        return  # cannot be read from here (credentials, a missing extra): the job's runtime will see
+    if newest is not None:
+        owner = f"job {newest.job_id}" if newest.job_id else "an earlier run"
+        raise ValidationFailed(
+            "multispot",
+            [
+                (
+                    "checkpoint.uri",
+                    f"holds checkpoints of {owner} (newest: step {newest.step}): resume from them with "
+                    "--resume-checkpoints (resume_checkpoints=True), or choose a new checkpoint.uri",
+                )
+            ],
+        )
 
 
 def with_overrides(job: Job, deadline: str | None = None, policy: str | None = None) -> Job:

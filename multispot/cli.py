@@ -111,6 +111,11 @@ def cli() -> None:
 @click.option(
     "--trace", "traces", multiple=True, metavar="PATH", help="dry run: spot trace(s) to simulate the plan on"
 )
+@click.option(
+    "--resume-checkpoints",
+    is_flag=True,
+    help="checkpoint.uri already holds another job's checkpoints: resume from them (else refused)",
+)
 @output_option
 @handles_errors
 def submit(
@@ -124,6 +129,7 @@ def submit(
     deadline: str | None,
     policy: str | None,
     traces: tuple[str, ...],
+    resume_checkpoints: bool,
     output: str,
 ) -> None:
     """Validate FILE and run it. Nothing is uploaded or started unless every check passes."""
@@ -142,7 +148,9 @@ def submit(
         else:
             _print_dry_run(result)
         return
-    run = api.submit(job, provider, inject_preemptions=inject_preemptions)
+    run = api.submit(
+        job, provider, inject_preemptions=inject_preemptions, resume_checkpoints=resume_checkpoints
+    )
     if not wait:
         if output == "json":
             _emit_json(run.to_dict())
