@@ -135,7 +135,7 @@ def test_missing_file(home: Path) -> None:
 
 @pytest.mark.slow
 def test_submit_with_preemptions_resumes_and_status_shows_it(tmp_path: Path, home: Path) -> None:
-    job = write_job(tmp_path, WORKER_JOB.format(steps=40, preemptions="at=1s,1.2s"))
+    job = write_job(tmp_path, WORKER_JOB.format(steps=80, preemptions="at=1s,1.2s"))  # 4 s: both land
     result = cli(home, "submit", str(job), "--output", "json")
     assert result.returncode == 0, result.stderr
     job_id = json.loads(result.stdout)["id"]
@@ -146,9 +146,9 @@ def test_submit_with_preemptions_resumes_and_status_shows_it(tmp_path: Path, hom
     for attempt in status["attempts"]:
         assert attempt["market"] == "spot" and attempt["started"] and attempt["ended"]
     assert status["checkpoint_uri"].startswith("file://") and status["output_uri"].startswith("file://")
-    assert status["progress"] == {"step": 40, "total_steps": 40}
+    assert status["progress"] == {"step": 80, "total_steps": 80}
     output = Path(status["output_uri"][len("file://") :])
-    assert json.loads((output / "result.json").read_text())["sum"] == expected_sum(40)
+    assert json.loads((output / "result.json").read_text())["sum"] == expected_sum(80)
     logs = cli(home, "logs", job_id).stdout
     assert logs.count("worker: resumed from step") == 2
     assert "--- attempt 3" in logs
@@ -163,7 +163,7 @@ def test_submit_with_preemptions_resumes_and_status_shows_it(tmp_path: Path, hom
     listing = cli(home, "list", "--output", "json")
     assert [j["id"] for j in json.loads(listing.stdout)] == [job_id]
     checkpoints = json.loads(cli(home, "checkpoints", job_id, "--output", "json").stdout)
-    assert checkpoints["checkpoints"][0]["step"] == 40 and checkpoints["checkpoints"][0]["valid"]
+    assert checkpoints["checkpoints"][0]["step"] == 80 and checkpoints["checkpoints"][0]["valid"]
     cost = json.loads(cli(home, "cost", job_id, "--output", "json").stdout)
     assert len(cost["attempts"]) == 3 and cost["billable_instance_seconds"] > 0
     table = cli(home, "status", job_id)
