@@ -185,7 +185,7 @@ def test_contract_cancel(harness: ContractHarness, tmp_path: Path) -> None:
 
 def test_contract_preemption_and_resume(harness: ContractHarness, tmp_path: Path) -> None:
     """Through the controller: preempt attempt 1 after a checkpoint; attempt 2 resumes and finishes."""
-    steps = 40
+    steps = 100  # 5 s of work: a notice that takes a few seconds to arrive still lands
     checkpoint_uri, output_uri = harness.storage(tmp_path)
     job = harness.job(
         tmp_path,
