@@ -101,7 +101,7 @@ def test_cost_is_consistent_with_the_attempts(finished: tuple[Path, str]) -> Non
     assert 0 < cost["checkpointing_usd"] < actual
     assert all(f.startswith("estimated") for k, f in cost["figures"].items() if k != "savings_usd")
 
-    table = cli(home, "cost", job_id)
+    table = cli(home, "cost", job_id, "--wide")  # the price sources are a wide column
     assert table.returncode == 0, table.stderr
     assert "local price_per_hour" in table.stdout and "(estimated)" in table.stdout
     assert f"${actual:,.4f}" in table.stdout
