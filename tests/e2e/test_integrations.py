@@ -34,7 +34,7 @@ def verify(tmp_path: Path, job: str, every_steps: int) -> tuple[int, dict]:  # t
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("framework", "job", "every_steps"),
-    [("transformers", "trainer.yaml", 10), ("accelerate", "accelerate.yaml", 100)],
+    [("transformers", "trainer.yaml", 10), ("accelerate", "accelerate.yaml", 25)],
 )
 def test_integration_is_spot_ready(tmp_path: Path, framework: str, job: str, every_steps: int) -> None:
     pytest.importorskip(framework)
