@@ -18,6 +18,7 @@ from multispot.checkpoint import CheckpointStore
 from multispot.controller import STALE_AFTER, ensure_controller, spawn
 from multispot.errors import JobSpecError, MultispotError, Problem, ValidationFailed
 from multispot.job import Job
+from multispot.local.preemptions import with_injection
 from multispot.plan import Plan
 from multispot.plan import plan as make_plan
 from multispot.plan import provider_name as _provider_name
@@ -30,14 +31,6 @@ from multispot.units import format_duration
 
 if TYPE_CHECKING:
     from multispot.catalog import PriceTable
-
-
-def _with_injection(job: Job, spec: str | None) -> Job:
-    if spec is None:
-        return job
-    options = {key: dict(value) for key, value in job.provider_options.items()}
-    options.setdefault("local", {})["preemptions"] = spec
-    return Job.validate_data({**job.to_data(), "provider_options": options})
 
 
 def prices(
@@ -132,7 +125,7 @@ def dry_run(
     ``plan`` lists the pools in the order the job's policy tries them and the expected cost range
     from their prices (with ``spot.work``), and, given spot ``traces``, the simulated cost.
     """
-    job = _with_injection(job, inject_preemptions)
+    job = with_injection(job, inject_preemptions)
     placements = check(job, provider)
     if traces:  # a trace's name (us-east-1c_v100_1) says which region to price at
         placements = plan(job, provider, region_hint=os.path.splitext(os.path.basename(traces[0]))[0])
@@ -174,7 +167,7 @@ def submit(
     An explicit ``checkpoint.uri`` in use by a live job is refused; one that holds another job's
     checkpoints is refused unless ``resume_checkpoints`` says to resume from them (no writer may
     silently resume from, or destroy, another's checkpoints)."""
-    job = _with_injection(job, inject_preemptions)
+    job = with_injection(job, inject_preemptions)
     name = _provider_name(job, provider)
     check(job, name)
     store = store or JobStore()

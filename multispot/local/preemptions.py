@@ -31,8 +31,12 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from multispot.units import parse_duration
+
+if TYPE_CHECKING:
+    from multispot.job import Job
 
 MAX_TRACE_BYTES = 64 << 20  # a year of one-minute ticks is a few MiB
 
@@ -211,3 +215,14 @@ def _at_item(text: str) -> AttemptPlan:
     if text.endswith("!"):
         return AttemptPlan(preempt_after=parse_duration(text[:-1]), notice=False)
     return AttemptPlan(preempt_after=parse_duration(text))
+
+
+def with_injection(job: Job, spec: str | None) -> Job:
+    """``job`` with ``provider_options.local.preemptions`` set to ``spec`` (``--inject-preemptions``)."""
+    from multispot.job import Job  # job.py reads this module's spec parser: import it late
+
+    if spec is None:
+        return job
+    options = {key: dict(value) for key, value in job.provider_options.items()}
+    options.setdefault("local", {})["preemptions"] = spec
+    return Job.validate_data({**job.to_data(), "provider_options": options})

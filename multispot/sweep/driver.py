@@ -20,6 +20,7 @@ from multispot.controller import STALE_AFTER as CONTROLLER_STALE
 from multispot.controller import ensure_controller, spawn
 from multispot.errors import JobNotFound, MultispotError
 from multispot.job import Job
+from multispot.local.preemptions import with_injection
 from multispot.plan import provider_name
 from multispot.runtime.report import last_value, read_reports
 from multispot.status import JobState
@@ -114,14 +115,6 @@ def distributions(spec: SweepSpec) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- creating a group
-
-
-def with_injection(job: Job, spec: str | None) -> Job:
-    if spec is None:
-        return job
-    options = {key: dict(value) for key, value in job.provider_options.items()}
-    options.setdefault("local", {})["preemptions"] = spec
-    return Job.validate_data({**job.to_data(), "provider_options": options})
 
 
 def create(
