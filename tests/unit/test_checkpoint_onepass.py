@@ -35,7 +35,8 @@ def save(uri: str, step: int, files: dict[str, bytes]) -> None:
 
 
 def payload(step: int, size: int = 300_000) -> bytes:
-    return (f"step {step} ".encode() * (size // 8 + 1))[:size]
+    unit = f"step {step} ".encode()
+    return (unit * (size // len(unit) + 1))[:size]  # exactly size bytes, whatever the step
 
 
 def flipped(data: bytes, at: int) -> bytes:
