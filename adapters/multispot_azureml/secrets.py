@@ -22,7 +22,7 @@ import urllib.parse
 from collections.abc import Mapping
 
 from multispot.errors import SecretUnavailable
-from multispot.runtime.secrets import bearer_token, http_json
+from multispot.runtime.secrets import api_refusal, bearer_token, http_json
 
 SCHEME = "azure-keyvault"
 PREFIX = f"{SCHEME}://"
@@ -37,6 +37,13 @@ RESOURCE = "https://vault.azure.net"
 _VAULT = re.compile(r"(?!.*--)[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]")
 _SECRET = re.compile(r"[A-Za-z0-9-]{1,127}")
 _VERSION = re.compile(r"[0-9a-fA-F]{32}")
+
+
+_HINTS = {
+    401: "the token was refused",
+    403: "give the job's identity the Key Vault Secrets User role on the vault",
+    404: "check the vault, the secret's name and its version",
+}
 
 
 class AzureKeyVault:
@@ -76,18 +83,7 @@ class AzureKeyVault:
             f"{base}/secrets/{path}?api-version={API_VERSION}", {"Authorization": f"Bearer {token}"}
         )
         if status != 200:
-            error = body.get("error")
-            detail = error if isinstance(error, dict) else {}
-            hint = {
-                401: " (the token was refused)",
-                403: " (give the job's identity the Key Vault Secrets User role on the vault)",
-                404: " (check the vault, the secret's name and its version)",
-            }.get(status, "")
-            raise SecretUnavailable(
-                f"HTTP {status} {detail.get('code', '')}: {detail.get('message', '')}{hint}".replace(
-                    " :", ":"
-                )
-            )
+            raise api_refusal(status, body, "code", _HINTS)
         value = body.get("value")
         if not isinstance(value, str):
             raise SecretUnavailable("the answer has no value")

@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 
 from multispot.errors import SecretUnavailable
-from multispot.runtime.secrets import bearer_token, http_json
+from multispot.runtime.secrets import api_refusal, bearer_token, http_json
 
 SCHEME = "gcp-secretmanager"
 PREFIX = f"{SCHEME}://"
@@ -35,6 +35,12 @@ _NAME = re.compile(
     r"projects/([a-z][a-z0-9-]{4,28}[a-z0-9]|\d{1,20})/secrets/([A-Za-z0-9_-]{1,255})"
     r"(?:/versions/(latest|[1-9]\d{0,18}|[A-Za-z][A-Za-z0-9_-]{0,62}))?"
 )
+
+
+_HINTS = {
+    403: "grant the job's service account roles/secretmanager.secretAccessor on it",
+    404: "check the project, the secret's name and that the version is enabled",
+}
 
 
 class GcpSecretManager:
@@ -58,17 +64,7 @@ class GcpSecretManager:
         api = (environ.get("CLOUDSDK_API_ENDPOINT_OVERRIDES_SECRETMANAGER") or API).rstrip("/")
         status, body = http_json(f"{api}/v1/{name}:access", {"Authorization": f"Bearer {token}"})
         if status != 200:
-            error = body.get("error")
-            detail = error if isinstance(error, dict) else {}
-            hint = {
-                403: " (grant the job's service account roles/secretmanager.secretAccessor on it)",
-                404: " (check the project, the secret's name and that the version is enabled)",
-            }.get(status, "")
-            raise SecretUnavailable(
-                f"HTTP {status} {detail.get('status', '')}: {detail.get('message', '')}{hint}".replace(
-                    " :", ":"
-                )
-            )
+            raise api_refusal(status, body, "status", _HINTS)
         payload = body.get("payload")
         data = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(data, str):

@@ -277,6 +277,19 @@ def bearer_token(status: int, body: Mapping[str, object], what: str) -> str:
     raise SecretUnavailable(f"{what} gave no access token (HTTP {status}{f': {detail}' if detail else ''})")
 
 
+def api_refusal(
+    status: int, body: Mapping[str, object], code_field: str, hints: Mapping[int, str]
+) -> SecretUnavailable:
+    """A secret store's non-200 answer as ``SecretUnavailable``: ``HTTP status code: message`` from
+    the ``{"error": {code_field: ..., "message": ...}}`` body both Google's and Azure's REST APIs
+    use, and the hint for that status (which role to grant, what to check)."""
+    error = body.get("error")
+    detail = error if isinstance(error, dict) else {}
+    code, message = detail.get(code_field, ""), detail.get("message", "")
+    text = f"HTTP {status} {code}: {message}".replace(" :", ":")
+    return SecretUnavailable(f"{text}{f' ({hints[status]})' if status in hints else ''}")
+
+
 # --------------------------------------------------------------------------- for adapters
 
 
