@@ -343,6 +343,7 @@ def test_gcp_latest_and_pinned_versions() -> None:
     [
         ("none", "projects/my-project/secrets/missing", "HTTP 404 NOT_FOUND"),
         ("denied", "projects/my-project/secrets/wandb", "HTTP 403 PERMISSION_DENIED"),
+        ("denied", "projects/my-project/secrets/wandb", "roles/secretmanager.secretAccessor"),
         ("disabled", "projects/my-project/secrets/wandb/versions/1", "HTTP 400 FAILED_PRECONDITION"),
     ],
 )
@@ -401,6 +402,7 @@ def test_azure_user_assigned_identity_uses_the_client_id() -> None:
     [
         ("missing", "HTTP 404 SecretNotFound"),
         ("denied", "HTTP 403 Forbidden"),
+        ("denied", "Key Vault Secrets User role"),
         ("disabled", "HTTP 403 Forbidden: Operation get is not allowed on a disabled secret"),
         ("no-identity", "Identity not found"),
     ],
