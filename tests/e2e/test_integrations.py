@@ -4,31 +4,19 @@ every planned fault fired, every later attempt resumed from a committed checkpoi
 from __future__ import annotations
 
 import difflib
-import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from helpers.verify_resume import verify_resume
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "integrations"
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
-MULTISPOT = str(Path(sys.executable).with_name("multispot"))
 
 
-def verify(tmp_path: Path, job: str, every_steps: int) -> tuple[int, dict]:  # type: ignore[type-arg]
-    result = subprocess.run(
-        [MULTISPOT, "verify-resume", str(EXAMPLES / job), "--every-steps", str(every_steps), "-o", "json"],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, MULTISPOT_HOME=str(tmp_path / "home")),
-        timeout=400,
-        check=False,
-    )
-    assert result.stdout, result.stderr
-    return result.returncode, json.loads(result.stdout)
+def verify(tmp_path: Path, job: str, every_steps: int) -> tuple[int, dict[str, Any]]:
+    return verify_resume(tmp_path / "home", EXAMPLES / job, every_steps)
 
 
 @pytest.mark.slow

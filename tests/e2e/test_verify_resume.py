@@ -3,16 +3,13 @@ state is not, and the report says why."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from helpers.verify_resume import verify_resume
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
-MULTISPOT = str(Path(sys.executable).with_name("multispot"))
 
 
 def job_file(tmp_path: Path, checkpoint_optimizer: str) -> Path:
@@ -25,25 +22,8 @@ def job_file(tmp_path: Path, checkpoint_optimizer: str) -> Path:
     return path
 
 
-def verify(tmp_path: Path, checkpoint_optimizer: str) -> tuple[int, dict]:  # type: ignore[type-arg]
-    result = subprocess.run(
-        [
-            MULTISPOT,
-            "verify-resume",
-            str(job_file(tmp_path, checkpoint_optimizer)),
-            "--every-steps",
-            "50",
-            "-o",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, MULTISPOT_HOME=str(tmp_path / "home")),
-        timeout=400,
-        check=False,
-    )
-    assert result.stdout, result.stderr
-    return result.returncode, json.loads(result.stdout)
+def verify(tmp_path: Path, checkpoint_optimizer: str) -> tuple[int, dict[str, Any]]:
+    return verify_resume(tmp_path / "home", job_file(tmp_path, checkpoint_optimizer), 50)
 
 
 @pytest.mark.slow
@@ -76,22 +56,13 @@ def test_forgotten_optimizer_state_is_caught_and_named(tmp_path: Path) -> None:
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 
 
-def verify_script(tmp_path: Path, command: str, *extra: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+def verify_script(tmp_path: Path, command: str, *extra: str) -> tuple[int, dict[str, Any]]:
     path = tmp_path / "job.yaml"
     path.write_text(
         f"name: hollow\ncommand: {command}\nsource_dir: {SCRIPTS}\n"
         "provider_options: {local: {time_scale: 0.05}}\n"
     )
-    result = subprocess.run(
-        [MULTISPOT, "verify-resume", str(path), "--every-steps", "20", "-o", "json", *extra],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, MULTISPOT_HOME=str(tmp_path / "home")),
-        timeout=400,
-        check=False,
-    )
-    assert result.stdout, result.stderr
-    return result.returncode, json.loads(result.stdout)
+    return verify_resume(tmp_path / "home", path, 20, *extra)
 
 
 @pytest.mark.slow
