@@ -24,7 +24,7 @@ from multispot.status import Attempt, Handle, JobState, Placement, Usage
 from multispot.store import JobRecord, Store, open_store, owner_id
 
 Opener = Callable[[], Store]
-BACKENDS = ["sqlite"]  # postgres joins with its backend
+BACKENDS = ["sqlite", "postgres"]
 
 
 @pytest.fixture(params=BACKENDS)
