@@ -1,0 +1,195 @@
+"""Chaos and load: ``multispot controller`` replicas leasing local jobs from one store.
+
+Each test starts the service (a supervisor and its replicas, subprocesses under the test's own
+``MULTISPOT_HOME``) and submits jobs through the public API while it runs, so no per-job
+controller is ever started (``controllers.log`` stays absent). Replicas are killed with
+SIGKILL, paused with SIGSTOP or drained with SIGTERM mid-run; jobs whose command waits for a
+gate file are still running when that happens, however fast or slow the machine. At the end
+every job SUCCEEDED in exactly one attempt whose command started exactly once
+(``check_each_ran_once``). The numbers each test prints (jobs/min, takeover seconds) are for
+docs/performance.md; nothing is asserted on them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from multispot.status import JobState
+from multispot.store import Store
+from tests.helpers.service import (
+    STALE_AFTER,
+    Bench,
+    check_each_ran_once,
+    live_workers,
+    owners,
+    service,
+    wait_for,
+)
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes through /proc")
+
+
+@pytest.fixture(params=["sqlite"])
+def bench(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bench]:
+    home = tmp_path / "home"
+    home.mkdir()
+    yield Bench(home, f"sqlite:///{home / 'jobs.sqlite'}")
+
+
+@pytest.fixture
+def store(bench: Bench, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    monkeypatch.setenv("MULTISPOT_HOME", str(bench.home))
+    monkeypatch.setenv("MULTISPOT_DB", bench.url)
+    opened = bench.store()
+    yield opened
+    opened.close()
+
+
+def terminal(store: Store, job_ids: list[str]) -> bool:
+    return all(store.get_job(j).state.job_terminal for j in job_ids)
+
+
+def running(store: Store, job_ids: list[str]) -> bool:
+    return all(store.get_job(j).state is JobState.RUNNING for j in job_ids)
+
+
+def not_locked(bench: Bench) -> bool:
+    """SQLite: nobody holds the write lock (a process stopped inside a write transaction would
+    keep every other writer waiting; a row lock in Postgres does not block SKIP LOCKED leases)."""
+    if not bench.url.startswith("sqlite"):
+        return True
+    db = sqlite3.connect(bench.url.removeprefix("sqlite:///"), timeout=3, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        db.close()
+
+
+def test_300_jobs_across_3_replicas_each_run_once(bench: Bench, store: Store) -> None:
+    with service(bench, replicas=3, concurrency=40) as svc:
+        wait_for("3 live replicas", lambda: len(live_workers(store)) == 3)
+        start = time.monotonic()
+        job_ids = bench.submit(store, 300, gated=False)
+        wait_for("300 jobs to end", lambda: terminal(store, job_ids), timeout=900, every=0.5)
+        seconds = time.monotonic() - start
+        assert svc.stop() == 0, svc.output()
+    kinds = check_each_ran_once(bench, store, job_ids)
+    assert kinds["submitted"] == 300
+    assert kinds["fenced"] == 0, "nobody paused: no replica lost a lease"
+    assert not (bench.home / "controllers.log").exists(), "a per-job controller was started"
+    assert store.workers(STALE_AFTER) == [], "every replica deregistered when drained"
+    drivers = {e.message.split()[0] for j in job_ids for _, e in store.events_of_kind(j, "controller")}
+    print(f"\nservice load: 300 jobs, 3 replicas x 40: {300 / seconds * 60:.0f} jobs/min ({seconds:.1f}s); {drivers}")
+
+
+def test_a_replica_killed_mid_run_is_replaced_and_its_jobs_taken_over(bench: Bench, store: Store) -> None:
+    with service(bench, replicas=3, concurrency=40) as svc:
+        wait_for("3 live replicas", lambda: len(live_workers(store)) == 3)
+        job_ids = bench.submit(store, 30, gated=True)
+        # Kill the first replica seen holding a job, while the others are still being submitted:
+        # some of its attempts are likely inserted but not yet started.
+        victim: tuple[int, str] = (0, "")
+
+        def one_holds_a_job() -> bool:
+            nonlocal victim
+            workers = live_workers(store)
+            for owner in owners(store, job_ids).values():
+                for pid, worker in workers.items():
+                    if owner == worker:
+                        victim = (pid, worker)
+                        return True
+            return False
+
+        wait_for("a replica to lease a job", one_holds_a_job, every=0.005)
+        pid, worker = victim
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        held = [j for j, o in owners(store, job_ids).items() if o == worker]
+        unstarted = sum(1 for j in held if (a := store.attempts(j)) and a[-1].handle is None)
+        taken = wait_for(
+            "the killed replica's jobs to be taken over",
+            lambda: all(o not in (None, worker) for o in owners(store, held).values()),
+        )
+        replaced = wait_for(
+            "the supervisor to start a replacement replica",
+            lambda: len(live_workers(store)) == 3 and pid not in live_workers(store),
+        )
+        wait_for("every job running", lambda: running(store, job_ids))
+        bench.gate.touch()
+        wait_for("every job to end", lambda: terminal(store, job_ids))
+        assert svc.stop() == 0, svc.output()
+        assert "exited" in svc.output() and "restarting" in svc.output()
+    check_each_ran_once(bench, store, job_ids)
+    print(
+        f"\nkill -9 of a replica holding {len(held)} jobs ({unstarted} with an attempt row but no handle): "
+        f"taken over in {taken:.2f}s, replica replaced in {time.monotonic() - killed:.2f}s ({replaced:.2f}s after the takeover)"
+    )
+
+
+def test_a_paused_replica_is_fenced_when_it_wakes(bench: Bench, store: Store) -> None:
+    with service(bench, replicas=2, concurrency=40) as svc:
+        wait_for("2 live replicas", lambda: len(live_workers(store)) == 2)
+        job_ids = bench.submit(store, 16, gated=True)
+        wait_for("every job running", lambda: running(store, job_ids))
+        wait_for("both replicas to hold jobs", lambda: len(set(owners(store, job_ids).values())) == 2)
+        workers = live_workers(store)
+        pid, worker = next(iter(workers.items()))
+        for _ in range(50):  # stop it outside a write transaction (see not_locked)
+            os.kill(pid, signal.SIGSTOP)
+            if not_locked(bench):
+                break
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.05)
+        else:
+            pytest.fail("the replica was stopped inside a write transaction 50 times in a row")
+        held = [j for j, o in owners(store, job_ids).items() if o == worker]
+        assert held
+        stopped = time.monotonic()
+        try:
+            taken = wait_for(
+                "the paused replica's jobs to be taken over",
+                lambda: all(o not in (None, worker) for o in owners(store, held).values()),
+            )
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_for(
+            "the woken replica to drop every job it lost",
+            lambda: all(
+                any(worker in e.message for _, e in store.events_of_kind(j, "fenced")) for j in held
+            ),
+        )
+        assert pid in live_workers(store), "the woken replica serves on"
+        bench.gate.touch()
+        wait_for("every job to end", lambda: terminal(store, job_ids))
+        assert svc.stop() == 0, svc.output()
+    kinds = check_each_ran_once(bench, store, job_ids)
+    assert kinds["fenced"] == len(held)
+    print(f"\nSIGSTOP of a replica holding {len(held)} jobs: taken over {taken:.2f}s after the pause (stale window {STALE_AFTER:g}s); {time.monotonic() - stopped:.1f}s in all")
+
+
+def test_sigterm_drains_and_releases_every_lease(bench: Bench, store: Store) -> None:
+    with service(bench, replicas=2, concurrency=40) as svc:
+        wait_for("2 live replicas", lambda: len(live_workers(store)) == 2)
+        job_ids = bench.submit(store, 10, gated=True)
+        wait_for("every job running", lambda: running(store, job_ids))
+        assert svc.stop() == 0, svc.output()
+    assert set(owners(store, job_ids).values()) == {None}, "a drained replica let go of its jobs"
+    assert store.workers(3600) == []
+    assert not terminal(store, job_ids)  # the jobs run on without a controller, like cloud jobs
+    with service(bench, replicas=1, concurrency=40) as svc:
+        wait_for("the jobs to be leased again", lambda: None not in owners(store, job_ids).values())
+        bench.gate.touch()
+        wait_for("every job to end", lambda: terminal(store, job_ids))
+        assert svc.stop() == 0, svc.output()
+    check_each_ran_once(bench, store, job_ids)
