@@ -26,7 +26,7 @@ from multispot.policy.interval import IntervalAdvice, advise
 from multispot.provider import LaunchContext
 from multispot.runtime.checkpointer import resumed_from_step
 from multispot.status import Attempt, JobState, iso_time
-from multispot.store import Event, JobRecord, JobStore, new_job_id
+from multispot.store import Event, JobRecord, Store, new_job_id, open_store
 from multispot.units import format_duration
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def interval_advice(
     provider: str | None = None,
     save_seconds: float | None = None,
     mtbp: float | None = None,
-    store: JobStore | None = None,
+    store: Store | None = None,
 ) -> IntervalAdvice | str:
     """Young/Daly checkpoint interval for ``job``, or why there is none yet.
 
@@ -88,7 +88,7 @@ def interval_advice(
     """
     save_source = mtbp_source = "given"
     if save_seconds is None:
-        store = store or JobStore()
+        store = store or open_store()
         for record in store.jobs(200):
             if record.name != job.name:
                 continue
@@ -158,7 +158,7 @@ def submit(
     provider: str | None = None,
     *,
     inject_preemptions: str | None = None,
-    store: JobStore | None = None,
+    store: Store | None = None,
     start_controller: bool = True,
     resume_checkpoints: bool = False,
 ) -> Run:
@@ -170,7 +170,7 @@ def submit(
     job = with_injection(job, inject_preemptions)
     name = _provider_name(job, provider)
     check(job, name)
-    store = store or JobStore()
+    store = store or open_store()
     if job.checkpoint.uri:
         _check_checkpoint_uri(job.checkpoint.uri, store, resume_checkpoints)
     job_id = new_job_id(job.name)
@@ -191,7 +191,7 @@ def submit(
     return Run(job_id, store)
 
 
-def _check_checkpoint_uri(uri: str, store: JobStore, resume: bool) -> None:
+def _check_checkpoint_uri(uri: str, store: Store, resume: bool) -> None:
     live = [r for r in store.jobs(100_000) if r.checkpoint_uri == uri and not r.state.job_terminal]
     if live:
         raise ValidationFailed(
@@ -289,22 +289,22 @@ def _advice_dict(advice: IntervalAdvice | str) -> dict[str, Any]:
     return {**advice.to_dict(), "text": str(advice)}
 
 
-def get(ref: str, store: JobStore | None = None) -> Run:
-    store = store or JobStore()
+def get(ref: str, store: Store | None = None) -> Run:
+    store = store or open_store()
     return Run(store.get_job(ref).id, store)
 
 
-def runs(limit: int = 50, store: JobStore | None = None) -> list[Run]:
-    store = store or JobStore()
+def runs(limit: int = 50, store: Store | None = None) -> list[Run]:
+    store = store or open_store()
     return [Run(record.id, store) for record in store.jobs(limit)]
 
 
 class Run:
     """A submitted job: its state, attempts, logs, cost; the same thing ``multispot status`` shows."""
 
-    def __init__(self, job_id: str, store: JobStore | None = None) -> None:
+    def __init__(self, job_id: str, store: Store | None = None) -> None:
         self.id = job_id
-        self.store = store or JobStore()
+        self.store = store or open_store()
 
     @property
     def record(self) -> JobRecord:
@@ -459,7 +459,7 @@ class Run:
 
 
 def savings(
-    since: str | float | None = None, provider: str | None = None, store: JobStore | None = None
+    since: str | float | None = None, provider: str | None = None, store: Store | None = None
 ) -> SavingsReport:
     """Savings of every job in the store (created since ``since``: ``7d`` or ``2026-11-01``),
     grouped by provider and instance type, with totals; estimated figures."""
@@ -502,7 +502,7 @@ def sweep(
     inject_preemptions: str | None = None,
     wait: bool = True,
     timeout: float | None = None,
-    store: JobStore | None = None,
+    store: Store | None = None,
 ) -> Any:
     """Start a sweep (a file with a ``sweep:`` section, or a loaded ``GroupFile``): each trial is
     an ordinary job. ``wait`` drives it in this process until every trial has ended; otherwise a
@@ -517,7 +517,7 @@ def array(
     inject_preemptions: str | None = None,
     wait: bool = True,
     timeout: float | None = None,
-    store: JobStore | None = None,
+    store: Store | None = None,
 ) -> Any:
     """Start a job array (a file with an ``array:`` section): one job per task, each with
     ``MULTISPOT_TASK_INDEX``/``MULTISPOT_TASK_COUNT`` (and its shards) and its own checkpoints."""
@@ -531,7 +531,7 @@ def _start_group(
     inject: str | None,
     wait: bool,
     timeout: float | None,
-    store: JobStore | None,
+    store: Store | None,
 ) -> Any:
     from multispot.sweep.driver import create
     from multispot.sweep.view import Sweep
@@ -541,7 +541,7 @@ def _start_group(
             [Problem("(top)", f"this file has an {gfile.kind}: section; use multispot {gfile.kind}")],
             gfile.source,
         )
-    store = store or JobStore()
+    store = store or open_store()
     group = create(gfile, provider, inject_preemptions=inject, store=store)
     handle = Sweep(group.id, store)
     if wait:
@@ -551,16 +551,16 @@ def _start_group(
     return handle
 
 
-def get_sweep(ref: str, store: JobStore | None = None) -> Any:
+def get_sweep(ref: str, store: Store | None = None) -> Any:
     """A sweep or array by id, name (the newest of that name) or unique id prefix."""
     from multispot.sweep.view import Sweep
 
     return Sweep(ref, store)
 
 
-def sweeps(limit: int = 50, store: JobStore | None = None) -> list[Any]:
+def sweeps(limit: int = 50, store: Store | None = None) -> list[Any]:
     from multispot.sweep.records import GroupStore
     from multispot.sweep.view import Sweep
 
-    store = store or JobStore()
+    store = store or open_store()
     return [Sweep(group.id, store) for group in GroupStore(store).groups(limit)]

@@ -374,13 +374,13 @@ def checkpoints(target: str, wide: bool, output: str) -> None:
     """Checkpoints of a job (or under a URI): each step, committed or not, and why."""
     from multispot.checkpoint import CheckpointStore
     from multispot.errors import JobNotFound
-    from multispot.store import JobStore
+    from multispot.store import open_store
 
     if "://" in target:
         uri = target
     else:
         try:
-            uri = JobStore().get_job(target).checkpoint_uri
+            uri = open_store().get_job(target).checkpoint_uri
         except JobNotFound:
             from pathlib import Path
 

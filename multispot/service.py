@@ -30,7 +30,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import TextIO
 
 from multispot.controller import STALE_AFTER, Controller
@@ -96,7 +95,9 @@ class Worker:
                     # are taken over by others, and this worker finds itself fenced from them.
                     failures += 1
                     wait = min(STORE_BACKOFF[0] * 2 ** min(failures - 1, 10), STORE_BACKOFF[1])
-                    _log(self.log, f"worker {self.id}: the job store is unusable, retrying in {wait:g}s: {exc}")
+                    _log(
+                        self.log, f"worker {self.id}: the job store is unusable, retrying in {wait:g}s: {exc}"
+                    )
                 time.sleep(max(0.0, min(wait, self.poll_interval)))
         finally:
             self.drain()
@@ -154,7 +155,9 @@ class Worker:
             return True
         del self.driving[job_id]
         self.fenced.add(job_id)
-        message = f"controller worker {self.id} lost its lease (the job was taken over); it stopped driving it"
+        message = (
+            f"controller worker {self.id} lost its lease (the job was taken over); it stopped driving it"
+        )
         self.store.add_event(job_id, None, "fenced", message)
         _log(self.log, f"worker {self.id}: fenced from {job_id}")
         return False
@@ -256,9 +259,16 @@ class Supervisor:
                     if replica.slot not in restart_at:  # died: restart, backing off if it keeps dying
                         quick = now - replica.started < 10.0
                         failures = replica.failures + 1 if quick else 0
-                        delay = 0.0 if not quick else min(RESTART_BACKOFF[0] * 2 ** (failures - 1), RESTART_BACKOFF[1])
+                        delay = (
+                            0.0
+                            if not quick
+                            else min(RESTART_BACKOFF[0] * 2 ** (failures - 1), RESTART_BACKOFF[1])
+                        )
                         restart_at[replica.slot] = now + delay
-                        _log(self.log, f"supervisor: replica {replica.slot} (pid {replica.proc.pid}) exited ({rc}); restarting in {delay:g}s")
+                        _log(
+                            self.log,
+                            f"supervisor: replica {replica.slot} (pid {replica.proc.pid}) exited ({rc}); restarting in {delay:g}s",
+                        )
                         replica.failures = failures
                     if now >= restart_at[replica.slot]:
                         del restart_at[replica.slot]

@@ -90,7 +90,9 @@ def test_300_jobs_across_3_replicas_each_run_once(bench: Bench, store: Store) ->
     assert not (bench.home / "controllers.log").exists(), "a per-job controller was started"
     assert store.workers(STALE_AFTER) == [], "every replica deregistered when drained"
     drivers = {e.message.split()[0] for j in job_ids for _, e in store.events_of_kind(j, "controller")}
-    print(f"\nservice load: 300 jobs, 3 replicas x 40: {300 / seconds * 60:.0f} jobs/min ({seconds:.1f}s); {drivers}")
+    print(
+        f"\nservice load: 300 jobs, 3 replicas x 40: {300 / seconds * 60:.0f} jobs/min ({seconds:.1f}s); {drivers}"
+    )
 
 
 def test_a_replica_killed_mid_run_is_replaced_and_its_jobs_taken_over(bench: Bench, store: Store) -> None:
@@ -165,9 +167,7 @@ def test_a_paused_replica_is_fenced_when_it_wakes(bench: Bench, store: Store) ->
             os.kill(pid, signal.SIGCONT)
         wait_for(
             "the woken replica to drop every job it lost",
-            lambda: all(
-                any(worker in e.message for _, e in store.events_of_kind(j, "fenced")) for j in held
-            ),
+            lambda: all(any(worker in e.message for _, e in store.events_of_kind(j, "fenced")) for j in held),
         )
         assert pid in live_workers(store), "the woken replica serves on"
         bench.gate.touch()
@@ -175,7 +175,9 @@ def test_a_paused_replica_is_fenced_when_it_wakes(bench: Bench, store: Store) ->
         assert svc.stop() == 0, svc.output()
     kinds = check_each_ran_once(bench, store, job_ids)
     assert kinds["fenced"] == len(held)
-    print(f"\nSIGSTOP of a replica holding {len(held)} jobs: taken over {taken:.2f}s after the pause (stale window {STALE_AFTER:g}s); {time.monotonic() - stopped:.1f}s in all")
+    print(
+        f"\nSIGSTOP of a replica holding {len(held)} jobs: taken over {taken:.2f}s after the pause (stale window {STALE_AFTER:g}s); {time.monotonic() - stopped:.1f}s in all"
+    )
 
 
 def test_sigterm_drains_and_releases_every_lease(bench: Bench, store: Store) -> None:

@@ -70,13 +70,19 @@ class Bench:
 class Service:
     """``multispot controller --replicas N`` as a subprocess (a supervisor and its replicas)."""
 
-    def __init__(self, bench: Bench, replicas: int, concurrency: int, stale_after: float = STALE_AFTER) -> None:
+    def __init__(
+        self, bench: Bench, replicas: int, concurrency: int, stale_after: float = STALE_AFTER
+    ) -> None:
         self.bench = bench
         self.log = bench.home / f"service-{time.monotonic_ns()}.log"
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                [MULTISPOT, "controller", "--replicas", str(replicas), "--concurrency", str(concurrency)]
-                + ["--stale-after", str(stale_after)],
+                [
+                    MULTISPOT,
+                    "controller",
+                    *("--replicas", str(replicas), "--concurrency", str(concurrency)),
+                    *("--stale-after", str(stale_after)),
+                ],
                 env=bench.env(),
                 cwd=bench.home,
                 stdin=subprocess.DEVNULL,
@@ -113,7 +119,9 @@ class Service:
 
 
 @contextlib.contextmanager
-def service(bench: Bench, replicas: int, concurrency: int, stale_after: float = STALE_AFTER) -> Iterator[Service]:
+def service(
+    bench: Bench, replicas: int, concurrency: int, stale_after: float = STALE_AFTER
+) -> Iterator[Service]:
     svc = Service(bench, replicas, concurrency, stale_after)
     try:
         yield svc
@@ -155,7 +163,9 @@ def check_each_ran_once(bench: Bench, store: Store, job_ids: list[str]) -> Count
         assert [a.n for a in attempts] == [1], f"{job_id} has attempts {[a.n for a in attempts]}"
         assert attempts[0].state is JobState.SUCCEEDED
         assert starts[job_id] == 1, f"{job_id}'s command started {starts[job_id]} times"
-        staged = sorted(p.name for p in (bench.home / "local" / job_id).iterdir() if p.name.startswith("attempt-"))
+        staged = sorted(
+            p.name for p in (bench.home / "local" / job_id).iterdir() if p.name.startswith("attempt-")
+        )
         assert staged == ["attempt-1"], f"{job_id}: the provider staged {staged}"
         submitted = store.events_of_kind(job_id, "submitted")
         assert len(submitted) <= 1, f"{job_id} was submitted {len(submitted)} times"
