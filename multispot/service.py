@@ -103,19 +103,15 @@ class Worker:
             self.drain()
 
     def tick(self) -> float:
-        """Beat, lease, and step every job that is due once; seconds until something is due."""
-        now = time.monotonic()
-        if now >= self._next_beat:
-            self.store.beat_worker(self.id)
-            self._next_beat = now + self.beat_every
-        if now >= self._next_lease:
-            self._lease(now)
-            self._next_lease = now + max(self.poll_interval, 1.0)
+        """Step every job that is due once, beating and renewing leases on the way (a round over
+        many jobs may take longer than the stale window); seconds until something is due."""
+        self._keep_up()
         for job_id in list(self.driving):
             if self.stopping:
                 break
-            driven = self.driving[job_id]
-            if driven.due > time.monotonic() or not self._renew(job_id, driven):
+            self._keep_up()
+            driven = self.driving.get(job_id)  # None: dropped by the renewal just made
+            if driven is None or driven.due > time.monotonic() or not self._renew(job_id, driven):
                 continue
             if driven.controller.advance():
                 self._let_go(job_id)
@@ -123,6 +119,16 @@ class Worker:
                 driven.due = time.monotonic() + driven.controller.delay()
         nearest = min([d.due for d in self.driving.values()] + [self._next_beat, self._next_lease])
         return nearest - time.monotonic()
+
+    def _keep_up(self) -> None:
+        """Beat, and renew and fill the leases, when they are due."""
+        now = time.monotonic()
+        if now >= self._next_beat:
+            self.store.beat_worker(self.id)
+            self._next_beat = now + self.beat_every
+        if now >= self._next_lease:
+            self._lease(now)
+            self._next_lease = now + min(max(self.poll_interval, 1.0), self.beat_every)
 
     def _lease(self, now: float) -> None:
         """Renew the leases held and fill the free slots (the store returns this worker's own jobs

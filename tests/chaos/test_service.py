@@ -30,6 +30,7 @@ from helpers.service import (
     wait_for,
 )
 
+from multispot.controller import STALE_AFTER as STALE_WINDOW
 from multispot.status import JobState
 from multispot.store import Store
 
@@ -77,7 +78,9 @@ def not_locked(bench: Bench) -> bool:
 
 
 def test_300_jobs_across_3_replicas_each_run_once(bench: Bench, store: Store) -> None:
-    with service(bench, replicas=3, concurrency=40) as svc:
+    # The stale window is the default one here: under load, a replica that falls behind by a few
+    # seconds must not lose its leases (each is renewed in the middle of a long round too).
+    with service(bench, replicas=3, concurrency=40, stale_after=STALE_WINDOW) as svc:
         wait_for("3 live replicas", lambda: len(live_workers(store)) == 3)
         start = time.monotonic()
         job_ids = bench.submit(store, 300, gated=False)
@@ -89,10 +92,7 @@ def test_300_jobs_across_3_replicas_each_run_once(bench: Bench, store: Store) ->
     assert kinds["fenced"] == 0, "nobody paused: no replica lost a lease"
     assert not (bench.home / "controllers.log").exists(), "a per-job controller was started"
     assert store.workers(STALE_AFTER) == [], "every replica deregistered when drained"
-    drivers = {e.message.split()[0] for j in job_ids for _, e in store.events_of_kind(j, "controller")}
-    print(
-        f"\nservice load: 300 jobs, 3 replicas x 40: {300 / seconds * 60:.0f} jobs/min ({seconds:.1f}s); {drivers}"
-    )
+    print(f"\nservice load: 300 jobs, 3 replicas x 40: {300 / seconds * 60:.0f} jobs/min ({seconds:.1f}s)")
 
 
 def test_a_replica_killed_mid_run_is_replaced_and_its_jobs_taken_over(bench: Bench, store: Store) -> None:
