@@ -307,27 +307,32 @@ class SQLiteStore:
     # ----------------------------------------------------------------- jobs
 
     def create_job(self, record: JobRecord) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO jobs (id, name, spec, provider, state, message, checkpoint_uri, output_uri,"
-                " options, created, updated, team, submitted_by) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    record.id,
-                    record.name,
-                    json.dumps(record.spec),
-                    record.provider,
-                    record.state.value,
-                    record.message,
-                    record.checkpoint_uri,
-                    record.output_uri,
-                    json.dumps(record.options),
-                    record.created,
-                    record.updated,
-                    record.team,
-                    record.submitted_by,
-                ),
-            )
-            self._event(db, record.id, None, "created", f"job {record.id} accepted for {record.provider}")
+        try:
+            with self.transaction() as db:
+                db.execute(
+                    "INSERT INTO jobs (id, name, spec, provider, state, message, checkpoint_uri, output_uri,"
+                    " options, created, updated, team, submitted_by) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        record.id,
+                        record.name,
+                        json.dumps(record.spec),
+                        record.provider,
+                        record.state.value,
+                        record.message,
+                        record.checkpoint_uri,
+                        record.output_uri,
+                        json.dumps(record.options),
+                        record.created,
+                        record.updated,
+                        record.team,
+                        record.submitted_by,
+                    ),
+                )
+                self._event(db, record.id, None, "created", f"job {record.id} accepted for {record.provider}")
+        except sqlite3.IntegrityError:
+            raise StoreError(
+                f"a job {record.id!r} exists already in {self.path}: job ids are unique"
+            ) from None
 
     def get_job(self, ref: str) -> JobRecord:
         """By id, by name (the newest job of that name), or by a unique id prefix."""
