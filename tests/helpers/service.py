@@ -58,13 +58,17 @@ class Bench:
     def store(self) -> Store:
         return open_store(self.url)
 
-    def submit(self, store: Store, count: int, gated: bool, name: str = "svc") -> list[str]:
+    def submit(
+        self, store: Store, count: int, gated: bool, name: str = "svc", start_controller: bool = True
+    ) -> list[str]:
         """``count`` local jobs through the public API, as a user would (a controller is started
-        for each only if no worker of the service is live)."""
+        for each only if no worker of the service is live; none with ``start_controller=False``)."""
         self.starts.mkdir(parents=True, exist_ok=True)
         text = _JOB.format(name=name, starts=self.starts, gate=self.gate if gated else "")
         job = Job.from_yaml_text(text)
-        return [api.submit(job, "local", store=store).id for _ in range(count)]
+        return [
+            api.submit(job, "local", store=store, start_controller=start_controller).id for _ in range(count)
+        ]
 
 
 class Service:
