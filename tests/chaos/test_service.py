@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.postgres import PostgresServer
 from helpers.service import (
     STALE_AFTER,
     Bench,
@@ -211,3 +212,29 @@ def test_sigterm_drains_and_releases_every_lease(bench: Bench, store: Store) -> 
         wait_for("every job to end", lambda: terminal(store, job_ids))
         assert svc.stop() == 0, svc.output()
     check_each_ran_once(bench, store, job_ids)
+
+
+def test_postgres_restarted_mid_run(
+    tmp_path: Path, postgres_server: PostgresServer, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database goes away under running replicas and comes back: they wait it out (the store
+    reconnects and retries; a ``StoreError`` that gets through makes a replica back off, not exit),
+    and every job still runs once."""
+    home = tmp_path / "home"
+    home.mkdir()
+    bench = Bench(home, postgres_url)
+    monkeypatch.setenv("MULTISPOT_HOME", str(home))
+    store = bench.store()
+    try:
+        with service(bench, replicas=2, concurrency=20) as svc:
+            wait_for("2 live replicas", lambda: len(live_workers(store)) == 2)
+            job_ids = bench.submit(store, 12, gated=True)
+            wait_for("every job running", lambda: running(store, job_ids))
+            postgres_server.restart(down_for=3.0)
+            bench.gate.touch()
+            wait_for("every job to end", lambda: terminal(store, job_ids))
+            assert svc.stop() == 0, svc.output()
+            assert "exited" not in svc.output(), svc.output()
+        check_each_ran_once(bench, store, job_ids)
+    finally:
+        store.close()
