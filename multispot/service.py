@@ -11,9 +11,11 @@ on which of the two drives it.
 Safety rests on the store, as for the per-job controller: the attempt row is written before the
 provider submit, submits are idempotent on (job, attempt), and a job is driven by whoever holds
 its lease. A worker that was paused past the stale window (a stopped process, a host that slept)
-may find its jobs taken over: before it steps a job whose lease it has not renewed within
-``BEAT_FRACTION`` of the window, it renews it with ``Store.heartbeat``, and on False it drops the
-job at once and never drives it again (fenced).
+may find its jobs taken over: before every step it renews the job's lease with
+``Store.heartbeat``, and on False it drops the job at once and never drives it again (fenced).
+A step that was under way when the process stopped finishes after it wakes; what it does is
+safe by the rules above (an attempt row another owner wrote first is reconciled, a submit is
+idempotent), and it is the last one.
 
 SIGTERM or SIGINT drains a worker: it finishes the step under way, releases every lease (another
 worker takes the jobs over at once, without waiting out the window) and deregisters.
@@ -52,7 +54,6 @@ def _log(out: TextIO, message: str) -> None:
 class _Driven:
     controller: Controller
     due: float = 0.0  # monotonic time of the next step
-    renewed: float = 0.0  # monotonic time the lease was last renewed
 
 
 @dataclass
@@ -105,13 +106,13 @@ class Worker:
     def tick(self) -> float:
         """Step every job that is due once, beating and renewing leases on the way (a round over
         many jobs may take longer than the stale window); seconds until something is due."""
-        self._keep_up()
+        self.keep_up()
         for job_id in list(self.driving):
             if self.stopping:
                 break
-            self._keep_up()
+            self.keep_up()
             driven = self.driving.get(job_id)  # None: dropped by the renewal just made
-            if driven is None or driven.due > time.monotonic() or not self._renew(job_id, driven):
+            if driven is None or driven.due > time.monotonic() or not self._renew(job_id):
                 continue
             if driven.controller.advance():
                 self._let_go(job_id)
@@ -120,7 +121,7 @@ class Worker:
         nearest = min([d.due for d in self.driving.values()] + [self._next_beat, self._next_lease])
         return nearest - time.monotonic()
 
-    def _keep_up(self) -> None:
+    def keep_up(self) -> None:
         """Beat, and renew and fill the leases, when they are due."""
         now = time.monotonic()
         if now >= self._next_beat:
@@ -136,8 +137,8 @@ class Worker:
         leased = self.store.lease_jobs(self.id, self.concurrency, self.stale_after)
         for job_id in leased:
             if job_id in self.driving:
-                self.driving[job_id].renewed = now
-            elif job_id in self.fenced or self.parked.get(job_id, 0.0) > now:
+                continue
+            if job_id in self.fenced or self.parked.get(job_id, 0.0) > now:
                 self.store.release(job_id, self.id)
             elif len(self.driving) >= self.concurrency:
                 self.store.release(job_id, self.id)  # never more than asked for
@@ -146,18 +147,12 @@ class Worker:
                 controller = Controller(
                     job_id, self.store, self.poll_interval, self.stale_after, owner=self.id
                 )
-                self.driving[job_id] = _Driven(controller, due=now, renewed=now)
-        for job_id in set(self.driving) - set(leased):
-            self.driving[job_id].renewed = 0.0  # not renewed (taken over, or over): ask before a step
+                self.driving[job_id] = _Driven(controller, due=now)
 
-    def _renew(self, job_id: str, driven: _Driven) -> bool:
-        """True if the job is still this worker's; a lease not renewed lately is renewed first, and
-        one another controller has taken is dropped (fenced) before anything acts on it."""
-        now = time.monotonic()
-        if now - driven.renewed < self.beat_every:
-            return True
+    def _renew(self, job_id: str) -> bool:
+        """Renew the job's lease before a step: True if it is still this worker's; one another
+        controller has taken is dropped (fenced) before anything acts on it."""
         if self.store.heartbeat(job_id, self.id):
-            driven.renewed = now
             return True
         del self.driving[job_id]
         self.fenced.add(job_id)
