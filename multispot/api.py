@@ -15,7 +15,7 @@ from multispot import registry
 from multispot.billing import CostReport, SavingsReport, report_for_job
 from multispot.billing import savings as _savings
 from multispot.checkpoint import CheckpointStore
-from multispot.controller import STALE_AFTER, ensure_controller, spawn
+from multispot.controller import STALE_AFTER, ensure_controller
 from multispot.errors import JobSpecError, MultispotError, Problem, ValidationFailed
 from multispot.job import Job
 from multispot.local.preemptions import with_injection
@@ -187,7 +187,7 @@ def submit(
     )
     store.create_job(record)
     if start_controller:
-        spawn(job_id, os.getcwd())
+        ensure_controller(store, job_id)  # unless the controller service's workers lease it
     return Run(job_id, store)
 
 

@@ -1003,6 +1003,39 @@ def sweeps(limit: int, output: str) -> None:
     _console().print(table)
 
 
+@cli.command()
+@click.option("--replicas", type=click.IntRange(min=1), default=1, show_default=True, help="worker processes")
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), default=16, show_default=True, help="jobs each worker drives"
+)
+@click.option(
+    "--db",
+    metavar="URL",
+    envvar="MULTISPOT_DB",
+    help="job store: sqlite:///PATH or postgresql://... (default: $MULTISPOT_DB, else the local store)",
+)
+@click.option(
+    "--stale-after",
+    type=click.FloatRange(min=1.0),
+    default=None,
+    metavar="SECONDS",
+    help="a lease not renewed for this long is taken over (default 10)",
+)
+@handles_errors
+def controller(replicas: int, concurrency: int, db: str | None, stale_after: float | None) -> None:
+    """Run controllers as a service: REPLICAS workers, each leasing up to CONCURRENCY unfinished
+    jobs from the store and driving them. A replica that dies is restarted and its jobs are taken
+    over within the stale window; SIGTERM or Ctrl-C releases every lease and exits. While it runs,
+    no per-job controller is started."""
+    from multispot.controller import STALE_AFTER
+    from multispot.service import Supervisor
+    from multispot.store import open_store
+
+    open_store(db).close()  # a wrong URL or an unusable store is said here, once, not by each replica
+    supervisor = Supervisor(replicas, concurrency, db, stale_after=stale_after or STALE_AFTER)
+    sys.exit(supervisor.run())
+
+
 def _print_group(handle: Any) -> None:
     from rich.markup import escape
     from rich.table import Table

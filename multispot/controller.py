@@ -53,12 +53,14 @@ class Controller:
         store: Store | None = None,
         poll_interval: float = 0.5,
         stale_after: float = STALE_AFTER,
+        owner: str | None = None,
     ) -> None:
         self.store = store or open_store()
         self.job_id = job_id
         self.poll_interval = poll_interval
         self.stale_after = stale_after
-        self.owner = owner_id()
+        self.owner = owner or owner_id()  # a service worker drives many jobs under its own id
+        self.errors = 0  # consecutive failed steps
         self._cancel_sent: set[int] = set()
         self._not_before = 0.0
         self._next_consult = 0.0
@@ -69,24 +71,9 @@ class Controller:
         """Drive the job to a terminal state, unless another live controller already does."""
         if not self.store.acquire(self.job_id, self.owner, self.stale_after):
             return self.store.get_job(self.job_id)
-        errors = 0
         try:
-            while True:
-                try:
-                    if self.step():
-                        break
-                    errors = 0
-                except StoreError:
-                    raise  # the store itself is unusable: leave the job to a later controller
-                except Exception as exc:  # a provider or storage hiccup: retry, then give up loudly
-                    errors += 1
-                    self.store.add_event(self.job_id, None, "error", f"controller step failed: {exc!r}")
-                    if errors >= MAX_STEP_ERRORS:
-                        self._finish(
-                            self.store.get_job(self.job_id), JobState.FAILED, f"controller error: {exc}"
-                        )
-                        break
-                time.sleep(self.poll_interval * (1 + min(errors, 10)))
+            while not self.advance():
+                time.sleep(self.delay())
                 if not self.store.heartbeat(self.job_id, self.owner):
                     break  # another controller took over (we were presumed dead): stop quietly
         except StoreError as exc:
@@ -100,6 +87,28 @@ class Controller:
             with contextlib.suppress(StoreError):
                 self.store.release(self.job_id, self.owner)
         return self.store.get_job(self.job_id)
+
+    def advance(self) -> bool:
+        """One ``step()`` under the error rule every driver shares (this process's loop and a
+        service worker's round-robin): a provider or storage hiccup is recorded and retried, and
+        ``MAX_STEP_ERRORS`` in a row fail the job. True when the job is over for this driver."""
+        try:
+            done = self.step()
+        except StoreError:
+            raise  # the store itself is unusable: leave the job to a later controller
+        except Exception as exc:
+            self.errors += 1
+            self.store.add_event(self.job_id, None, "error", f"controller step failed: {exc!r}")
+            if self.errors >= MAX_STEP_ERRORS:
+                self._finish(self.store.get_job(self.job_id), JobState.FAILED, f"controller error: {exc}")
+                return True
+            return False
+        self.errors = 0
+        return done
+
+    def delay(self) -> float:
+        """Seconds until the next step: the poll interval, backing off while steps fail."""
+        return self.poll_interval * (1 + min(self.errors, 10))
 
     def step(self) -> bool:
         """One reconciliation; True when the job is over (or cannot go on from this process)."""
@@ -220,10 +229,8 @@ class Controller:
 
     def _switching(self, n: int) -> str | None:
         """The switch the controller asked of attempt ``n`` (from the store: restart-safe), if any."""
-        for _, event in reversed(self.store.events(self.job_id)):
-            if event.kind == "switch" and event.attempt == n:
-                return event.message
-        return None
+        switches = self.store.events_of_kind(self.job_id, "switch", attempt=n)
+        return switches[-1][1].message if switches else None
 
     def _submit(self, record: JobRecord, job: Job, attempt: Attempt) -> bool:
         provider = registry.get(attempt.placement.provider)
@@ -417,10 +424,21 @@ def spawn(job_id: str, workdir: str | None = None) -> int:
     return proc.pid
 
 
+def service_running(store: Store) -> bool:
+    """Whether a worker of ``multispot controller`` is live: it leases every unfinished job, so no
+    per-job controller is started beside it."""
+    return bool(store.workers(STALE_AFTER))
+
+
 def ensure_controller(store: Store, job_id: str) -> bool:
-    """If the job is unfinished and nobody drives it, start a controller; True if one was started."""
+    """If the job is unfinished and nobody drives it, start a controller; True if one was started.
+
+    While the controller service runs, its workers lease the job instead (within a second or so
+    when one has a free slot), so nothing is started here."""
     record = store.get_job(job_id)
     if record.state.job_terminal or store.controller_alive(job_id, STALE_AFTER):
+        return False
+    if service_running(store):
         return False
     spawn(job_id, record.options.get("workdir"))
     return True

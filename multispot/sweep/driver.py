@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from multispot import registry
 from multispot.controller import STALE_AFTER as CONTROLLER_STALE
-from multispot.controller import ensure_controller, spawn
+from multispot.controller import ensure_controller
 from multispot.errors import JobNotFound, MultispotError
 from multispot.job import Job
 from multispot.local.preemptions import with_injection
@@ -381,7 +381,7 @@ class Driver:
         except Exception as exc:  # another driver created it between our look and now
             if not _exists(self.store, job_id):
                 raise SweepError(f"cannot create the job of {self.id} member {member.n}: {exc}") from exc
-        spawn(job_id, record.options["workdir"])
+        ensure_controller(self.store, job_id)  # unless the controller service's workers lease it
         self._last_ensure[job_id] = time.time()
 
     # ----------------------------------------------------------------- following members
