@@ -171,3 +171,39 @@ def test_a_wrong_database_fails_at_once_without_the_password(postgres_server: Po
     with pytest.raises(StoreError, match="does not exist") as wrong:
         PostgresStore(url, reconnect_wait=600)  # not retried: waiting would not make it exist
     assert PASSWORD not in str(wrong.value)
+
+
+@pytest.mark.slow
+def test_a_preempted_local_job_runs_to_the_end_on_postgres(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API and the controller find the store through MULTISPOT_DB, as every call site does."""
+    import json
+
+    from multispot import api
+    from multispot.controller import Controller
+    from multispot.job import Job
+    from multispot.testing.worker import expected_sum
+
+    monkeypatch.setenv("MULTISPOT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MULTISPOT_DB", postgres_url)
+    job = Job.validate_data(
+        {
+            "name": "pg",
+            "command": "python -m multispot.testing.worker --steps 30 --step-seconds 0.05",
+            "output_uri": str(tmp_path / "out"),
+            "provider_options": {"local": {"time_scale": 0.02, "preemptions": "every=0.8s,max=1"}},
+        },
+        base_dir=tmp_path,
+    )
+    run = api.submit(job, start_controller=False)
+    Controller(run.id, poll_interval=0.05).run()
+    assert run.status is JobState.SUCCEEDED
+    assert [a.state for a in run.attempts] == [JobState.PREEMPTED, JobState.SUCCEEDED]
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["sum"] == expected_sum(30)
+    store = open_store(postgres_url)
+    try:
+        assert [j.id for j in store.jobs()] == [run.id]
+        assert store.check() == []
+    finally:
+        store.close()
