@@ -53,6 +53,7 @@ _MIGRATION_LOCK = 0x6D756C7469  # pg_advisory_xact_lock key: "multi"
 # SQLSTATE classes worth a retry: connection exception, operator intervention (shutdown,
 # starting up), transaction rollback (serialization failure, deadlock), insufficient resources.
 _TRANSIENT_CLASSES = ("08", "57", "40", "53")
+_PERMANENT_CONNECT_ERRORS = ("does not exist", "authentication failed", "pg_hba.conf", "permission denied")
 
 TIME = sa.Double
 METADATA = sa.MetaData()
@@ -590,9 +591,14 @@ def _transient(exc: sa.exc.DBAPIError) -> bool:
     if exc.connection_invalidated:
         return True
     sqlstate = getattr(exc.orig, "sqlstate", None)
-    if sqlstate is None:  # no answer from a server at all: refused, reset, timed out
-        return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
-    return str(sqlstate)[:2] in _TRANSIENT_CLASSES
+    if sqlstate is not None:
+        return str(sqlstate)[:2] in _TRANSIENT_CLASSES
+    # A failed connect carries no SQLSTATE: the server's refusal of these names or credentials
+    # will not change by waiting; anything else (refused, reset, starting up) may.
+    text = str(exc.orig).lower()
+    if any(marker in text for marker in _PERMANENT_CONNECT_ERRORS):
+        return False
+    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
 
 
 def _hostname() -> str:

@@ -430,3 +430,26 @@ def test_a_version_1_sqlite_file_is_upgraded_in_place(tmp_path: Path) -> None:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 2
     finally:
         db.close()
+
+
+def test_one_handle_is_safe_to_share_between_threads(store: Store) -> None:
+    """A server shares one store between its request threads."""
+    store.create_job(record("j-1"))
+    errors: list[BaseException] = []
+
+    def write(t: int) -> None:
+        try:
+            for i in range(25):
+                store.add_event("j-1", None, "progress", f"{t}-{i}")
+                store.heartbeat("j-1", "nobody")
+                store.get_job("j-1")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert len(store.events_of_kind("j-1", "progress")) == 100
