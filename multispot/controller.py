@@ -237,7 +237,12 @@ class Controller:
         try:
             env = job.resolve_env()
         except JobSpecError as exc:
-            message = f"cannot submit attempt {attempt.n}: {exc.problems[0]}; run `multispot watch {record.id}` where it is set"
+            where = (
+                "set it in the environment of `multispot controller`"
+                if service_running(self.store)
+                else f"run `multispot watch {record.id}` where it is set"
+            )
+            message = f"cannot submit attempt {attempt.n}: {exc.problems[0]}; {where}"
             self.store.update_job(self.job_id, message=message)
             self.store.add_event(self.job_id, attempt.n, "blocked", message)
             return True  # leave the job for a controller that has the variables

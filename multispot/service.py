@@ -195,10 +195,13 @@ def run_worker(
     concurrency: int, db: str | None = None, stale_after: float = STALE_AFTER, poll_interval: float = 0.5
 ) -> int:
     store = open_store(db)
+    # The jobs a provider starts from here (the local provider's processes) inherit this
+    # environment: the store's URL, which may hold a password, is not theirs to see.
+    os.environ.pop("MULTISPOT_DB", None)
+    parent = os.environ.pop(SUPERVISOR_ENV, None)
     worker = Worker(store, concurrency, stale_after=stale_after, poll_interval=poll_interval)
     signal.signal(signal.SIGTERM, worker.stop)
     signal.signal(signal.SIGINT, worker.stop)
-    parent = os.environ.get(SUPERVISOR_ENV)
     try:
         worker.run(_supervisor_gone(int(parent) if parent else None))
     finally:
@@ -260,16 +263,11 @@ class Supervisor:
                     if replica.slot not in restart_at:  # died: restart, backing off if it keeps dying
                         quick = now - replica.started < 10.0
                         failures = replica.failures + 1 if quick else 0
-                        delay = (
-                            0.0
-                            if not quick
-                            else min(RESTART_BACKOFF[0] * 2 ** (failures - 1), RESTART_BACKOFF[1])
-                        )
+                        backoff = RESTART_BACKOFF[0] * 2 ** max(failures - 1, 0)
+                        delay = min(backoff, RESTART_BACKOFF[1]) if quick else 0.0
                         restart_at[replica.slot] = now + delay
-                        _log(
-                            self.log,
-                            f"supervisor: replica {replica.slot} (pid {replica.proc.pid}) exited ({rc}); restarting in {delay:g}s",
-                        )
+                        what = f"replica {replica.slot} (pid {replica.proc.pid}) exited ({rc})"
+                        _log(self.log, f"supervisor: {what}; restarting in {delay:g}s")
                         replica.failures = failures
                     if now >= restart_at[replica.slot]:
                         del restart_at[replica.slot]

@@ -238,3 +238,33 @@ def test_postgres_restarted_mid_run(
         check_each_ran_once(bench, store, job_ids)
     finally:
         store.close()
+
+
+def test_replicas_of_a_killed_supervisor_drain_and_exit(bench: Bench, store: Store) -> None:
+    """kill -9 of the supervisor alone: its replicas notice they are orphans, release their leases
+    and exit, so nothing keeps leasing jobs that no supervisor watches over."""
+    with service(bench, replicas=2, concurrency=10) as svc:
+        wait_for("2 live replicas", lambda: len(live_workers(store)) == 2)
+        replicas = svc.replica_pids()
+        assert len(replicas) == 2
+        job_ids = bench.submit(store, 4, gated=True)
+        wait_for("every job running", lambda: running(store, job_ids))
+        os.kill(svc.proc.pid, signal.SIGKILL)
+        svc.proc.wait()
+        wait_for("the orphaned replicas to exit", lambda: not any(alive(pid) for pid in replicas))
+    assert set(owners(store, job_ids).values()) == {None}
+    assert store.workers(3600) == []
+    with service(bench, replicas=1, concurrency=10) as svc:
+        bench.gate.touch()
+        wait_for("every job to end", lambda: terminal(store, job_ids))
+        assert svc.stop() == 0, svc.output()
+    check_each_ran_once(bench, store, job_ids)
+
+
+def alive(pid: int) -> bool:
+    """Running, and not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"

@@ -33,6 +33,7 @@ _JOB = textwrap.dedent("""
     name: {name}
     command: >-
       sh -c 'touch "{starts}/$MULTISPOT_JOB_ID.$MULTISPOT_ATTEMPT.$$";
+      if [ -n "$MULTISPOT_DB" ]; then touch "{starts}/../db-url-leaked"; fi;
       while [ -n "{gate}" ] && [ ! -e "{gate}" ]; do sleep 0.1; done'
 """)
 
@@ -158,6 +159,7 @@ def check_each_ran_once(bench: Bench, store: Store, job_ids: list[str]) -> Count
     one attempt, and the store says it was submitted at most once (a replica killed between the
     provider's submit and writing the event leaves none: its successor found the handle). Returns
     the event kinds seen, for the test's own checks."""
+    assert not (bench.home / "db-url-leaked").exists(), "a job saw the store's URL"
     starts = Counter(p.name.split(".")[0] for p in bench.starts.iterdir())
     kinds: Counter[str] = Counter()
     for job_id in job_ids:

@@ -90,3 +90,24 @@ def test_no_per_job_controller_is_started_while_a_worker_is_live(
     store.remove_worker("this-host:1:w")
     assert controller.ensure_controller(store, job)
     assert spawned == [job]
+
+
+def test_a_job_missing_a_variable_is_parked_not_retried_every_round(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SERVICE_TEST_TOKEN", "x")
+    job = Job.from_yaml_text(JOB + "env:\n  TOKEN: ${SERVICE_TEST_TOKEN}\n")
+    job_id = api.submit(job, "local", store=store, start_controller=False).id
+    monkeypatch.delenv("SERVICE_TEST_TOKEN")  # the worker's environment lacks it
+    w = worker(store)
+    store.register_worker(w.id, socket.gethostname(), os.getpid())
+    w.tick()
+    assert job_id not in w.driving and job_id in w.parked
+    assert store.get_job(job_id).owner is None  # released: not held while it cannot go on
+    blocked = store.events_of_kind(job_id, "blocked")
+    assert len(blocked) == 1 and "environment of `multispot controller`" in blocked[0][1].message
+    w._next_lease = 0.0
+    w.tick()  # leased again, and let go at once while parked
+    assert job_id not in w.driving and store.get_job(job_id).owner is None
+    assert len(store.events_of_kind(job_id, "blocked")) == 1
+    assert [a.handle for a in store.attempts(job_id)] == [None]  # the attempt waits, never submitted
