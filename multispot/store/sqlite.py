@@ -144,7 +144,6 @@ _UPGRADES: dict[int, str] = {2: _UPGRADE_V2}
 
 LOCK_WAIT = 300.0  # seconds to wait out another process's lock before giving up
 _BUSY_TIMEOUT_MS = 2000  # SQLite's own wait per try; the retry loop below does the rest
-_HEADER = b"SQLite format 3\x00"
 
 
 class SQLiteStore:
@@ -230,18 +229,16 @@ class SQLiteStore:
                 Path(f"{tmp}{suffix}").unlink(missing_ok=True)
 
     def _check_file(self) -> None:
-        with open(self.path, "rb") as f:
-            header = f.read(len(_HEADER))
-        if not header:
+        # os.stat, never open(): closing any descriptor of the file drops every POSIX lock this
+        # process holds on it (fcntl semantics), those of another open store's connection included;
+        # another process then takes itself for the last user, removes the WAL, and that connection
+        # goes on reading an old snapshot. A file that is not a database is reported by SQLite itself
+        # on first use ("file is not a database"), which ``_error`` explains.
+        if os.stat(self.path).st_size == 0:
             raise StoreError(
                 f"the job store {self.path} is empty (0 bytes): it was truncated, and every job record "
                 "in it is gone. Restore it from a backup, or move it away to start a new, empty store "
                 "(multispot never replaces it on its own)"
-            )
-        if header != _HEADER:
-            raise StoreError(
-                f"the job store {self.path} is not a SQLite database (corrupt or overwritten). Restore "
-                "it from a backup, or move it away to start a new, empty store"
             )
 
     def _error(self, exc: sqlite3.Error) -> StoreError:
@@ -249,7 +246,10 @@ class SQLiteStore:
         if "readonly" in text or "unable to open" in text:
             hint = "check that you own it and its folder (another user's home cannot be shared)"
         elif "malformed" in text or "not a database" in text or "corrupt" in text:
-            hint = "it is corrupt: restore it from a backup, or move it away to start a new store"
+            hint = (
+                "it is corrupt or not a SQLite database (overwritten): restore it from a backup, or "
+                "move it away to start a new, empty store"
+            )
         else:
             hint = "check the file and the disk it is on"
         return StoreError(f"the job store {self.path} cannot be used ({text}): {hint}")

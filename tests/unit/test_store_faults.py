@@ -184,3 +184,23 @@ def test_cli_reports_a_held_lock_cleanly(path: Path) -> None:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "locked" in result.stderr
+
+
+def test_opening_a_second_store_keeps_the_first_ones_view(path: Path) -> None:
+    """Opening (and closing) another handle on the same file in this process must not drop the
+    first handle's SQLite locks: another process would then take itself for the last user, remove
+    the WAL, and the first handle would go on reading an old snapshot (a revoked token that still
+    worked in the server). Found with a header check that open()ed and closed the file."""
+    first = JobStore(path)
+    assert {r.id for r in first.jobs()} == {"j-1"}
+    JobStore(path).close()
+    writer = (
+        "import sys; from multispot.store import JobRecord, JobStore; from multispot.status import JobState; "
+        "s = JobStore(sys.argv[1]); s.create_job(JobRecord(sys.argv[2], 'train', {}, 'local', JobState.PENDING, "
+        "'file:///tmp/c', 'file:///tmp/o')); s.close()"
+    )
+    for job_id in ("j-2", "j-3"):  # the second writer is the one an old snapshot would miss
+        subprocess.run([sys.executable, "-c", writer, str(path), job_id], check=True)
+    assert Path(f"{path}-wal").exists(), "a writer took itself for the last user and removed the WAL"
+    assert {r.id for r in first.jobs()} == {"j-1", "j-2", "j-3"}
+    first.close()
