@@ -26,7 +26,7 @@ from multispot.policy.interval import IntervalAdvice, advise
 from multispot.provider import LaunchContext
 from multispot.runtime.checkpointer import resumed_from_step
 from multispot.status import Attempt, JobState, iso_time
-from multispot.store import Event, JobRecord, JobStore, new_job_id
+from multispot.store import Event, JobRecord, Store, new_job_id, open_store
 from multispot.units import format_duration
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ def interval_advice(
     provider: str | None = None,
     save_seconds: float | None = None,
     mtbp: float | None = None,
-    store: JobStore | None = None,
+    store: Store | None = None,
 ) -> IntervalAdvice | str:
     """Young/Daly checkpoint interval for ``job``, or why there is none yet.
 
@@ -90,7 +90,7 @@ def interval_advice(
     """
     save_source = mtbp_source = "given"
     if save_seconds is None:
-        store = store or JobStore()
+        store = store or open_store()
         for record in store.jobs(200):
             if record.name != job.name:
                 continue
@@ -160,7 +160,7 @@ def submit(
     provider: str | None = None,
     *,
     inject_preemptions: str | None = None,
-    store: JobStore | None = None,
+    store: Store | None = None,
     start_controller: bool = True,
     resume_checkpoints: bool = False,
     workdir: str | None = None,
@@ -180,7 +180,7 @@ def submit(
     job = with_injection(job, inject_preemptions)
     name = _provider_name(job, provider)
     check(job, name)
-    store = store or JobStore()
+    store = store or open_store()
     if job.checkpoint.uri:
         _check_checkpoint_uri(job.checkpoint.uri, store, resume_checkpoints)
     job_id = new_job_id(job.name)
@@ -194,20 +194,16 @@ def submit(
         checkpoint_uri=job.checkpoint.uri or prov.default_uri("checkpoints", job_id, job),
         output_uri=job.output_uri or prov.default_uri("outputs", job_id, job),
         options={"workdir": workdir or os.getcwd(), "only_provider": provider is not None},
+        team=team,
+        submitted_by=submitted_by,
     )
-    _set_owner(record, team, submitted_by)
     store.create_job(record)
     if start_controller:
         spawn(job_id, workdir or os.getcwd())
     return Run(job_id, store)
 
 
-def _set_owner(record: JobRecord, team: str, submitted_by: str) -> None:
-    record.team = team  # type: ignore[attr-defined]  # TEMPORARY until the store branch adds the fields
-    record.submitted_by = submitted_by  # type: ignore[attr-defined]
-
-
-def _server(store: JobStore | None) -> RemoteClient | None:
+def _server(store: Store | None) -> RemoteClient | None:
     """The multispot server this process talks to, or None to work on the local store: the one
     place that decides. An explicit ``store`` always means local (the server itself passes one)."""
     if store is not None:
@@ -217,7 +213,7 @@ def _server(store: JobStore | None) -> RemoteClient | None:
     return connect()
 
 
-def _check_checkpoint_uri(uri: str, store: JobStore, resume: bool) -> None:
+def _check_checkpoint_uri(uri: str, store: Store, resume: bool) -> None:
     live = [r for r in store.jobs(100_000) if r.checkpoint_uri == uri and not r.state.job_terminal]
     if live:
         raise ValidationFailed(
@@ -315,17 +311,17 @@ def _advice_dict(advice: IntervalAdvice | str) -> dict[str, Any]:
     return {**advice.to_dict(), "text": str(advice)}
 
 
-def get(ref: str, store: JobStore | None = None) -> Run:
+def get(ref: str, store: Store | None = None) -> Run:
     remote = _server(store)
     if remote is not None:
         return remote.get(ref)
-    store = store or JobStore()
+    store = store or open_store()
     return Run(store.get_job(ref).id, store)
 
 
 def runs(
     limit: int = 50,
-    store: JobStore | None = None,
+    store: Store | None = None,
     *,
     team: str | None = None,
     states: Collection[JobState] | None = None,
@@ -334,15 +330,12 @@ def runs(
     remote = _server(store)
     if remote is not None:
         return list(remote.runs(limit, states))
-    store = store or JobStore()
-    if team is None and not states:
-        records = store.jobs(limit)
-    else:
-        records = store.jobs(limit, team=team, states=states)  # type: ignore[call-arg]  # TEMPORARY
+    store = store or open_store()
+    records = store.jobs(limit, team=team, states=states)
     return [Run(record.id, store) for record in records]
 
 
-def checkpoints(target: str, store: JobStore | None = None) -> dict[str, Any]:
+def checkpoints(target: str, store: Store | None = None) -> dict[str, Any]:
     """The checkpoints of a job (id, name or prefix), of a URI, or of a local folder."""
     remote = _server(store)
     if remote is not None and "://" not in target:
@@ -350,7 +343,7 @@ def checkpoints(target: str, store: JobStore | None = None) -> dict[str, Any]:
     if "://" in target:
         return checkpoint_listing(target)
     try:
-        uri = (store or JobStore()).get_job(target).checkpoint_uri
+        uri = (store or open_store()).get_job(target).checkpoint_uri
     except JobNotFound:
         from pathlib import Path
 
@@ -381,9 +374,9 @@ def checkpoint_listing(uri: str) -> dict[str, Any]:
 class Run:
     """A submitted job: its state, attempts, logs, cost; the same thing ``multispot status`` shows."""
 
-    def __init__(self, job_id: str, store: JobStore | None = None) -> None:
+    def __init__(self, job_id: str, store: Store | None = None) -> None:
         self.id = job_id
-        self.store = store or JobStore()
+        self.store = store or open_store()
 
     @property
     def record(self) -> JobRecord:
@@ -540,7 +533,7 @@ class Run:
 def savings(
     since: str | float | None = None,
     provider: str | None = None,
-    store: JobStore | None = None,
+    store: Store | None = None,
     *,
     team: str | None = None,
 ) -> SavingsReport | RemoteReport:
@@ -588,7 +581,7 @@ def sweep(
     inject_preemptions: str | None = None,
     wait: bool = True,
     timeout: float | None = None,
-    store: JobStore | None = None,
+    store: Store | None = None,
 ) -> Any:
     """Start a sweep (a file with a ``sweep:`` section, or a loaded ``GroupFile``): each trial is
     an ordinary job. ``wait`` drives it in this process until every trial has ended; otherwise a
@@ -603,7 +596,7 @@ def array(
     inject_preemptions: str | None = None,
     wait: bool = True,
     timeout: float | None = None,
-    store: JobStore | None = None,
+    store: Store | None = None,
 ) -> Any:
     """Start a job array (a file with an ``array:`` section): one job per task, each with
     ``MULTISPOT_TASK_INDEX``/``MULTISPOT_TASK_COUNT`` (and its shards) and its own checkpoints."""
@@ -617,7 +610,7 @@ def _start_group(
     inject: str | None,
     wait: bool,
     timeout: float | None,
-    store: JobStore | None,
+    store: Store | None,
 ) -> Any:
     from multispot.sweep.driver import create
     from multispot.sweep.view import Sweep
@@ -627,7 +620,7 @@ def _start_group(
             [Problem("(top)", f"this file has an {gfile.kind}: section; use multispot {gfile.kind}")],
             gfile.source,
         )
-    store = store or JobStore()
+    store = store or open_store()
     group = create(gfile, provider, inject_preemptions=inject, store=store)
     handle = Sweep(group.id, store)
     if wait:
@@ -637,7 +630,7 @@ def _start_group(
     return handle
 
 
-def get_sweep(ref: str, store: JobStore | None = None) -> Any:
+def get_sweep(ref: str, store: Store | None = None) -> Any:
     """A sweep or array by id, name (the newest of that name) or unique id prefix."""
     from multispot.sweep.view import Sweep
 
@@ -647,12 +640,12 @@ def get_sweep(ref: str, store: JobStore | None = None) -> Any:
     return Sweep(ref, store)
 
 
-def sweeps(limit: int = 50, store: JobStore | None = None) -> list[Any]:
+def sweeps(limit: int = 50, store: Store | None = None) -> list[Any]:
     from multispot.sweep.records import GroupStore
     from multispot.sweep.view import Sweep
 
     remote = _server(store)
     if remote is not None:
         return remote.sweeps(limit)
-    store = store or JobStore()
+    store = store or open_store()
     return [Sweep(group.id, store) for group in GroupStore(store).groups(limit)]

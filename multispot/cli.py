@@ -1062,7 +1062,7 @@ def admin(ctx: click.Context, db: str | None) -> None:
 
 
 def _admin_store(ctx: click.Context) -> Any:
-    from multispot.server._store_shim import open_store
+    from multispot.store import open_store
 
     return open_store(ctx.obj["db"])
 

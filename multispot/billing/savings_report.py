@@ -16,7 +16,7 @@ from multispot.units import parse_duration
 
 if TYPE_CHECKING:
     from multispot.catalog import Catalog
-    from multispot.store import JobStore
+    from multispot.store import Store
 
 
 def parse_since(value: str | float | datetime | date | None, now: float | None = None) -> float | None:
@@ -213,7 +213,7 @@ class SavingsReport:
 
 
 def savings(
-    store: JobStore | None = None,
+    store: Store | None = None,
     since: str | float | datetime | date | None = None,
     provider: str | None = None,
     *,
@@ -225,9 +225,9 @@ def savings(
     Figures are estimated (billing APIs are asked only by ``cost --measured``). Checkpointing cost
     is counted for jobs whose checkpoints are on this machine.
     """
-    from multispot.store import JobStore
+    from multispot.store import open_store
 
-    store = store or JobStore()
+    store = store or open_store()
     if catalog is None:
         from multispot.catalog import load_catalog
 
@@ -237,7 +237,7 @@ def savings(
     reports: list[CostReport] = []
     unpriced: list[tuple[str, int]] = []
     remote = 0
-    records = store.jobs(10**9) if team is None else store.jobs(10**9, team=team)  # type: ignore[call-arg]
+    records = store.jobs(10**9, team=team)
     for record in reversed(records):
         if cutoff is not None and record.created < cutoff:
             continue

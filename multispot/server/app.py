@@ -27,11 +27,12 @@ from multispot import __version__, api
 from multispot.errors import JobNotFound, JobSpecError, MultispotError, Problem, ServerError
 from multispot.job import Job
 from multispot.server import errors, staging
-from multispot.server._store_shim import open_store
 from multispot.server.auth import hash_token
 from multispot.server.limits import BodyLimit
 from multispot.status import JobState, iso_time
-from multispot.store import home
+from multispot.store import Store as StoreProtocol
+from multispot.store import User as StoreUser
+from multispot.store import home, open_store
 
 API = "/api/v1"
 MAX_JSON_BYTES = 1 << 20  # a job spec is a few KiB (the spec loader refuses more than 1 MiB)
@@ -47,18 +48,18 @@ class Stores:
     def __init__(self, url: str | None) -> None:
         self.url = url
         self._local = threading.local()
-        self._all: list[Any] = []
+        self._all: list[StoreProtocol] = []
         self._lock = threading.Lock()
 
-    def get(self) -> Any:
-        store = getattr(self._local, "store", None)
+    def get(self) -> StoreProtocol:
+        store: StoreProtocol | None = getattr(self._local, "store", None)
         if store is None:
             store = self._local.store = self.open()
             with self._lock:
                 self._all.append(store)
         return store
 
-    def open(self) -> Any:
+    def open(self) -> StoreProtocol:
         return open_store(self.url)
 
     def close(self) -> None:
@@ -68,11 +69,12 @@ class Stores:
             self._all.clear()
 
 
-def store_of(request: Request) -> Any:
-    return request.app.state.stores.get()
+def store_of(request: Request) -> StoreProtocol:
+    stores: Stores = request.app.state.stores
+    return stores.get()
 
 
-def caller(request: Request) -> Any:
+def caller(request: Request) -> StoreUser:
     """The user the bearer token belongs to; 401 without a token or with one the store does not know."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
@@ -86,21 +88,16 @@ def caller(request: Request) -> Any:
     return user
 
 
-Store = Annotated[Any, Depends(store_of)]
-User = Annotated[Any, Depends(caller)]
+StoreDep = Annotated[StoreProtocol, Depends(store_of)]
+Caller = Annotated[StoreUser, Depends(caller)]
 
 
-def team_of(record: Any) -> str:
-    """A job's team (TEMPORARY: in ``options`` until the store branch gives JobRecord a ``team``)."""
-    return str(getattr(record, "team", None) or record.options.get("team") or "default")
-
-
-def visible_team(user: Any) -> str | None:
+def visible_team(user: StoreUser) -> str | None:
     """The team whose jobs ``user`` may see; None: every team (an admin)."""
     return None if user.admin else str(user.team)
 
 
-def job_for(user: Any, store: Any, ref: str) -> api.Run:
+def job_for(user: StoreUser, store: StoreProtocol, ref: str) -> api.Run:
     """The job ``ref`` (id, name or id prefix) if ``user`` may see it; otherwise 404 either way, so
     another team's job ids cannot be probed."""
     hidden = JobNotFound(f"no job {ref!r} visible to you: `multispot list` shows your team's jobs")
@@ -108,14 +105,14 @@ def job_for(user: Any, store: Any, ref: str) -> api.Run:
         record = store.get_job(ref)
     except JobNotFound:
         raise hidden from None
-    if not user.admin and team_of(record) != user.team:
+    if not user.admin and record.team != user.team:
         raise hidden
     return api.Run(record.id, store)
 
 
 @contextmanager
 def audited(
-    store: Any, user: Any, action: str, target: str, detail: dict[str, Any]
+    store: StoreProtocol, user: StoreUser, action: str, target: str, detail: dict[str, Any]
 ) -> Iterator[dict[str, Any]]:
     """Record ``action`` by ``user`` whatever its outcome: the handler may add to ``detail`` (the
     job id it made); a refusal is recorded with the error's type."""
@@ -160,12 +157,12 @@ def health() -> dict[str, Any]:
 
 
 @router.get("/me")
-def me(user: User) -> dict[str, Any]:
+def me(user: Caller) -> dict[str, Any]:
     return {"id": user.id, "name": user.name, "team": user.team, "admin": user.admin}
 
 
 @router.post("/code", status_code=201)
-async def upload_code(request: Request, user: User, store: Store) -> dict[str, Any]:
+async def upload_code(request: Request, user: Caller, store: StoreDep) -> dict[str, Any]:
     """A tar.gz of the client's ``source_dir``; answers the ``code_id`` to submit with."""
     data = await request.body()
     if len(data) > staging.MAX_UPLOAD_BYTES:
@@ -177,7 +174,7 @@ async def upload_code(request: Request, user: User, store: Store) -> dict[str, A
 
 
 @router.post("/jobs", status_code=201)
-def submit(body: SubmitRequest, user: User, store: Store) -> dict[str, Any]:
+def submit(body: SubmitRequest, user: Caller, store: StoreDep) -> dict[str, Any]:
     spec = dict(body.spec)
     detail: dict[str, Any] = {"provider": body.provider, "name": spec.get("name")}
     with audited(store, user, "submit", "job", detail):
@@ -222,15 +219,15 @@ def submit(body: SubmitRequest, user: User, store: Store) -> dict[str, Any]:
 
 def _scratch(team: str) -> Path:
     """Where a job without ``source_dir`` runs on the server: an empty folder of its team."""
-    path = home() / "server" / "work" / team
+    path = home() / "server" / "work" / staging.team_folder(team)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
 @router.get("/jobs")
 def list_jobs(
-    user: User,
-    store: Store,
+    user: Caller,
+    store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
     state: Annotated[list[JobState] | None, Query()] = None,
 ) -> list[dict[str, Any]]:
@@ -242,14 +239,14 @@ def list_jobs(
 
 
 @router.get("/jobs/{ref}")
-def job_status(ref: str, user: User, store: Store) -> dict[str, Any]:
+def job_status(ref: str, user: Caller, store: StoreDep) -> dict[str, Any]:
     run = job_for(user, store, ref)
     run.ensure_driven()
     return run.to_dict()
 
 
 @router.get("/jobs/{ref}/attempts")
-def job_attempts(ref: str, user: User, store: Store) -> list[dict[str, Any]]:
+def job_attempts(ref: str, user: Caller, store: StoreDep) -> list[dict[str, Any]]:
     """The attempts as ``status`` shows them, with the raw times and handle (the client rebuilds them)."""
     run = job_for(user, store, ref)
     shown = run.to_dict()["attempts"]
@@ -265,7 +262,7 @@ def job_attempts(ref: str, user: User, store: Store) -> list[dict[str, Any]]:
 
 @router.get("/jobs/{ref}/events")
 def job_events(
-    ref: str, user: User, store: Store, after: Annotated[int, Query(ge=0)] = 0
+    ref: str, user: Caller, store: StoreDep, after: Annotated[int, Query(ge=0)] = 0
 ) -> list[dict[str, Any]]:
     run = job_for(user, store, ref)
     return [
@@ -285,8 +282,8 @@ def job_events(
 def job_logs(
     request: Request,
     ref: str,
-    user: User,
-    store: Store,
+    user: Caller,
+    store: StoreDep,
     follow: bool = False,
     attempt: Annotated[int | None, Query(ge=1)] = None,
     format: Annotated[str, Query(pattern="^(text|jsonl)$")] = "text",
@@ -313,7 +310,7 @@ def job_logs(
 
 
 @router.post("/jobs/{ref}/cancel")
-def cancel(ref: str, user: User, store: Store) -> dict[str, Any]:
+def cancel(ref: str, user: Caller, store: StoreDep) -> dict[str, Any]:
     run = job_for(user, store, ref)
     with audited(store, user, "cancel", run.id, {}) as detail:
         ended = run.status.job_terminal
@@ -324,15 +321,15 @@ def cancel(ref: str, user: User, store: Store) -> dict[str, Any]:
 
 
 @router.get("/jobs/{ref}/checkpoints")
-def job_checkpoints(ref: str, user: User, store: Store) -> dict[str, Any]:
+def job_checkpoints(ref: str, user: Caller, store: StoreDep) -> dict[str, Any]:
     return api.checkpoint_listing(job_for(user, store, ref).record.checkpoint_uri)
 
 
 @router.get("/jobs/{ref}/cost")
 def job_cost(
     ref: str,
-    user: User,
-    store: Store,
+    user: Caller,
+    store: StoreDep,
     measured: bool = False,
     view: Annotated[str, Query(pattern="^(json|table)$")] = "json",
 ) -> dict[str, Any]:
@@ -351,8 +348,8 @@ def job_cost(
 
 @router.get("/savings", response_model=None)
 def savings(
-    user: User,
-    store: Store,
+    user: Caller,
+    store: StoreDep,
     since: str | None = None,
     provider: str | None = None,
     group_by: Annotated[str | None, Query(pattern="^(team|provider|instance_type)$")] = None,
@@ -375,8 +372,8 @@ def savings(
 
 @router.get("/savings/timeline")
 def savings_timeline(
-    user: User,
-    store: Store,
+    user: Caller,
+    store: StoreDep,
     group_by: Annotated[str, Query(pattern="^(team|provider|instance_type)$")] = "provider",
     bucket: Annotated[str, Query(pattern="^day$")] = "day",
     since: str | None = None,
@@ -399,7 +396,7 @@ def _savings_report(user: Any, store: Any, since: str | None, provider: str | No
 def _grouped(report: Any, store: Any, group_by: str, bucket: str | None) -> list[dict[str, Any]]:
     from multispot.billing.savings_report import grouped_savings
 
-    teams = {r.job_id: team_of(store.get_job(r.job_id)) for r in report.reports}
+    teams = {r.job_id: store.get_job(r.job_id).team for r in report.reports}
     return grouped_savings(report, group_by, teams, bucket)
 
 
@@ -415,14 +412,14 @@ def _sweep_for(user: Any, store: Any, ref: str) -> Any:
     if user.admin:
         return handle
     jobs = [m.job_id for m in handle.members() if m.job_id]
-    if not jobs or any(team_of(store.get_job(j)) != user.team for j in jobs[:1]):
+    if not jobs or any(store.get_job(j).team != user.team for j in jobs[:1]):
         raise hidden
     return handle
 
 
 @router.get("/sweeps")
 def list_sweeps(
-    user: User, store: Store, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20
+    user: Caller, store: StoreDep, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20
 ) -> list[dict[str, Any]]:
     visible = []
     for handle in api.sweeps(limit, store):
@@ -434,14 +431,14 @@ def list_sweeps(
 
 
 @router.get("/sweeps/{ref}")
-def sweep_status(ref: str, user: User, store: Store) -> dict[str, Any]:
+def sweep_status(ref: str, user: Caller, store: StoreDep) -> dict[str, Any]:
     handle = _sweep_for(user, store, ref)
     handle.ensure_driven()
     return dict(handle.to_dict())
 
 
 @router.post("/sweeps/{ref}/cancel")
-def sweep_cancel(ref: str, user: User, store: Store) -> dict[str, Any]:
+def sweep_cancel(ref: str, user: Caller, store: StoreDep) -> dict[str, Any]:
     handle = _sweep_for(user, store, ref)
     with audited(store, user, "sweep-cancel", handle.id, {}):
         handle.cancel()
@@ -450,7 +447,7 @@ def sweep_cancel(ref: str, user: User, store: Store) -> dict[str, Any]:
 
 @router.get("/audit")
 def audit_log(
-    user: User, store: Store, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100
+    user: Caller, store: StoreDep, limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100
 ) -> list[dict[str, Any]]:
     if not user.admin:
         raise ServerError("the audit log is for admins", 403)

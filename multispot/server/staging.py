@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -25,8 +26,15 @@ MAX_UNPACKED_BYTES = 8 * MAX_UPLOAD_BYTES
 CODE_ID_LENGTH = 64
 
 
+def team_folder(team: str) -> str:
+    """A team's name as one safe path component (a name that is not one is hashed)."""
+    if re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}", team):
+        return team
+    return "team-" + hashlib.sha256(team.encode()).hexdigest()[:16]
+
+
 def code_root(home: Path, team: str) -> Path:
-    return home / "server" / "code" / team
+    return home / "server" / "code" / team_folder(team)
 
 
 def stage(data: bytes, home: Path, team: str) -> str:
