@@ -168,7 +168,7 @@ async def upload_code(request: Request, user: Caller, store: StoreDep) -> dict[s
     if len(data) > staging.MAX_UPLOAD_BYTES:
         raise ServerError(f"the code archive is larger than {staging.MAX_UPLOAD_BYTES} bytes", 413, "code")
     with audited(store, user, "upload-code", "code", {"bytes": len(data)}) as detail:
-        code_id = staging.stage(data, home(), user.team)
+        code_id = staging.stage(data, staging.code_home(), user.team)
         detail["target"] = code_id
     return {"code_id": code_id}
 
@@ -180,7 +180,7 @@ def submit(body: SubmitRequest, user: Caller, store: StoreDep) -> dict[str, Any]
     with audited(store, user, "submit", "job", detail):
         code_dir = None
         if body.options.code_id:
-            code_dir = staging.staged_dir(home(), user.team, body.options.code_id)
+            code_dir = staging.staged_dir(staging.code_home(), user.team, body.options.code_id)
             spec["source_dir"] = str(code_dir)
         elif spec.get("source_dir"):  # a path on the server: never staged on a client's say-so
             raise ServerError(
