@@ -6,14 +6,15 @@ is answered 404, as if it did not exist), and records every change in the audit 
 answers are the JSON the CLI prints with ``--output json``; errors are
 ``{"error": {"type", "message", "field"?}}`` (``multispot.server.errors``).
 
-The job store is opened once per worker thread: FastAPI runs these synchronous routes in a
-thread pool, and one SQLite connection must not be shared by concurrent transactions.
+The server process holds one job store, shared by all requests one call at a time
+(``SharedStore`` says why).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import typing
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from multispot import __version__, api
 from multispot.errors import JobNotFound, JobSpecError, MultispotError, Problem, ServerError
@@ -42,39 +44,45 @@ MAX_LIMIT = 1000
 # --------------------------------------------------------------------------- store and caller
 
 
-class Stores:
-    """One job store per thread, all on the same URL; closed with the app."""
+class SharedStore:
+    """The one job store of the server process, shared by every request, one call at a time.
 
-    def __init__(self, url: str | None) -> None:
-        self.url = url
-        self._local = threading.local()
-        self._all: list[StoreProtocol] = []
-        self._lock = threading.Lock()
+    One store, not one per request or thread: opening a second SQLite store in a process (its
+    file check opens and closes the database file) cancels the POSIX locks the first connection
+    holds (https://sqlite.org/howtocorrupt.html#_posix_advisory_locks_canceled_by_a_separate_thread_doing_close_),
+    after which it reads a stale snapshot. One call at a time: FastAPI runs routes (and their
+    dependencies) on pool threads, and one SQLite connection must not run two transactions at
+    once. Store calls are short; what is slow (checkpoint listings, log files) runs outside."""
 
-    def get(self) -> StoreProtocol:
-        store: StoreProtocol | None = getattr(self._local, "store", None)
-        if store is None:
-            store = self._local.store = self.open()
+    def __init__(self, store: StoreProtocol) -> None:
+        self._store = store
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if name == "transaction":
+            return self._transaction
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
             with self._lock:
-                self._all.append(store)
-        return store
+                return attr(*args, **kwargs)
 
-    def open(self) -> StoreProtocol:
-        return open_store(self.url)
+        return call
 
-    def close(self) -> None:
-        with self._lock:
-            for store in self._all:
-                store.close()
-            self._all.clear()
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        with self._lock, self._store.transaction() as db:  # type: ignore[attr-defined]
+            yield db
 
 
 def store_of(request: Request) -> StoreProtocol:
-    stores: Stores = request.app.state.stores
-    return stores.get()
+    store: StoreProtocol = request.app.state.store
+    return store
 
 
-def caller(request: Request) -> StoreUser:
+def caller(request: Request, store: Annotated[StoreProtocol, Depends(store_of)]) -> StoreUser:
     """The user the bearer token belongs to; 401 without a token or with one the store does not know."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
@@ -82,7 +90,7 @@ def caller(request: Request) -> StoreUser:
         raise ServerError(
             "no token: send Authorization: Bearer <token> (`multispot login URL --token T`)", 401
         )
-    user = store_of(request).user_by_token_hash(hash_token(token))
+    user = store.user_by_token_hash(hash_token(token))
     if user is None:
         raise ServerError("this token is not valid (revoked or mistyped): ask an admin for a new one", 401)
     return user
@@ -168,7 +176,7 @@ async def upload_code(request: Request, user: Caller, store: StoreDep) -> dict[s
     if len(data) > staging.MAX_UPLOAD_BYTES:
         raise ServerError(f"the code archive is larger than {staging.MAX_UPLOAD_BYTES} bytes", 413, "code")
     with audited(store, user, "upload-code", "code", {"bytes": len(data)}) as detail:
-        code_id = staging.stage(data, staging.code_home(), user.team)
+        code_id = await run_in_threadpool(staging.stage, data, staging.code_home(), user.team)
         detail["target"] = code_id
     return {"code_id": code_id}
 
@@ -291,19 +299,14 @@ def job_logs(
     """The job's output as the CLI prints it (``jsonl``: one ``{"attempt", "line"}`` per line);
     with ``follow``, streamed until the job ends."""
     job_id = job_for(user, store, ref).id
-    stores: Stores = request.app.state.stores
 
     def lines() -> Iterator[str]:
-        own = stores.open()  # this generator runs on whichever pool thread is free: its own store
-        try:
-            run = api.Run(job_id, own)
-            if format == "jsonl":
-                for item, line in run.log_lines(follow=follow, attempt=attempt):
-                    yield json.dumps({"attempt": item.n, "line": line.rstrip("\n")}) + "\n"
-            else:
-                yield from run.logs(follow=follow, attempt=attempt)
-        finally:
-            own.close()
+        run = api.Run(job_id, store)
+        if format == "jsonl":
+            for item, line in run.log_lines(follow=follow, attempt=attempt):
+                yield json.dumps({"attempt": item.n, "line": line.rstrip("\n")}) + "\n"
+        else:
+            yield from run.logs(follow=follow, attempt=attempt)
 
     media = "application/x-ndjson" if format == "jsonl" else "text/plain; charset=utf-8"
     return StreamingResponse(lines(), media_type=media)
@@ -470,13 +473,12 @@ def audit_log(
 def create_app(store_url: str | None = None) -> FastAPI:
     """The server on the job store at ``store_url`` (default: ``$MULTISPOT_DB``, else the SQLite
     store under ``$MULTISPOT_HOME``), with the dashboard mounted when it is installed."""
-    stores = Stores(store_url)
-    stores.get()  # open (and check) the store now: a bad URL fails at start, not at first request
+    store = open_store(store_url)  # now: a bad URL fails at start, not at the first request
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        stores.close()
+        store.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -486,7 +488,7 @@ def create_app(store_url: str | None = None) -> FastAPI:
         docs_url=f"{API}/docs",
         redoc_url=None,
     )
-    app.state.stores = stores
+    app.state.store = typing.cast(StoreProtocol, SharedStore(store))
     app.add_middleware(BodyLimit, json_limit=MAX_JSON_BYTES, upload_limit=staging.MAX_UPLOAD_BYTES)
     errors.install(app)
     app.include_router(router)

@@ -71,7 +71,9 @@ class Server:
 
     def client_env(self, user: str, home: Path) -> dict[str, str]:
         """A client's environment: its own (empty) home, the server's URL and the user's token."""
-        return dict(os.environ, MULTISPOT_HOME=str(home), MULTISPOT_SERVER=self.url, MULTISPOT_TOKEN=self.tokens[user])
+        return dict(
+            os.environ, MULTISPOT_HOME=str(home), MULTISPOT_SERVER=self.url, MULTISPOT_TOKEN=self.tokens[user]
+        )
 
     def stop(self) -> None:
         self.process.terminate()
