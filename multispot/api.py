@@ -338,7 +338,7 @@ def runs(
 def checkpoints(target: str, store: Store | None = None) -> dict[str, Any]:
     """The checkpoints of a job (id, name or prefix), of a URI, or of a local folder."""
     remote = _server(store)
-    if remote is not None and "://" not in target:
+    if remote is not None and "://" not in target and not os.path.isdir(target):
         return remote.checkpoints(target)
     if "://" in target:
         return checkpoint_listing(target)
@@ -614,6 +614,14 @@ def _start_group(
 ) -> Any:
     from multispot.sweep.driver import create
     from multispot.sweep.view import Sweep
+
+    if _server(store) is not None:  # never silently run here what the user meant for the server
+        from multispot.errors import ServerError
+
+        raise ServerError(
+            f"starting a {kind} through a multispot server is not supported yet: run `multispot {kind}` "
+            "on the server's host (status, list and cancel work from here)"
+        )
 
     if gfile.kind != kind:
         raise JobSpecError(

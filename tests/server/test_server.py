@@ -146,6 +146,11 @@ def test_checkpoints_cost_and_savings_through_the_server(
     assert json.loads(cost.stdout)["job_id"] == job_id
     table = client(server, "alice", tmp_path / "h", "cost", job_id)
     assert table.returncode == 0 and f"cost of {job_id}" in table.stdout
+    summary = client(server, "alice", tmp_path / "h", "savings")
+    assert summary.returncode == 0 and "savings (estimated)" in summary.stdout, summary.stderr
+    array = str(Path(__file__).parents[2] / "examples" / "sweep" / "array.yaml")
+    refused = client(server, "alice", tmp_path / "h", "array", array)  # not yet through a server
+    assert refused.returncode == 2 and "on the server's host" in refused.stderr, refused.stderr
     status, by_team = server.request("GET", "/api/v1/savings?group_by=team", server.tokens["root"])
     assert status == 200 and "team-a" in [row["key"] for row in by_team]
     row = next(row for row in by_team if row["key"] == "team-a")
