@@ -53,3 +53,16 @@ bench: $(VENV)/.dev
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .ruff_cache .pytest_cache
+
+# PostgreSQL's server binaries, for the job store's tests on PostgreSQL (tests/helpers/postgres.py
+# starts a throwaway server with them). Installed from the OS packages when missing; where that is
+# not possible (no apt-get, no root), those tests skip and say why.
+.PHONY: postgres-bin
+test: postgres-bin
+postgres-bin:
+	@if command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null; then \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+		($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null) \
+		|| echo "could not install postgresql: the PostgreSQL job store tests will be skipped"; \
+	else echo "initdb not found and no apt-get: the PostgreSQL job store tests will be skipped"; fi
