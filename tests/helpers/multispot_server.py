@@ -28,19 +28,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def admin(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def admin(home: Path, *args: str, db: str | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, MULTISPOT_HOME=str(home))
     env.pop("MULTISPOT_SERVER", None)
+    where = ["--db", db] if db else []
     return subprocess.run(
-        [MULTISPOT, "admin", *args], capture_output=True, text=True, env=env, timeout=120, check=True
+        [MULTISPOT, "admin", *where, *args], capture_output=True, text=True, env=env, timeout=120, check=True
     )
 
 
-def make_user(home: Path, name: str, team: str, is_admin: bool = False) -> str:
+def make_user(home: Path, name: str, team: str, is_admin: bool = False, db: str | None = None) -> str:
     """A user and a token for it (the token is the one line create-token prints on stdout)."""
-    admin(home, "create-team", team)
-    admin(home, "create-user", name, "--team", team, *(["--admin"] if is_admin else []))
-    return admin(home, "create-token", name, "--label", "test").stdout.strip()
+    admin(home, "create-team", team, db=db)
+    admin(home, "create-user", name, "--team", team, *(["--admin"] if is_admin else []), db=db)
+    return admin(home, "create-token", name, "--label", "test", db=db).stdout.strip()
 
 
 @dataclass
@@ -84,18 +85,20 @@ class Server:
             self.process.wait()
 
 
-def start(home: Path, users: dict[str, tuple[str, bool]], ready_within: float = 120.0) -> Server:
-    """``multispot server`` on a free loopback port over the SQLite store in ``home``; ``users``:
-    name -> (team, admin). Returns once /health answers."""
+def start(
+    home: Path, users: dict[str, tuple[str, bool]], ready_within: float = 120.0, db: str | None = None
+) -> Server:
+    """``multispot server`` on a free loopback port over the store at ``db`` (default: SQLite in
+    ``home``); ``users``: name -> (team, admin). Returns once /health answers."""
     home.mkdir(parents=True, exist_ok=True)
-    tokens = {name: make_user(home, name, team, is_admin) for name, (team, is_admin) in users.items()}
+    tokens = {name: make_user(home, name, team, is_admin, db) for name, (team, is_admin) in users.items()}
     port = free_port()
     log = home.parent / f"server-{port}.log"
     env = dict(os.environ, MULTISPOT_HOME=str(home))
     env.pop("MULTISPOT_SERVER", None)
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [MULTISPOT, "server", "--host", "127.0.0.1", "--port", str(port)],
+            [MULTISPOT, "server", "--host", "127.0.0.1", "--port", str(port), *(["--db", db] if db else [])],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
