@@ -582,11 +582,13 @@ def sweep(
     wait: bool = True,
     timeout: float | None = None,
     store: Store | None = None,
+    **owner: str,
 ) -> Any:
     """Start a sweep (a file with a ``sweep:`` section, or a loaded ``GroupFile``): each trial is
     an ordinary job. ``wait`` drives it in this process until every trial has ended; otherwise a
-    detached driver does. Returns a ``multispot.sweep.Sweep`` (``.to_dict()``, ``.best()``, ...)."""
-    return _start_group(_group_file(spec), "sweep", provider, inject_preemptions, wait, timeout, store)
+    detached driver does. Returns a ``multispot.sweep.Sweep`` (``.to_dict()``, ``.best()``, ...).
+    ``owner``: ``team``, ``submitted_by``, ``workdir`` of its jobs (as for ``submit``)."""
+    return _start_group(_group_file(spec), "sweep", provider, inject_preemptions, wait, timeout, store, owner)
 
 
 def array(
@@ -597,10 +599,11 @@ def array(
     wait: bool = True,
     timeout: float | None = None,
     store: Store | None = None,
+    **owner: str,
 ) -> Any:
     """Start a job array (a file with an ``array:`` section): one job per task, each with
     ``MULTISPOT_TASK_INDEX``/``MULTISPOT_TASK_COUNT`` (and its shards) and its own checkpoints."""
-    return _start_group(_group_file(spec), "array", provider, inject_preemptions, wait, timeout, store)
+    return _start_group(_group_file(spec), "array", provider, inject_preemptions, wait, timeout, store, owner)
 
 
 def _start_group(
@@ -611,25 +614,21 @@ def _start_group(
     wait: bool,
     timeout: float | None,
     store: Store | None,
+    owner: dict[str, str],
 ) -> Any:
     from multispot.sweep.driver import create
     from multispot.sweep.view import Sweep
-
-    if _server(store) is not None:  # never silently run here what the user meant for the server
-        from multispot.errors import ServerError
-
-        raise ServerError(
-            f"starting a {kind} through a multispot server is not supported yet: run `multispot {kind}` "
-            "on the server's host (status, list and cancel work from here)"
-        )
 
     if gfile.kind != kind:
         raise JobSpecError(
             [Problem("(top)", f"this file has an {gfile.kind}: section; use multispot {gfile.kind}")],
             gfile.source,
         )
+    remote = _server(store)
+    if remote is not None:
+        return remote.start_group(gfile, provider, inject, wait, timeout)
     store = store or open_store()
-    group = create(gfile, provider, inject_preemptions=inject, store=store)
+    group = create(gfile, provider, inject_preemptions=inject, store=store, **owner)
     handle = Sweep(group.id, store)
     if wait:
         handle.run(timeout)

@@ -18,7 +18,7 @@ import typing
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import StreamingResponse
@@ -35,6 +35,7 @@ from multispot.status import JobState, iso_time
 from multispot.store import Store as StoreProtocol
 from multispot.store import User as StoreUser
 from multispot.store import home, open_store
+from multispot.store.base import DEFAULT_TEAM
 
 API = "/api/v1"
 MAX_JSON_BYTES = 1 << 20  # a job spec is a few KiB (the spec loader refuses more than 1 MiB)
@@ -57,6 +58,11 @@ class SharedStore:
     def __init__(self, store: StoreProtocol) -> None:
         self._store = store
         self._lock = threading.RLock()
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        """The store's class, so a check of which backend this is (sweeps need SQLite) sees it."""
+        return type(self._store)
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._store, name)
@@ -181,25 +187,30 @@ async def upload_code(request: Request, user: Caller, store: StoreDep) -> dict[s
     return {"code_id": code_id}
 
 
-@router.post("/jobs", status_code=201)
-def submit(body: SubmitRequest, user: Caller, store: StoreDep) -> dict[str, Any]:
-    spec = dict(body.spec)
-    detail: dict[str, Any] = {"provider": body.provider, "name": spec.get("name")}
-    with audited(store, user, "submit", "job", detail):
-        code_dir = None
-        if body.options.code_id:
-            code_dir = staging.staged_dir(staging.code_home(), user.team, body.options.code_id)
-            spec["source_dir"] = str(code_dir)
-        elif spec.get("source_dir"):  # a path on the server: never staged on a client's say-so
-            raise ServerError(
-                "source_dir names a folder of the server: upload the code (POST /api/v1/code) and "
-                "pass options.code_id (the CLI does this for you)",
-                422,
-                "spec.source_dir",
-            )
-        job = Job.validate_data(spec)
-        if job.env_references():  # ${VAR} would be filled from the server's environment: its secrets
-            references = [key for key, value in job.env.items() if "${" in value.replace("$${", "")]
+def server_spec(spec: dict[str, Any], code_id: str | None, user: StoreUser) -> tuple[dict[str, Any], Path]:
+    """A job spec sent to the server, made safe to run here: its code is the upload ``code_id``
+    names (a ``source_dir`` of its own would name a folder of the server), and ``${VAR}`` in
+    ``env`` is refused (it would be filled from the server's environment: its secrets). Returns
+    the spec and the folder its job runs in."""
+    spec = dict(spec)
+    if code_id:
+        code_dir = staging.staged_dir(staging.code_home(), user.team, code_id)
+        spec["source_dir"] = str(code_dir)
+    elif spec.get("source_dir"):
+        raise ServerError(
+            "source_dir names a folder of the server: upload the code (POST /api/v1/code) and "
+            "pass options.code_id (the CLI does this for you)",
+            422,
+            "spec.source_dir",
+        )
+    else:
+        code_dir = _scratch(user.team)
+    env = spec.get("env")
+    if isinstance(env, dict):
+        refs = [
+            key for key, value in env.items() if isinstance(value, str) and "${" in value.replace("$${", "")
+        ]
+        if refs:
             raise JobSpecError(
                 [
                     Problem(
@@ -207,12 +218,19 @@ def submit(body: SubmitRequest, user: Caller, store: StoreDep) -> dict[str, Any]
                         "a job sent to a multispot server cannot read environment variables (the "
                         "server's are not yours): write the value, or use secrets:",
                     )
-                    for key in references
+                    for key in refs
                 ]
             )
-        workdir = code_dir or _scratch(user.team)
+    return spec, code_dir
+
+
+@router.post("/jobs", status_code=201)
+def submit(body: SubmitRequest, user: Caller, store: StoreDep) -> dict[str, Any]:
+    detail: dict[str, Any] = {"provider": body.provider, "name": body.spec.get("name")}
+    with audited(store, user, "submit", "job", detail):
+        spec, workdir = server_spec(body.spec, body.options.code_id, user)
         run = api.submit(
-            job,
+            Job.validate_data(spec),
             body.provider,
             inject_preemptions=body.options.inject_preemptions,
             store=store,
@@ -404,7 +422,7 @@ def _grouped(report: Any, store: Any, group_by: str, bucket: str | None) -> list
 
 
 def _sweep_for(user: Any, store: Any, ref: str) -> Any:
-    """A sweep if ``user`` may see it: an admin, or the team of its jobs."""
+    """A sweep if ``user`` may see it: an admin, or the team that started it."""
     from multispot.sweep.view import Sweep
 
     hidden = JobNotFound(f"no sweep {ref!r} visible to you: `multispot sweeps` lists your team's")
@@ -412,10 +430,7 @@ def _sweep_for(user: Any, store: Any, ref: str) -> Any:
         handle = Sweep(ref, store)
     except MultispotError:
         raise hidden from None
-    if user.admin:
-        return handle
-    jobs = [m.job_id for m in handle.members() if m.job_id]
-    if not jobs or any(store.get_job(j).team != user.team for j in jobs[:1]):
+    if not user.admin and handle.group.spec.get("team", DEFAULT_TEAM) != user.team:
         raise hidden
     return handle
 
@@ -431,6 +446,38 @@ def list_sweeps(
         except JobNotFound:
             continue
     return visible
+
+
+class SweepRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["sweep", "array"]
+    spec: dict[str, Any] = Field(description="the sweep or array file's fields (the job's and its section)")
+    provider: str | None = Field(None, max_length=100)
+    options: SubmitOptions = SubmitOptions()
+
+
+@router.post("/sweeps", status_code=201)
+def start_sweep(body: SweepRequest, user: Caller, store: StoreDep) -> dict[str, Any]:
+    """Start a sweep or array; the server's detached driver runs it (the answer comes at once)."""
+    from multispot.sweep.spec import from_data
+
+    detail: dict[str, Any] = {"kind": body.kind, "provider": body.provider, "name": body.spec.get("name")}
+    with audited(store, user, f"start-{body.kind}", body.kind, detail):
+        spec, workdir = server_spec(body.spec, body.options.code_id, user)
+        start = api.sweep if body.kind == "sweep" else api.array
+        handle = start(
+            from_data(spec),
+            body.provider,
+            inject_preemptions=body.options.inject_preemptions,
+            wait=False,
+            store=store,
+            team=user.team,
+            submitted_by=user.name,
+            workdir=str(workdir),
+        )
+        detail["target"] = handle.id
+    return dict(handle.to_dict())
 
 
 @router.get("/sweeps/{ref}")

@@ -148,9 +148,6 @@ def test_checkpoints_cost_and_savings_through_the_server(
     assert table.returncode == 0 and f"cost of {job_id}" in table.stdout
     summary = client(server, "alice", tmp_path / "h", "savings")
     assert summary.returncode == 0 and "savings (estimated)" in summary.stdout, summary.stderr
-    array = str(Path(__file__).parents[2] / "examples" / "sweep" / "array.yaml")
-    refused = client(server, "alice", tmp_path / "h", "array", array)  # not yet through a server
-    assert refused.returncode == 2 and "on the server's host" in refused.stderr, refused.stderr
     status, by_team = server.request("GET", "/api/v1/savings?group_by=team", server.tokens["root"])
     assert status == 200 and "team-a" in [row["key"] for row in by_team]
     row = next(row for row in by_team if row["key"] == "team-a")
@@ -361,3 +358,30 @@ def test_login_keeps_the_token_private_and_logout_forgets_it(server: Server, tmp
     listed = run("list", "-o", "json")
     assert listed.returncode == 0 and not (home / "jobs.sqlite").exists()
     assert run("logout").returncode == 0 and not (home / "credentials.json").exists()
+
+
+ARRAY = textwrap.dedent("""
+    name: served-array
+    command: python -c "import os; print('task', os.environ['MULTISPOT_TASK_INDEX'], flush=True)"
+    array: {count: 2, parallelism: 2}
+""")
+
+
+def test_an_array_started_through_the_server_belongs_to_the_team(server: Server, tmp_path: Path) -> None:
+    (tmp_path / "array.yaml").write_text(ARRAY)
+    started = client(server, "alice", tmp_path / "h", "array", str(tmp_path / "array.yaml"), "-o", "json")
+    assert started.returncode == 0, started.stderr
+    data = json.loads(started.stdout)
+    assert data["state"] == "done" and [m["job_state"] for m in data["members"]] == ["SUCCEEDED"] * 2
+    store = open_store(f"sqlite:///{server.home / 'jobs.sqlite'}")
+    try:
+        assert {store.get_job(m["job"]).team for m in data["members"]} == {"team-a"}
+    finally:
+        store.close()
+    alices = json.loads(client(server, "alice", tmp_path / "h", "sweeps", "-o", "json").stdout)
+    assert data["id"] in [row["id"] for row in alices]
+    bobs = json.loads(client(server, "bob", tmp_path / "b", "sweeps", "-o", "json").stdout)
+    assert data["id"] not in [row["id"] for row in bobs]
+    assert server.request("GET", f"/api/v1/sweeps/{data['id']}", server.tokens["bob"])[0] == 404
+    _, entries = server.request("GET", "/api/v1/audit?limit=1000", server.tokens["root"])
+    assert ("alice", "start-array", data["id"]) in [(e["actor"], e["action"], e["target"]) for e in entries]
