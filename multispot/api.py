@@ -27,6 +27,7 @@ from multispot.provider import LaunchContext
 from multispot.runtime.checkpointer import resumed_from_step
 from multispot.status import Attempt, JobState, iso_time
 from multispot.store import Event, JobRecord, Store, new_job_id, open_store
+from multispot.store.base import DEFAULT_TEAM
 from multispot.units import format_duration
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ def submit(
     start_controller: bool = True,
     resume_checkpoints: bool = False,
     workdir: str | None = None,
-    team: str = "default",
+    team: str = DEFAULT_TEAM,
     submitted_by: str = "",
 ) -> Run:
     """Validate, record and start the job; a detached controller drives it from then on.

@@ -130,13 +130,13 @@ def audited(
 ) -> Iterator[dict[str, Any]]:
     """Record ``action`` by ``user`` whatever its outcome: the handler may add to ``detail`` (the
     job id it made); a refusal is recorded with the error's type."""
+    outcome = "error"
     try:
         yield detail
+        outcome = "ok"
     except MultispotError as exc:
         outcome = type(exc).__name__
         raise
-    else:
-        outcome = "ok"
     finally:
         store.audit(user.name, action, str(detail.pop("target", target)), {**detail, "outcome": outcome})
 
@@ -332,8 +332,9 @@ def job_logs(
 
 @router.post("/jobs/{ref}/cancel")
 def cancel(ref: str, user: Caller, store: StoreDep) -> dict[str, Any]:
-    run = job_for(user, store, ref)
-    with audited(store, user, "cancel", run.id, {}) as detail:
+    with audited(store, user, "cancel", ref, {}) as detail:  # a refused try is recorded too
+        run = job_for(user, store, ref)
+        detail["target"] = run.id
         ended = run.status.job_terminal
         if not ended:
             run.cancel()
@@ -489,8 +490,9 @@ def sweep_status(ref: str, user: Caller, store: StoreDep) -> dict[str, Any]:
 
 @router.post("/sweeps/{ref}/cancel")
 def sweep_cancel(ref: str, user: Caller, store: StoreDep) -> dict[str, Any]:
-    handle = _sweep_for(user, store, ref)
-    with audited(store, user, "sweep-cancel", handle.id, {}):
+    with audited(store, user, "sweep-cancel", ref, {}) as detail:
+        handle = _sweep_for(user, store, ref)
+        detail["target"] = handle.id
         handle.cancel()
     return {"id": handle.id, "state": handle.state}
 

@@ -7,6 +7,7 @@ the server only through ``MULTISPOT_SERVER``/``MULTISPOT_TOKEN``.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import json
 import os
@@ -202,6 +203,9 @@ def test_another_team_gets_404_and_an_admin_sees_all(
         status, body = server.request(method, path, bob, body={} if method == "POST" else None)
         assert status == 404, (path, body)
         assert body["error"]["type"] == "JobNotFound"
+    _, entries = server.request("GET", "/api/v1/audit?limit=1000", server.tokens["root"])
+    tries = [(e["actor"], e["action"], e["target"], e["detail"].get("outcome")) for e in entries]
+    assert ("bob", "cancel", job_id, "JobNotFound") in tries  # the refused try is on record
     shown = client(server, "bob", tmp_path / "b", "status", job_id)
     assert shown.returncode == 2 and "no job" in shown.stderr and "Traceback" not in shown.stderr
     bobs = json.loads(client(server, "bob", tmp_path / "b", "list", "-o", "json").stdout)
@@ -302,10 +306,36 @@ def test_bad_submissions_are_4xx_json_with_the_field(
     assert "Traceback" not in json.dumps(answer)
 
 
+def _oversized(server: Server, token: str, chunked: bool) -> tuple[int, Any]:
+    """POST /jobs with a body over the 1 MiB limit. The answer is read before the rest of the body
+    is sent (a server that answers early and closes would otherwise reset the connection under a
+    client still sending): by Content-Length, nothing of the body is sent; chunked, one chunk over
+    the limit and no end."""
+    host, port = server.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        conn.putrequest("POST", "/api/v1/jobs")
+        conn.putheader("Authorization", f"Bearer {token}")
+        conn.putheader("Content-Type", "application/json")
+        if chunked:
+            conn.putheader("Transfer-Encoding", "chunked")
+            conn.endheaders()
+            chunk = b" " * ((1 << 20) + 1024)
+            conn.send(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        else:
+            conn.putheader("Content-Length", str(2 << 20))
+            conn.endheaders()
+        answer = conn.getresponse()
+        return answer.status, json.loads(answer.read())
+    finally:
+        conn.close()
+
+
 def test_hostile_bodies_are_refused(server: Server) -> None:
     token = server.tokens["alice"]
-    huge = {"spec": {"name": "x", "command": "a", "env": {"K": "v" * (2 << 20)}}}
-    status, answer = server.request("POST", "/api/v1/jobs", token, body=huge)
+    status, answer = _oversized(server, token, chunked=False)  # refused on its Content-Length
+    assert status == 413 and answer["error"]["type"] == "ServerError"
+    status, answer = _oversized(server, token, chunked=True)  # no length: counted as it arrives
     assert status == 413 and answer["error"]["type"] == "ServerError"
     status, answer = server.request("POST", "/api/v1/jobs", token, data=b"{not json")
     assert status == 422 and "error" in answer
