@@ -195,6 +195,18 @@ class Sweep:
             )
         return out
 
+    def summary(self) -> dict[str, Any]:
+        """One line of ``multispot sweeps``: id, kind, state, how many jobs, message."""
+        group = self.group
+        members = self.members()
+        return {
+            "id": group.id,
+            "kind": group.kind,
+            "state": group.state,
+            "members": len(members),
+            "message": group.message,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         group, section = self.group, self.section
         rows = self.rows()
