@@ -8,15 +8,20 @@ writes, listings that may be cached) live here and nowhere else.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import stat
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
+from multispot.checkpoint.manifest import StoreChecksum
+from multispot.checkpoint.transfer import PartReader, Spool, Transfer
+from multispot.errors import ChecksumMismatch
 
 CHUNK = 8 * 1024 * 1024  # large enough to run at storage bandwidth, small enough to stream
 
@@ -88,9 +93,20 @@ class Storage:
     def open_write(self, path: str) -> IO[bytes]:
         return self.fs.open(path, "wb", block_size=CHUNK)  # type: ignore[no-any-return]
 
-    def finish_write(self, handle: IO[bytes]) -> None:
-        """Close a handle from ``open_write``: the object exists once this returns."""
+    def finish_write(self, handle: IO[bytes]) -> StoreChecksum | None:
+        """Close a handle from ``open_write``: the object exists once this returns. Returns the
+        store's own checksum of it when the store keeps one that matches the bytes written."""
         handle.close()
+        return None
+
+    def discard_write(self, handle: IO[bytes]) -> None:
+        """Give up a handle from ``open_write`` (a save abandoned): upload nothing that is left."""
+        handle.close()
+
+    def store_checksum(self, path: str) -> StoreChecksum | None:
+        """The checksum the store keeps for the object at ``path`` now (a metadata request, no
+        download), or None when it keeps none this version of multispot can compare."""
+        return None
 
     def mark_written(self, path: str) -> None:
         """This process has finished writing (or hashing in place) the file at ``path``."""
@@ -177,6 +193,7 @@ class LocalFolder(Storage):
         os.fsync(handle.fileno())
         handle.close()
         self.mark_written(str(handle.name))
+        return None
 
     def mark_written(self, path: str) -> None:
         """Set the mtime ``racy_seconds`` into the past, so that any later write moves it (see above)."""
@@ -240,10 +257,102 @@ class LocalFolder(Storage):
         return Path(path)
 
 
-def open_storage(uri: str, storage_options: dict[str, Any] | None = None) -> Storage:
-    """The storage behind ``uri``: a ``LocalFolder`` for local paths, else an object store."""
+class StoreHasher(Protocol):
+    """The store's own checksum, computed locally as the bytes are written (see ``ObjectStore``)."""
+
+    def update(self, data: memoryview) -> None: ...
+
+    def result(self, size: int) -> StoreChecksum | None: ...
+
+
+class ObjectStore(Storage):
+    """An object store with parallel part transfers (``multispot.checkpoint.transfer``) and, in
+    the per-protocol subclasses (``s3``, ``gcs``, ``azure_blob``), its own checksums."""
+
+    def __init__(self, fs: Any, root: str, transfer: Transfer | None = None) -> None:
+        super().__init__(fs, root)
+        self.transfer = transfer or Transfer()
+
+    def open_read(self, path: str) -> IO[bytes]:
+        self.fs.invalidate_cache(path)
+        size = int(self.fs.info(path)["size"])
+        return PartReader(self.fs, path, size, self.transfer)  # type: ignore[return-value]
+
+    def open_write(self, path: str) -> IO[bytes]:
+        return Spool(path, self.transfer.part_size, self.store_hasher())  # type: ignore[return-value]
+
+    def finish_write(self, handle: IO[bytes]) -> StoreChecksum | None:
+        """Upload the spooled file (one request up to a part; else the filesystem's parallel
+        multipart upload), then compare the store's checksum of the object with the one computed
+        as the bytes were written: a difference means the upload did not arrive intact."""
+        assert isinstance(handle, Spool)
+        try:
+            if handle.file is None:
+                assert handle.memory is not None
+                self.fs.pipe_file(handle.path, bytes(handle.memory), **self.pipe_options())
+            else:
+                self.fs.put_file(handle.local_path(), handle.path, **self.put_options())
+        finally:
+            handle.discard()
+        local: StoreChecksum | None = None if handle.hasher is None else handle.hasher.result(handle.size)
+        if local is None:
+            return None
+        stored = self.store_checksum(handle.path)
+        if stored is None:
+            return None  # the store keeps none for this object: verification hashes its bytes
+        if stored != local:
+            raise ChecksumMismatch(
+                f"{handle.path}: the store's {stored.algorithm} is {stored.value}, the bytes written "
+                f"have {local.value}: the upload did not arrive intact"
+            )
+        return local
+
+    def discard_write(self, handle: IO[bytes]) -> None:
+        assert isinstance(handle, Spool)
+        handle.discard()
+
+    # ----------------------------------------------------------------- per protocol
+
+    def store_hasher(self) -> StoreHasher | None:
+        """A local computation of the store's checksum, or None when there is none to compare."""
+        return None
+
+    def pipe_options(self) -> dict[str, Any]:
+        """Extra arguments to ``fs.pipe_file`` (a file of at most one part)."""
+        return {}
+
+    def put_options(self) -> dict[str, Any]:
+        """Extra arguments to ``fs.put_file`` (a larger file, from the local spool)."""
+        return {}
+
+
+# Where each object store's protocol module lives (imported only when such a URI is opened).
+_PROTOCOLS = {
+    "s3": "multispot.checkpoint.s3:S3Storage",
+    "s3a": "multispot.checkpoint.s3:S3Storage",
+    "gs": "multispot.checkpoint.gcs:GcsStorage",
+    "gcs": "multispot.checkpoint.gcs:GcsStorage",
+    "az": "multispot.checkpoint.azure_blob:AzureBlobStorage",
+    "abfs": "multispot.checkpoint.azure_blob:AzureBlobStorage",
+    "abfss": "multispot.checkpoint.azure_blob:AzureBlobStorage",
+}
+
+
+def open_storage(
+    uri: str, storage_options: dict[str, Any] | None = None, transfer: Transfer | None = None
+) -> Storage:
+    """The storage behind ``uri``: a ``LocalFolder`` for local paths, an ``ObjectStore`` of its
+    protocol for s3/gs/az, else plain fsspec (``memory://`` and other filesystems)."""
     fs, root = fsspec.core.url_to_fs(uri, **(storage_options or {}))
-    return LocalFolder(fs, root) if isinstance(fs, LocalFileSystem) else Storage(fs, root)
+    if isinstance(fs, LocalFileSystem):
+        return LocalFolder(fs, root)
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    for protocol in protocols:
+        if protocol in _PROTOCOLS:
+            module, name = _PROTOCOLS[protocol].split(":")
+            kind: type[ObjectStore] = getattr(importlib.import_module(module), name)
+            return kind(fs, root, transfer)
+    return Storage(fs, root)
 
 
 def fsync_dir(path: str) -> None:
