@@ -10,7 +10,8 @@ moto's server keeps both kinds but reports a composite value without its ``-<par
 count is then taken from the multipart ETag (``"<md5>-<parts>"``).
 
 s3fs uploads a file of at least two parts as a multipart upload, ``max_concurrency`` parts at a
-time (``S3FileSystem.put_file``); smaller files in one PUT.
+time (``S3FileSystem.pipe_file`` from memory, ``put_file`` from a local file); smaller files in one
+PUT.
 """
 
 from __future__ import annotations
@@ -67,9 +68,6 @@ class Crc32Parts:
 class S3Storage(ObjectStore):
     def store_hasher(self) -> Crc32Parts:
         return Crc32Parts(self.transfer.part_size)
-
-    def pipe_options(self) -> dict[str, Any]:
-        return {"chunksize": self.transfer.part_size, "ChecksumAlgorithm": "CRC32"}
 
     def put_options(self) -> dict[str, Any]:
         return {

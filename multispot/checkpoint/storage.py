@@ -279,11 +279,15 @@ class ObjectStore(Storage):
         return PartReader(self.fs, path, size, self.transfer)  # type: ignore[return-value]
 
     def open_write(self, path: str) -> IO[bytes]:
-        return Spool(path, self.transfer.part_size, self.store_hasher())  # type: ignore[return-value]
+        # In memory up to what the parallel upload holds anyway (``concurrency`` parts), so most
+        # files never touch the local disk; larger ones are spooled to a temporary file.
+        limit = self.transfer.concurrency * self.transfer.part_size
+        return Spool(path, limit, self.store_hasher())  # type: ignore[return-value]
 
     def finish_write(self, handle: IO[bytes]) -> StoreChecksum | None:
-        """Upload the spooled file (one request up to a part; else the filesystem's parallel
-        multipart upload), then compare the store's checksum of the object with the one computed
+        """Upload the spooled file through the filesystem's own upload (one request up to a part
+        or so, else its parallel multipart: ``pipe_file`` from memory, ``put_file`` from the local
+        spool), then compare the store's checksum of the object with the one computed
         as the bytes were written: a difference means the upload did not arrive intact."""
         assert isinstance(handle, Spool)
         try:
@@ -318,8 +322,8 @@ class ObjectStore(Storage):
         return None
 
     def pipe_options(self) -> dict[str, Any]:
-        """Extra arguments to ``fs.pipe_file`` (a file of at most one part)."""
-        return {}
+        """Extra arguments to ``fs.pipe_file`` (a file held in memory)."""
+        return self.put_options()
 
     def put_options(self) -> dict[str, Any]:
         """Extra arguments to ``fs.put_file`` (a larger file, from the local spool)."""

@@ -1,6 +1,6 @@
 """Large files to and from object stores in parallel parts, with bounded memory.
 
-Uploads are spooled (in memory up to one part, then to a local temporary file) and handed, whole,
+Uploads are spooled (in memory up to ``concurrency`` parts, then to a local temporary file) and handed, whole,
 to the fsspec filesystem's own parallel upload (s3fs multipart with ``max_concurrency``, adlfs
 blocks with ``max_concurrency``, gcsfs's resumable upload): the store's multipart machinery is
 used, not rewritten. Downloads have no such machinery that streams in order (s3fs and adlfs fetch
@@ -28,9 +28,9 @@ class Transfer:
     """How files move to and from an object store.
 
     ``part_size``: bytes per part, up and down (S3 wants at least 5 MiB; GCS's resumable chunks a
-    multiple of 256 KiB: 16-64 MiB suits both). A file of at most one part is one request.
-    ``concurrency``: parts in flight per file (also the s3fs/adlfs ``max_concurrency``; an upload
-    holds up to this many parts in memory). ``read_ahead``: bytes of parts fetched ahead of the
+    multiple of 256 KiB: 16-64 MiB suits both). A file under two parts is one request on S3.
+    ``concurrency``: parts in flight per file (also the s3fs/adlfs ``max_concurrency``); a file up
+    to this many parts is uploaded from memory, a larger one spooled to a local temporary file. ``read_ahead``: bytes of parts fetched ahead of the
     readers, all readers of the process together; the part a reader needs now is always fetched.
     """
 
