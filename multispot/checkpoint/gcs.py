@@ -28,8 +28,9 @@ class Crc32c:
         self._module, self._crc = crc32c, 0
 
     def update(self, data: memoryview) -> None:
-        # The C extension takes bytes only (not even a read-only memoryview): one copy, at memory speed.
-        self._crc = self._module.extend(self._crc, bytes(data))
+        # The C extension takes bytes only (not even a read-only memoryview): a copy unless it is.
+        whole = isinstance(data.obj, bytes) and len(data) == len(data.obj)
+        self._crc = self._module.extend(self._crc, data.obj if whole else bytes(data))
 
     def result(self, size: int) -> StoreChecksum:
         return StoreChecksum(ALGORITHM, base64.b64encode(self._crc.to_bytes(4, "big")).decode())

@@ -20,7 +20,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from multispot.checkpoint.manifest import StoreChecksum
-from multispot.checkpoint.transfer import PartReader, Spool, Transfer
+from multispot.checkpoint.transfer import PartReader, Spool, Transfer, submit
 from multispot.errors import ChecksumMismatch
 
 CHUNK = 8 * 1024 * 1024  # large enough to run at storage bandwidth, small enough to stream
@@ -290,15 +290,17 @@ class ObjectStore(Storage):
         spool), then compare the store's checksum of the object with the one computed
         as the bytes were written: a difference means the upload did not arrive intact."""
         assert isinstance(handle, Spool)
+        hasher, data = handle.hasher, handle.in_memory()
         try:
-            if handle.file is None:
-                assert handle.memory is not None
-                self.fs.pipe_file(handle.path, bytes(handle.memory), **self.pipe_options())
+            if data is not None:
+                ours = None if hasher is None else submit(lambda: _checksum(hasher, data))
+                self.fs.pipe_file(handle.path, data, **self.pipe_options())
+                local = None if ours is None else ours.result()
             else:
                 self.fs.put_file(handle.local_path(), handle.path, **self.put_options())
+                local = None if hasher is None else hasher.result(handle.size)
         finally:
             handle.discard()
-        local: StoreChecksum | None = None if handle.hasher is None else handle.hasher.result(handle.size)
         if local is None:
             return None
         stored = self.store_checksum(handle.path)
@@ -328,6 +330,11 @@ class ObjectStore(Storage):
     def put_options(self) -> dict[str, Any]:
         """Extra arguments to ``fs.put_file`` (a larger file, from the local spool)."""
         return {}
+
+
+def _checksum(hasher: StoreHasher, data: bytes) -> StoreChecksum | None:
+    hasher.update(memoryview(data))
+    return hasher.result(len(data))
 
 
 # Where each object store's protocol module lives (imported only when such a URI is opened).

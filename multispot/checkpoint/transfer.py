@@ -18,9 +18,10 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 MiB = 1024 * 1024
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,12 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
-def _submit(fn: Callable[[], bytes]) -> Future[bytes]:
+def submit(fn: Callable[[], T]) -> Future[T]:
+    """Run ``fn`` on the transfer pool."""
     try:
         return _pool().submit(fn)
-    except RuntimeError:  # the interpreter is shutting down (an atexit restore): fetch right here
-        future: Future[bytes] = Future()
+    except RuntimeError:  # the interpreter is shutting down (an atexit save): run it right here
+        future: Future[T] = Future()
         try:
             future.set_result(fn())
         except Exception as exc:
@@ -148,7 +150,7 @@ class PartReader(io.RawIOBase):
                     break
                 held = part
             self.requests += 1
-            self._parts[i] = (_submit(lambda i=i: self._fetch(i)), held)  # type: ignore[misc]
+            self._parts[i] = (submit(lambda i=i: self._fetch(i)), held)  # type: ignore[misc]
 
     def _drop(self, index: int) -> None:
         future, held = self._parts.pop(index)
@@ -199,13 +201,14 @@ class PartReader(io.RawIOBase):
 
 class Spool(io.RawIOBase):
     """A file being written to an object store: in memory up to ``limit`` bytes, then in a local
-    temporary file (``TMPDIR``), uploaded whole by the storage when it is finished. ``hasher``, when
-    given, sees every byte in order (the store's own checksum, computed as the bytes pass)."""
+    temporary file (``TMPDIR``), uploaded whole by the storage when it is finished. ``hasher``,
+    when given, computes the store's own checksum: over the memory while it is uploaded (beside
+    the upload, not before it), or inline once the file goes to disk (no second read of it)."""
 
     def __init__(self, path: str, limit: int, hasher: Any = None) -> None:
         self.path, self.limit, self.hasher = path, limit, hasher
         self.size = 0
-        self.memory: bytearray | None = bytearray()
+        self.memory: io.BytesIO | None = io.BytesIO()
         self.file: Any = None  # the local temporary file once ``limit`` is passed
 
     def writable(self) -> bool:
@@ -213,20 +216,27 @@ class Spool(io.RawIOBase):
 
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
-        if self.hasher is not None:
-            self.hasher.update(view)
         self.size += len(view)
-        if self.memory is not None and len(self.memory) + len(view) <= self.limit:
-            self.memory += view
+        if self.memory is not None and self.size <= self.limit:
+            self.memory.write(view)
             return len(view)
         if self.file is None:
+            assert self.memory is not None
             # closed by local_path() or discard(), which the storage always calls
             self.file = tempfile.NamedTemporaryFile(prefix="multispot-upload-", delete=False)  # noqa: SIM115
-            assert self.memory is not None
-            self.file.write(self.memory)
+            with self.memory.getbuffer() as held:
+                if self.hasher is not None:
+                    self.hasher.update(held)
+                self.file.write(held)
             self.memory = None
+        if self.hasher is not None:
+            self.hasher.update(view)
         self.file.write(view)
         return len(view)
+
+    def in_memory(self) -> bytes | None:
+        """The whole file, if it stayed in memory (no copy)."""
+        return None if self.memory is None else self.memory.getvalue()
 
     def local_path(self) -> str:
         """The spooled bytes as a closed local file (only once ``limit`` was passed)."""
