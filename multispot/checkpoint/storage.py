@@ -19,6 +19,7 @@ from typing import IO, Any, Protocol
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from multispot.checkpoint.digest import Hasher
 from multispot.checkpoint.manifest import StoreChecksum
 from multispot.checkpoint.transfer import PartReader, Spool, Transfer, submit
 from multispot.errors import ChecksumMismatch
@@ -102,6 +103,16 @@ class Storage:
     def discard_write(self, handle: IO[bytes]) -> None:
         """Give up a handle from ``open_write`` (a save abandoned): upload nothing that is left."""
         handle.close()
+
+    def upload_file(self, local: str, path: str, digest: Hasher) -> StoreChecksum | None:
+        """Store the local file ``local`` at ``path``, feeding its bytes to ``digest`` on the way
+        (one read); returns what ``finish_write`` returns."""
+        handle = self.open_write(path)
+        with open(local, "rb") as src:
+            while chunk := src.read(CHUNK):
+                digest.update(chunk)
+                handle.write(chunk)
+        return self.finish_write(handle)
 
     def store_checksum(self, path: str) -> StoreChecksum | None:
         """The checksum the store keeps for the object at ``path`` now (a metadata request, no
@@ -301,14 +312,33 @@ class ObjectStore(Storage):
                 local = None if hasher is None else hasher.result(handle.size)
         finally:
             handle.discard()
+        return self._confirm(handle.path, local)
+
+    def upload_file(self, local: str, path: str, digest: Hasher) -> StoreChecksum | None:
+        """Hash the local file (one read: ``digest`` and the store's checksum), then hand it to the
+        filesystem's parallel upload as it is: no copy into a spool."""
+        theirs = self.store_hasher()
+        size = 0
+        with open(local, "rb") as src:
+            while chunk := src.read(CHUNK):
+                size += len(chunk)
+                digest.update(chunk)
+                if theirs is not None:
+                    theirs.update(memoryview(chunk))
+        self.fs.put_file(local, path, **self.put_options())
+        return self._confirm(path, None if theirs is None else theirs.result(size))
+
+    def _confirm(self, path: str, local: StoreChecksum | None) -> StoreChecksum | None:
+        """The store's checksum of the object just uploaded, if it equals ``local`` (computed over
+        the bytes multispot hashed); ``ChecksumMismatch`` if it differs."""
         if local is None:
             return None
-        stored = self.store_checksum(handle.path)
+        stored = self.store_checksum(path)
         if stored is None:
             return None  # the store keeps none for this object: verification hashes its bytes
         if stored != local:
             raise ChecksumMismatch(
-                f"{handle.path}: the store's {stored.algorithm} is {stored.value}, the bytes written "
+                f"{path}: the store's {stored.algorithm} is {stored.value}, the bytes written "
                 f"have {local.value}: the upload did not arrive intact"
             )
         return local

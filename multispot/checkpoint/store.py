@@ -520,8 +520,17 @@ class CheckpointWriter:
                 self._entries[name] = FileEntry(size, digest)
                 self._prints[name] = self.store.storage.stat(str(path))
             else:
-                with open(path, "rb") as src, self.open(name) as dst:
-                    shutil.copyfileobj(src, dst, CHUNK)
+                self._upload_staged(name, path)
+
+    def _upload_staged(self, name: str, local: Path) -> None:
+        """Upload a staged file as it is (hashed in one read, no copy through ``open``)."""
+        if self._cancel is not None and self._cancel.is_set():
+            raise SaveAbandoned("checkpoint save abandoned")
+        remote = f"{self._base}/{name}"
+        digest = hasher(self.algorithm)
+        store = self.store.storage.upload_file(str(local), remote, digest)
+        self._entries[name] = FileEntry(digest.size, digest.hexdigest(), store)
+        self._prints[name] = self.store.storage.stat(remote)
 
     def _fsync_dirs(self, names: Any) -> None:
         self.store.storage.sync_dirs({os.path.dirname(f"{self._base}/{n}") for n in names} | {self._base})

@@ -279,3 +279,29 @@ def test_transfer_settings_are_checked() -> None:
         Transfer(part_size=5 * MiB + 1)
     with pytest.raises(ValueError, match="concurrency"):
         Transfer(concurrency=0)
+
+
+def test_files_a_library_wrote_into_local_dir_go_up_as_they_are(
+    cloud: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What torch.distributed.checkpoint writes into ``writer.local_dir`` is staged locally, then
+    hashed in one read and handed to the filesystem's upload by path (no second local copy)."""
+    name, uri = cloud
+    data = files(1)["model.bin"]
+    store = CheckpointStore(uri, transfer=PARTS)
+    uploaded: list[str] = []
+    put_file = store.fs.put_file
+
+    def recording(lpath: str, rpath: str, **kwargs: Any) -> Any:
+        uploaded.append(lpath)
+        return put_file(lpath, rpath, **kwargs)
+
+    monkeypatch.setattr(store.fs, "put_file", recording)
+    with store.writer(1) as writer:
+        (writer.local_dir / "shards").mkdir()
+        (writer.local_dir / "shards" / "0.distcp").write_bytes(data)
+    assert writer.committed is not None
+    assert [Path(p).name for p in uploaded] == ["0.distcp"]  # the staged file itself
+    entry = writer.committed.files["shards/0.distcp"]
+    assert entry.store is not None and entry.store.algorithm == ALGORITHMS[name]
+    assert CheckpointStore(uri).restore().read_bytes("shards/0.distcp") == data
