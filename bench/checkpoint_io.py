@@ -389,6 +389,9 @@ def main() -> None:
         parser.add_argument(
             "--object-store-only", action="store_true", help="only the object-store emulator rows"
         )
+        parser.add_argument(
+            "--object-store-mb", type=int, help="file size of the emulator rows (default: the smallest size)"
+        )
 
     args = common.parse_args(__doc__.splitlines()[0], setup)
     common.banner("checkpoint_io", args.quick)
@@ -402,7 +405,7 @@ def main() -> None:
         else [64, 256, 1024, 2048]
     )
     if args.object_store_only:
-        sizes = [min(sizes)]
+        sizes = [args.object_store_mb or min(sizes)]
     try:
         import torch
     except ImportError:
@@ -479,7 +482,7 @@ def main() -> None:
             summary.append(tuple(row))
             print(f"done: {size_mb} MB")
         if not args.no_object_store:
-            size_mb = min(sizes)
+            size_mb = args.object_store_mb or min(sizes)
             for label in OBJECT_STORES:
                 found = object_store(label, buffer[: size_mb * MB], 3 if args.quick else repeat(size_mb))
                 if isinstance(found, str):
