@@ -293,26 +293,27 @@ class ObjectStore(Storage):
         # In memory up to what the parallel upload holds anyway (``concurrency`` parts), so most
         # files never touch the local disk; larger ones are spooled to a temporary file.
         limit = self.transfer.concurrency * self.transfer.part_size
-        return Spool(path, limit, self.store_hasher())  # type: ignore[return-value]
+        return Spool(path, limit, self.store_hasher(), self._upload)  # type: ignore[return-value]
 
     def finish_write(self, handle: IO[bytes]) -> StoreChecksum | None:
-        """Upload the spooled file through the filesystem's own upload (one request up to a part
-        or so, else its parallel multipart: ``pipe_file`` from memory, ``put_file`` from the local
-        spool), then compare the store's checksum of the object with the one computed
-        as the bytes were written: a difference means the upload did not arrive intact."""
+        handle.close()
         assert isinstance(handle, Spool)
-        hasher, data = handle.hasher, handle.in_memory()
-        try:
-            if data is not None:
-                ours = None if hasher is None else submit(lambda: _checksum(hasher, data))
-                self.fs.pipe_file(handle.path, data, **self.pipe_options())
-                local = None if ours is None else ours.result()
-            else:
-                self.fs.put_file(handle.local_path(), handle.path, **self.put_options())
-                local = None if hasher is None else hasher.result(handle.size)
-        finally:
-            handle.discard()
-        return self._confirm(handle.path, local)
+        return handle.result  # type: ignore[no-any-return]
+
+    def _upload(self, spool: Spool) -> StoreChecksum | None:
+        """Upload a spooled file through the filesystem's own upload (one request up to a part or
+        so, else its parallel multipart: ``pipe_file`` from memory, ``put_file`` from the local
+        spool), then compare the store's checksum of the object with the one computed as the bytes
+        were written: a difference means the upload did not arrive intact."""
+        hasher, data = spool.hasher, spool.in_memory()
+        if data is not None:
+            ours = None if hasher is None else submit(lambda: _checksum(hasher, data))
+            self.fs.pipe_file(spool.path, data, **self.pipe_options())
+            local = None if ours is None else ours.result()
+        else:
+            self.fs.put_file(spool.local_path(), spool.path, **self.put_options())
+            local = None if hasher is None else hasher.result(spool.size)
+        return self._confirm(spool.path, local)
 
     def upload_file(self, local: str, path: str, digest: Hasher) -> StoreChecksum | None:
         """Hash the local file (one read: ``digest`` and the store's checksum), then hand it to the

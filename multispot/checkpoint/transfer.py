@@ -203,11 +203,16 @@ class Spool(io.RawIOBase):
     """A file being written to an object store: in memory up to ``limit`` bytes, then in a local
     temporary file (``TMPDIR``), uploaded whole by the storage when it is finished. ``hasher``,
     when given, computes the store's own checksum: over the memory while it is uploaded (beside
-    the upload, not before it), or inline once the file goes to disk (no second read of it)."""
+    the upload, not before it), or inline once the file goes to disk (no second read of it).
+    ``close`` uploads (through ``upload``, kept in ``result``), like any fsspec file; ``discard``
+    gives the file up."""
 
-    def __init__(self, path: str, limit: int, hasher: Any = None) -> None:
-        self.path, self.limit, self.hasher = path, limit, hasher
+    def __init__(
+        self, path: str, limit: int, hasher: Any = None, upload: Callable[[Spool], Any] | None = None
+    ) -> None:
+        self.path, self.limit, self.hasher, self._upload = path, limit, hasher, upload
         self.size = 0
+        self.result: Any = None  # what ``upload`` returned, once closed
         self.memory: io.BytesIO | None = io.BytesIO()
         self.file: Any = None  # the local temporary file once ``limit`` is passed
 
@@ -242,6 +247,15 @@ class Spool(io.RawIOBase):
         """The spooled bytes as a closed local file (only once ``limit`` was passed)."""
         self.file.close()
         return str(self.file.name)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self._upload is not None:
+                self.result = self._upload(self)
+        finally:
+            self.discard()
 
     def discard(self) -> None:
         if self.file is not None:
