@@ -305,3 +305,24 @@ def test_files_a_library_wrote_into_local_dir_go_up_as_they_are(
     entry = writer.committed.files["shards/0.distcp"]
     assert entry.store is not None and entry.store.algorithm == ALGORITHMS[name]
     assert CheckpointStore(uri).restore().read_bytes("shards/0.distcp") == data
+
+
+def test_s3_one_put_below_two_parts_has_a_whole_object_crc32(
+    s3_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file between one and two parts, spooled to disk (concurrency 1): s3fs sends it in one PUT,
+    and S3 (moto) keeps the CRC32 of the whole object, which multispot computed the same."""
+    s3_backend.install(monkeypatch)
+    uri = s3_backend.uri()
+    try:
+        data = os.urandom(8 * MiB)
+        with CheckpointStore(uri, transfer=Transfer(part_size=5 * MiB, concurrency=1)).writer(1) as writer:
+            writer.write_bytes("model.bin", data)
+        assert writer.committed is not None
+        store = writer.committed.files["model.bin"].store
+        assert store is not None and store.algorithm == "s3-crc32" and "-" not in store.value
+        fs, root = raw(uri)
+        assert "-" not in fs.info(f"{root}/{step_dir(1)}/model.bin")["ETag"]  # not a multipart upload
+        assert CheckpointStore(uri).restore().read_bytes("model.bin") == data
+    finally:
+        cleanup(uri)
