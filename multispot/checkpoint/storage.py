@@ -2,7 +2,9 @@
 
 ``CheckpointStore`` speaks only to a ``Storage``; the differences between a POSIX folder (fsync,
 atomic rename, paths a library can open directly) and an object store through fsspec (whole-object
-writes, listings that may be cached) live here and nowhere else.
+writes, listings that may be cached) live here and nowhere else. What one object store adds (its
+own checksum, the arguments of its parallel upload) lives in its protocol module (``s3``, ``gcs``,
+``azure_blob``), the part transfers in ``transfer``.
 """
 
 from __future__ import annotations
