@@ -8,22 +8,30 @@ the end: one pass), and ``store.restore(step, full=False)`` (sizes only) + readi
 sequential cold read. With torch: ``torch.save(state, path)`` + fsync vs ``torch.save`` into
 ``writer.open`` + commit, and ``torch.load(path)`` vs ``restore_with`` + ``torch.load``. Reads are
 cold: before every timed operation the bench's own files are fsynced and dropped from the page
-cache (``posix_fadvise(DONTNEED)``; the rest of the machine's cache is left alone). Object store:
-the same save and verified restore on an S3 *emulator* (moto's server on localhost, through
-s3fs) vs s3fs's own put and get of the same bytes. Goal: ≥ 0.9× the plain baseline.
+cache (``posix_fadvise(DONTNEED)``; the rest of the machine's cache is left alone). Object stores:
+the same save and verified restore on *emulators* (moto's S3 server through s3fs, Azurite through
+adlfs, on localhost) vs the same filesystem's own put and get of the same bytes, and a verification
+by a fresh store (the store's own checksums, no download). Goal: ≥ 0.9× the plain baseline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib
 import logging
 import os
 import shutil
-from collections.abc import Callable
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import common
+import fsspec
 
 from multispot.checkpoint import CheckpointStore
 from multispot.checkpoint.store import CHUNK
@@ -40,6 +48,9 @@ BYTE_OPS = (  # the order rows are reported in
     "restore (full=False) + read",
 )
 TENSOR_MB = 16  # the torch state: float32 tensors of 16 MB each, like the layers of a model
+AZURITE_BIN = (
+    Path(__file__).resolve().parents[1] / ".venv" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+)
 
 
 def write_chunks(f: Any, view: memoryview) -> None:
@@ -217,20 +228,14 @@ class Bench:
         return out
 
 
-def object_store(view: memoryview, repeat: int) -> dict[str, float] | None:
-    """Save and verified restore on an S3 emulator (moto's server, localhost) vs s3fs put/get."""
-    try:
-        import boto3
-        import s3fs
-        from moto.server import ThreadedMotoServer
-    except ImportError:
-        return None
-    import socket
+@contextlib.contextmanager
+def moto_s3() -> Iterator[tuple[dict[str, Any], str]]:
+    """moto's S3 server on localhost: (storage options, bucket)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the emulator's access log
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
@@ -239,35 +244,117 @@ def object_store(view: memoryview, repeat: int) -> dict[str, float] | None:
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **creds).create_bucket(
             Bucket="bench"
         )
-        options = {
-            "key": "testing",
-            "secret": "testing",
-            "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-        }
-        fs = s3fs.S3FileSystem(**options)
+        yield (
+            {
+                "key": "testing",
+                "secret": "testing",
+                "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+            },
+            "bench",
+        )
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def azurite() -> Iterator[tuple[dict[str, Any], str]]:
+    """Azurite (npm package under .venv/azurite, as `make test` installs it), in memory."""
+    from azure.storage.blob import BlobServiceClient
+
+    account = "devstoreaccount1"
+    # Azurite's published development key (public; it opens nothing but the emulator).
+    key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+    port = free_port()
+    flags = ["--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent"]
+    proc = subprocess.Popen(
+        [str(AZURITE_BIN), "--blobHost", "127.0.0.1", "--blobPort", str(port), *flags],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("Azurite did not start")
+            time.sleep(0.1)
+        connection = (
+            f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/{account};"
+        )
+        BlobServiceClient.from_connection_string(connection).create_container("bench")
+        yield {"connection_string": connection}, "bench"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+OBJECT_STORES = {  # label -> (protocol, emulator, what must be importable)
+    "s3 (moto)": ("s3", moto_s3, ("boto3", "s3fs", "moto.server")),
+    "az (Azurite)": ("az", azurite, ("adlfs", "azure.storage.blob")),
+}
+
+
+def object_store(label: str, view: memoryview, repeat: int) -> dict[str, float] | str:
+    """Save and verified restore through the contract on an object-store emulator vs the same
+    fsspec filesystem's own put (``pipe_file``) and get (``cat_file``) of the same bytes; and a
+    verification by a fresh store (the store's own checksums: no download). A string says why not."""
+    protocol, emulator, needs = OBJECT_STORES[label]
+    for module in needs:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return f"{module} is not installed"
+    if protocol == "az" and not AZURITE_BIN.exists():
+        return f"Azurite is not installed at {AZURITE_BIN} (make test installs it)"
+    with emulator() as (options, bucket):
+        fs = fsspec.filesystem(protocol, **options)
+        uri = f"{protocol}://{bucket}/ckpt"
         data = bytes(view)
         rounds = []
         for step in range(1, repeat + 1):
             out: dict[str, float] = {}
-            out["s3fs put"] = common.timed(lambda: fs.pipe_file("bench/plain.bin", data))[0]
-            store = CheckpointStore("s3://bench/ckpt", storage_options=options)
+            out["fsspec put"] = common.timed(lambda: fs.pipe_file(f"{bucket}/plain.bin", data))[0]
+            store = CheckpointStore(uri, storage_options=options)
 
             def save(step: int = step, store: CheckpointStore = store) -> None:
-                with store.writer(step) as writer:
-                    writer.write_bytes(NAME, data)
+                with store.writer(step) as writer, writer.open(NAME) as f:
+                    write_chunks(f, memoryview(data))
 
-            out["multispot save (s3)"] = common.timed(save)[0]
-            out["s3fs get"] = common.timed(lambda: fs.cat_file("bench/plain.bin"))[0]
+            out["multispot save"] = common.timed(save)[0]
+            # What the save does underneath for a file over a part: the filesystem's multipart upload.
+            spool = Path(tempfile.gettempdir(), f"multispot-bench-{os.getpid()}.bin")
+            spool.write_bytes(data)
+            try:
+                parts = store.storage.put_options()  # type: ignore[attr-defined]
+                out["fsspec put_file, same parts (reference)"] = common.timed(
+                    lambda spool=spool, parts=parts: fs.put_file(str(spool), f"{bucket}/parts.bin", **parts)
+                )[0]
+            finally:
+                spool.unlink()
+            out["fsspec get"] = common.timed(lambda: fs.cat_file(f"{bucket}/plain.bin"))[0]
 
             def restore(step: int = step) -> None:
-                fresh = CheckpointStore("s3://bench/ckpt", storage_options=options)
+                fresh = CheckpointStore(uri, storage_options=options)
                 assert len(fresh.restore(step).read_bytes(NAME)) == len(data)
 
-            out["restore (verify) + read_bytes (s3)"] = common.timed(restore)[0]
+            out["restore (verify) + read_bytes"] = common.timed(restore)[0]
+
+            def verify(step: int = step) -> None:
+                assert CheckpointStore(uri, storage_options=options).verify(step).ok
+
+            out["verify, fresh store (store checksum)"] = common.timed(verify)[0]
+            CheckpointStore(uri, storage_options=options).delete(step)
             rounds.append(out)
         return medians(rounds)
-    finally:
-        server.stop()
 
 
 def medians(rounds: list[dict[str, float]]) -> dict[str, float]:
@@ -285,7 +372,9 @@ def report(size_mb: int, seconds: dict[str, float], baselines: dict[str, str]) -
                 op,
                 s * 1000,
                 size_mb / s,
-                ("reference" if "warm" in op else "baseline") if base is None else f"{ratio:.2f}×",
+                ("reference" if "warm" in op or "reference" in op else "baseline")
+                if base is None
+                else f"{ratio:.2f}×",
             )
         )
     return rows
@@ -296,7 +385,13 @@ def main() -> None:
         parser.add_argument("--sizes", help="comma-separated sizes in MB (default 64,256,1024,2048)")
         parser.add_argument("--repeat", type=int, help="repetitions per size (median counts)")
         parser.add_argument("--no-torch", action="store_true", help="skip the torch.save/torch.load part")
-        parser.add_argument("--no-object-store", action="store_true", help="skip the S3 emulator row")
+        parser.add_argument("--no-object-store", action="store_true", help="skip the emulator rows")
+        parser.add_argument(
+            "--object-store-only", action="store_true", help="only the object-store emulator rows"
+        )
+        parser.add_argument(
+            "--object-store-mb", type=int, help="file size of the emulator rows (default: the smallest size)"
+        )
 
     args = common.parse_args(__doc__.splitlines()[0], setup)
     common.banner("checkpoint_io", args.quick)
@@ -309,6 +404,8 @@ def main() -> None:
         if args.quick
         else [64, 256, 1024, 2048]
     )
+    if args.object_store_only:
+        sizes = [args.object_store_mb or min(sizes)]
     try:
         import torch
     except ImportError:
@@ -341,7 +438,7 @@ def main() -> None:
     torch_rows: list[tuple] = []
     summary: list[tuple] = []
     try:
-        for size_mb in sizes:
+        for size_mb in [] if args.object_store_only else sizes:
             free = shutil.disk_usage(root).free
             if free < 2.5 * size_mb * MB:
                 print(f"skipped {size_mb} MB: only {free / MB:.0f} MB free under {root}")
@@ -385,23 +482,33 @@ def main() -> None:
             summary.append(tuple(row))
             print(f"done: {size_mb} MB")
         if not args.no_object_store:
-            size_mb = min(sizes)
-            found = object_store(buffer[: size_mb * MB], repeat(size_mb))
-            if found is None:
-                print("skipped the object-store row: moto[server], boto3 or s3fs is not installed")
-            else:
-                object_rows += report(
-                    size_mb,
-                    found,
-                    {"multispot save (s3)": "s3fs put", "restore (verify) + read_bytes (s3)": "s3fs get"},
-                )
+            size_mb = args.object_store_mb or min(sizes)
+            for label in OBJECT_STORES:
+                found = object_store(label, buffer[: size_mb * MB], 3 if args.quick else repeat(size_mb))
+                if isinstance(found, str):
+                    print(f"skipped the {label} rows: {found}")
+                    continue
+                object_rows += [
+                    (label, *row)
+                    for row in report(
+                        size_mb,
+                        found,
+                        {
+                            "multispot save": "fsspec put",
+                            "restore (verify) + read_bytes": "fsspec get",
+                            "verify, fresh store (store checksum)": "fsspec get",
+                        },
+                    )
+                ]
                 object_summary.append(
                     (
+                        label,
                         f"{size_mb} MB",
-                        found["s3fs put"] / found["multispot save (s3)"],
-                        found["s3fs get"] / found["restore (verify) + read_bytes (s3)"],
+                        found["fsspec put"] / found["multispot save"],
+                        found["fsspec get"] / found["restore (verify) + read_bytes"],
                     )
                 )
+                print(f"done: {label}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -447,12 +554,15 @@ def main() -> None:
             )
             common.goal(f"{size} restore (verify) + torch.load vs torch.load", row[5], 0.9, at_most=False)
     if object_rows:
-        common.heading("Object store (S3 EMULATOR: moto's server on localhost through s3fs, not a cloud)")
-        common.table(headers, object_rows)
-        for size_label, save_ratio, restore_ratio in object_summary:
-            common.goal(f"{size_label} save vs s3fs put (emulator)", save_ratio, 0.9, at_most=False)
+        common.heading(
+            "Object stores (EMULATORS on localhost, not a cloud: moto's S3 server through s3fs, "
+            "Azurite through adlfs); baseline: the same filesystem's pipe_file / cat_file"
+        )
+        common.table(["store", *headers], object_rows)
+        for store_label, size_label, save_ratio, restore_ratio in object_summary:
+            common.goal(f"{store_label} emulator, {size_label} save vs put", save_ratio, 0.9, at_most=False)
             common.goal(
-                f"{size_label} restore (verify) + read vs s3fs get (emulator)",
+                f"{store_label} emulator, {size_label} restore (verify) + read vs get",
                 restore_ratio,
                 0.9,
                 at_most=False,

@@ -1,7 +1,15 @@
 """The checkpoint contract: the same layout, commit and "latest" rule on every storage."""
 
 from multispot.checkpoint.digest import ALGORITHM, LEGACY_ALGORITHM, digest_bytes, digest_stream
-from multispot.checkpoint.manifest import FORMAT_VERSION, LATEST, MANIFEST, FileEntry, Manifest, step_dir
+from multispot.checkpoint.manifest import (
+    FORMAT_VERSION,
+    LATEST,
+    MANIFEST,
+    FileEntry,
+    Manifest,
+    StoreChecksum,
+    step_dir,
+)
 from multispot.checkpoint.store import (
     CheckpointStore,
     CheckpointWriter,
@@ -9,6 +17,7 @@ from multispot.checkpoint.store import (
     Verdict,
     copy_checkpoint,
 )
+from multispot.checkpoint.transfer import Transfer
 from multispot.errors import CheckpointError, CheckpointExists, NoCheckpoint, SaveAbandoned
 
 __all__ = [
@@ -26,6 +35,8 @@ __all__ = [
     "NoCheckpoint",
     "RestoredCheckpoint",
     "SaveAbandoned",
+    "StoreChecksum",
+    "Transfer",
     "Verdict",
     "copy_checkpoint",
     "digest_bytes",

@@ -41,9 +41,46 @@ def check_file_name(name: str) -> str:
 
 
 @dataclass(frozen=True)
+class StoreChecksum:
+    """The checksum an object store keeps for an object itself (``s3-crc32``, ``gcs-crc32c``,
+    ``azure-md5``; see ``multispot.checkpoint.s3``/``gcs``/``azure_blob``), base64 as the store
+    reports it. Recorded at commit only when multispot computed the same value over the bytes it
+    hashed, so the store can later vouch for those bytes without a download."""
+
+    algorithm: str
+    value: str
+
+    @classmethod
+    def from_json(cls, data: Any) -> StoreChecksum | None:
+        """Lenient: a shape this version does not know is ignored (the bytes are hashed instead),
+        so a manifest from a later version stays a checkpoint."""
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("algorithm"), str)
+            and isinstance(data.get("value"), str)
+        ):
+            return cls(data["algorithm"], data["value"])
+        return None
+
+
+@dataclass(frozen=True)
 class FileEntry:
     size: int
     digest: str  # see multispot.checkpoint.digest
+    # Not part of equality: the same bytes on another store (a copy) have another store checksum.
+    store: StoreChecksum | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"size": self.size, "digest": self.digest}
+        if self.store is not None:
+            out["store_checksum"] = {"algorithm": self.store.algorithm, "value": self.store.value}
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> FileEntry:
+        return cls(
+            int(data["size"]), str(data["digest"]), StoreChecksum.from_json(data.get("store_checksum"))
+        )
 
 
 @dataclass(frozen=True)
@@ -66,6 +103,7 @@ class Manifest:
 
     def to_json(self) -> str:
         data = asdict(self)
+        data["files"] = {name: entry.to_json() for name, entry in self.files.items()}
         return json.dumps(data, indent=1, sort_keys=True)
 
     @classmethod
@@ -80,10 +118,7 @@ class Manifest:
                 raise ManifestError(
                     f"manifest hash {data.get('hash')!r} is not one of {', '.join(ALGORITHMS)}"
                 )
-            files = {
-                check_file_name(name): FileEntry(size=int(e["size"]), digest=str(e["digest"]))
-                for name, e in data["files"].items()
-            }
+            files = {check_file_name(name): FileEntry.from_json(e) for name, e in data["files"].items()}
             if not files:
                 raise ManifestError("manifest lists no files")
             return cls(

@@ -2,21 +2,29 @@
 
 ``CheckpointStore`` speaks only to a ``Storage``; the differences between a POSIX folder (fsync,
 atomic rename, paths a library can open directly) and an object store through fsspec (whole-object
-writes, listings that may be cached) live here and nowhere else.
+writes, listings that may be cached) live here and nowhere else. What one object store adds (its
+own checksum, the arguments of its parallel upload) lives in its protocol module (``s3``, ``gcs``,
+``azure_blob``), the part transfers in ``transfer``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import stat
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+
+from multispot.checkpoint.digest import Hasher
+from multispot.checkpoint.manifest import StoreChecksum
+from multispot.checkpoint.transfer import PartReader, Spool, Transfer, submit
+from multispot.errors import ChecksumMismatch
 
 CHUNK = 8 * 1024 * 1024  # large enough to run at storage bandwidth, small enough to stream
 
@@ -88,9 +96,30 @@ class Storage:
     def open_write(self, path: str) -> IO[bytes]:
         return self.fs.open(path, "wb", block_size=CHUNK)  # type: ignore[no-any-return]
 
-    def finish_write(self, handle: IO[bytes]) -> None:
-        """Close a handle from ``open_write``: the object exists once this returns."""
+    def finish_write(self, handle: IO[bytes]) -> StoreChecksum | None:
+        """Close a handle from ``open_write``: the object exists once this returns. Returns the
+        store's own checksum of it when the store keeps one that matches the bytes written."""
         handle.close()
+        return None
+
+    def discard_write(self, handle: IO[bytes]) -> None:
+        """Give up a handle from ``open_write`` (a save abandoned): upload nothing that is left."""
+        handle.close()
+
+    def upload_file(self, local: str, path: str, digest: Hasher) -> StoreChecksum | None:
+        """Store the local file ``local`` at ``path``, feeding its bytes to ``digest`` on the way
+        (one read); returns what ``finish_write`` returns."""
+        handle = self.open_write(path)
+        with open(local, "rb") as src:
+            while chunk := src.read(CHUNK):
+                digest.update(chunk)
+                handle.write(chunk)
+        return self.finish_write(handle)
+
+    def store_checksum(self, path: str) -> StoreChecksum | None:
+        """The checksum the store keeps for the object at ``path`` now (a metadata request, no
+        download), or None when it keeps none this version of multispot can compare."""
+        return None
 
     def mark_written(self, path: str) -> None:
         """This process has finished writing (or hashing in place) the file at ``path``."""
@@ -177,6 +206,7 @@ class LocalFolder(Storage):
         os.fsync(handle.fileno())
         handle.close()
         self.mark_written(str(handle.name))
+        return None
 
     def mark_written(self, path: str) -> None:
         """Set the mtime ``racy_seconds`` into the past, so that any later write moves it (see above)."""
@@ -240,10 +270,133 @@ class LocalFolder(Storage):
         return Path(path)
 
 
-def open_storage(uri: str, storage_options: dict[str, Any] | None = None) -> Storage:
-    """The storage behind ``uri``: a ``LocalFolder`` for local paths, else an object store."""
+class StoreHasher(Protocol):
+    """The store's own checksum, computed locally as the bytes are written (see ``ObjectStore``)."""
+
+    def update(self, data: memoryview) -> None: ...
+
+    def result(self, size: int) -> StoreChecksum | None: ...
+
+
+class ObjectStore(Storage):
+    """An object store with parallel part transfers (``multispot.checkpoint.transfer``) and, in
+    the per-protocol subclasses (``s3``, ``gcs``, ``azure_blob``), its own checksums."""
+
+    def __init__(self, fs: Any, root: str, transfer: Transfer | None = None) -> None:
+        super().__init__(fs, root)
+        self.transfer = transfer or Transfer()
+
+    def open_read(self, path: str) -> IO[bytes]:
+        self.fs.invalidate_cache(path)
+        size = int(self.fs.info(path)["size"])
+        return PartReader(self.fs, path, size, self.transfer)  # type: ignore[return-value]
+
+    def open_write(self, path: str) -> IO[bytes]:
+        # In memory up to what the parallel upload holds anyway (``concurrency`` parts), so most
+        # files never touch the local disk; larger ones are spooled to a temporary file.
+        limit = self.transfer.concurrency * self.transfer.part_size
+        return Spool(path, limit, self.store_hasher(), self._upload)  # type: ignore[return-value]
+
+    def finish_write(self, handle: IO[bytes]) -> StoreChecksum | None:
+        handle.close()
+        assert isinstance(handle, Spool)
+        return handle.result  # type: ignore[no-any-return]
+
+    def _upload(self, spool: Spool) -> StoreChecksum | None:
+        """Upload a spooled file through the filesystem's own upload (one request up to a part or
+        so, else its parallel multipart: ``pipe_file`` from memory, ``put_file`` from the local
+        spool), then compare the store's checksum of the object with the one computed as the bytes
+        were written: a difference means the upload did not arrive intact."""
+        hasher, data = spool.hasher, spool.in_memory()
+        if data is not None:
+            ours = None if hasher is None else submit(lambda: _checksum(hasher, data))
+            self.fs.pipe_file(spool.path, data, **self.pipe_options())
+            local = None if ours is None else ours.result()
+        else:
+            self.fs.put_file(spool.local_path(), spool.path, **self.put_options())
+            local = None if hasher is None else hasher.result(spool.size)
+        return self._confirm(spool.path, local)
+
+    def upload_file(self, local: str, path: str, digest: Hasher) -> StoreChecksum | None:
+        """Hash the local file (one read: ``digest`` and the store's checksum), then hand it to the
+        filesystem's parallel upload as it is: no copy into a spool."""
+        theirs = self.store_hasher()
+        size = 0
+        with open(local, "rb") as src:
+            while chunk := src.read(CHUNK):
+                size += len(chunk)
+                digest.update(chunk)
+                if theirs is not None:
+                    theirs.update(memoryview(chunk))
+        self.fs.put_file(local, path, **self.put_options())
+        return self._confirm(path, None if theirs is None else theirs.result(size))
+
+    def _confirm(self, path: str, local: StoreChecksum | None) -> StoreChecksum | None:
+        """The store's checksum of the object just uploaded, if it equals ``local`` (computed over
+        the bytes multispot hashed); ``ChecksumMismatch`` if it differs."""
+        if local is None:
+            return None
+        stored = self.store_checksum(path)
+        if stored is None:
+            return None  # the store keeps none for this object: verification hashes its bytes
+        if stored != local:
+            raise ChecksumMismatch(
+                f"{path}: the store's {stored.algorithm} is {stored.value}, the bytes written "
+                f"have {local.value}: the upload did not arrive intact"
+            )
+        return local
+
+    def discard_write(self, handle: IO[bytes]) -> None:
+        assert isinstance(handle, Spool)
+        handle.discard()
+
+    # ----------------------------------------------------------------- per protocol
+
+    def store_hasher(self) -> StoreHasher | None:
+        """A local computation of the store's checksum, or None when there is none to compare."""
+        return None
+
+    def pipe_options(self) -> dict[str, Any]:
+        """Extra arguments to ``fs.pipe_file`` (a file held in memory)."""
+        return self.put_options()
+
+    def put_options(self) -> dict[str, Any]:
+        """Extra arguments to ``fs.put_file`` (a larger file, from the local spool)."""
+        return {}
+
+
+def _checksum(hasher: StoreHasher, data: bytes) -> StoreChecksum | None:
+    hasher.update(memoryview(data))
+    return hasher.result(len(data))
+
+
+# Where each object store's protocol module lives (imported only when such a URI is opened).
+_PROTOCOLS = {
+    "s3": "multispot.checkpoint.s3:S3Storage",
+    "s3a": "multispot.checkpoint.s3:S3Storage",
+    "gs": "multispot.checkpoint.gcs:GcsStorage",
+    "gcs": "multispot.checkpoint.gcs:GcsStorage",
+    "az": "multispot.checkpoint.azure_blob:AzureBlobStorage",
+    "abfs": "multispot.checkpoint.azure_blob:AzureBlobStorage",
+    "abfss": "multispot.checkpoint.azure_blob:AzureBlobStorage",
+}
+
+
+def open_storage(
+    uri: str, storage_options: dict[str, Any] | None = None, transfer: Transfer | None = None
+) -> Storage:
+    """The storage behind ``uri``: a ``LocalFolder`` for local paths, an ``ObjectStore`` of its
+    protocol for s3/gs/az, else plain fsspec (``memory://`` and other filesystems)."""
     fs, root = fsspec.core.url_to_fs(uri, **(storage_options or {}))
-    return LocalFolder(fs, root) if isinstance(fs, LocalFileSystem) else Storage(fs, root)
+    if isinstance(fs, LocalFileSystem):
+        return LocalFolder(fs, root)
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    for protocol in protocols:
+        if protocol in _PROTOCOLS:
+            module, name = _PROTOCOLS[protocol].split(":")
+            kind: type[ObjectStore] = getattr(importlib.import_module(module), name)
+            return kind(fs, root, transfer)
+    return Storage(fs, root)
 
 
 def fsync_dir(path: str) -> None:

@@ -13,6 +13,7 @@ listed there has the recorded size and checksum.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -40,6 +41,7 @@ from multispot.checkpoint.manifest import (
     step_dir,
 )
 from multispot.checkpoint.storage import CHUNK, Fingerprint, Storage, fingerprint, open_storage, same_version
+from multispot.checkpoint.transfer import Transfer
 from multispot.errors import (
     CheckpointError,
     CheckpointExists,
@@ -70,9 +72,12 @@ class Verdict:
 class CheckpointStore:
     """All checkpoints of one job under one URI (``file://``, ``memory://``, ``s3://``, …)."""
 
-    def __init__(self, uri: str, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, uri: str, storage_options: dict[str, Any] | None = None, transfer: Transfer | None = None
+    ) -> None:
+        """``transfer`` sets the part size and concurrency of object-store transfers."""
         self.uri = uri.rstrip("/") if uri.rstrip("/") else uri
-        self.storage: Storage = open_storage(self.uri, storage_options)
+        self.storage: Storage = open_storage(self.uri, storage_options, transfer)
         self.root = self.storage.root
         # Steps whose every byte this instance has hashed (written or fully verified), with each
         # file's entry and fingerprint then: re-read only if a fingerprint has changed since.
@@ -149,7 +154,9 @@ class CheckpointStore:
 
         Sizes and fingerprints are always listed afresh. A file this instance hashed (or wrote)
         before is not read again unless its fingerprint changed since: another writer replacing
-        it, or a byte flipped in place, changes its ETag, checksum, generation or mtime.
+        it, or a byte flipped in place, changes its ETag, checksum, generation or mtime. A file
+        whose manifest entry carries the object store's own checksum is not read either when the
+        store reports that same checksum now (one metadata request); otherwise its bytes are hashed.
         """
         verdict, manifest, prints, seen_at = self._cheap_check(step)
         if not verdict.ok or not full:
@@ -161,6 +168,8 @@ class CheckpointStore:
             base = self.path(step_dir(step))
 
             def check(item: tuple[str, FileEntry]) -> str:
+                if self.store_vouches(f"{base}/{item[0]}", item[1]):
+                    return ""
                 with self.open_read(f"{base}/{item[0]}") as stream:
                     size, digest = digest_stream(stream, manifest.hash)
                 return "" if (size, digest) == (item[1].size, item[1].digest) else item[0]
@@ -172,6 +181,13 @@ class CheckpointStore:
                 return Verdict(step, False, f"checksum mismatch in {', '.join(sorted(bad))}")
         self.mark_verified(step, manifest.files, prints, seen_at)
         return Verdict(step, True)
+
+    def store_vouches(self, path: str, entry: FileEntry) -> bool:
+        """Does the store's own checksum of ``path`` equal the one recorded at commit? Recorded only
+        when it matched the bytes multispot hashed, so equal means those same bytes, with no
+        download. A different value (the object was rewritten) or none (the store keeps none, or a
+        manifest written before) returns False: the caller hashes the bytes, which decide."""
+        return entry.store is not None and self.storage.store_checksum(path) == entry.store
 
     def _cheap_check(self, step: int) -> tuple[Verdict, Manifest | None, dict[str, Fingerprint], float]:
         """The manifest, and every file listed with the size it records (one listing, no read)."""
@@ -400,8 +416,12 @@ class _HashingWriter(io.RawIOBase):
     def close(self) -> None:
         if self.closed:
             return
-        self._storage.finish_write(self._target)
-        self._on_close(FileEntry(self._digest.size, self._digest.hexdigest()))
+        if self._cancel is not None and self._cancel.is_set():
+            self._storage.discard_write(self._target)  # no upload for a save given up
+            super().close()
+            return
+        store = self._storage.finish_write(self._target)
+        self._on_close(FileEntry(self._digest.size, self._digest.hexdigest(), store))
         super().close()
 
 
@@ -500,8 +520,17 @@ class CheckpointWriter:
                 self._entries[name] = FileEntry(size, digest)
                 self._prints[name] = self.store.storage.stat(str(path))
             else:
-                with open(path, "rb") as src, self.open(name) as dst:
-                    shutil.copyfileobj(src, dst, CHUNK)
+                self._upload_staged(name, path)
+
+    def _upload_staged(self, name: str, local: Path) -> None:
+        """Upload a staged file as it is (hashed in one read, no copy through ``open``)."""
+        if self._cancel is not None and self._cancel.is_set():
+            raise SaveAbandoned("checkpoint save abandoned")
+        remote = f"{self._base}/{name}"
+        digest = hasher(self.algorithm)
+        store = self.store.storage.upload_file(str(local), remote, digest)
+        self._entries[name] = FileEntry(digest.size, digest.hexdigest(), store)
+        self._prints[name] = self.store.storage.stat(remote)
 
     def _fsync_dirs(self, names: Any) -> None:
         self.store.storage.sync_dirs({os.path.dirname(f"{self._base}/{n}") for n in names} | {self._base})
@@ -557,6 +586,8 @@ class CheckpointWriter:
         and leaves the step uncommitted, unless the files written match it exactly."""
         if manifest.step != self.step or manifest.hash != self.algorithm or self._entries != manifest.files:
             raise CheckpointError(f"the files written for step {self.step} do not match the manifest")
+        # Sizes and digests as given; each file's store checksum is this store's, not the source's.
+        manifest = dataclasses.replace(manifest, files={name: self._entries[name] for name in manifest.files})
         self._seal(manifest)
         self._cleanup()
         return manifest
@@ -621,10 +652,7 @@ class CheckpointWriter:
                 return None  # left by an earlier attempt that saved the same step and died
             if data.get("hash") != self.algorithm:
                 return None  # another version of multispot, another checksum: not this save's part
-            return {
-                check_file_name(name): FileEntry(int(e["size"]), str(e["digest"]))
-                for name, e in data["files"].items()
-            }
+            return {check_file_name(name): FileEntry.from_json(e) for name, e in data["files"].items()}
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             return None  # torn: its rank has not finished posting
 
@@ -825,7 +853,8 @@ class RestoredCheckpoint:
 
     def check(self) -> Verdict:
         """Finish checking the whole step: files opened and not read to the end are read on, files
-        never opened are read and hashed (up to 8 at once). Afterwards the store trusts the step
+        never opened are read and hashed (up to 8 at once), or vouched for by the object store's own
+        checksum. Afterwards the store trusts the step
         (retention does not hash it again) if every file matched."""
         for reader in list(self._readers):
             with contextlib.suppress(ChecksumMismatch):
@@ -834,6 +863,9 @@ class RestoredCheckpoint:
         if todo:
 
             def check(name: str) -> None:
+                if self.store.store_vouches(f"{self._base}/{name}", self.manifest.files[name]):
+                    self._record(name, True)  # the object store's own checksum: no download
+                    return
                 with contextlib.suppress(ChecksumMismatch), self._open_raw(name) as reader:
                     while reader.read(CHUNK):
                         pass
@@ -936,7 +968,7 @@ def _part_name(rank: int) -> str:
 
 
 def _part_json(part: dict[str, Any]) -> bytes:
-    files = {name: {"size": e.size, "digest": e.digest} for name, e in part["files"].items()}
+    files = {name: e.to_json() for name, e in part["files"].items()}
     return json.dumps({**part, "files": files}, sort_keys=True).encode()
 
 

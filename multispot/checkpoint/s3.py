@@ -1,0 +1,100 @@
+"""S3 through s3fs: the checksum S3 keeps for an object, and the arguments of its parallel upload.
+
+S3 stores an object's CRC32 when the upload carries one (botocore sends ``x-amz-checksum-crc32``
+on every PutObject and UploadPart by default since 1.36; CRC32C and CRC64NVME would need the
+``awscrt`` package, which a job's image may lack). A single PUT gets the CRC32 of the whole object
+(``ChecksumType`` FULL_OBJECT); a multipart upload created with ``ChecksumAlgorithm=CRC32`` gets a
+COMPOSITE one: the CRC32 of the parts' big-endian CRC32s, reported as ``<base64>-<parts>``
+(https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html).
+moto's server keeps both kinds but reports a composite value without its ``-<parts>``; the part
+count is then taken from the multipart ETag (``"<md5>-<parts>"``).
+
+s3fs uploads a file of at least two parts as a multipart upload, ``max_concurrency`` parts at a
+time (``S3FileSystem.pipe_file`` from memory, ``put_file`` from a local file); smaller files in one
+PUT.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from typing import Any
+
+from multispot.checkpoint.manifest import StoreChecksum
+from multispot.checkpoint.storage import ObjectStore
+
+ALGORITHM = "s3-crc32"
+MAX_PARTS = 10_000  # S3's limit; s3fs does not grow an explicit part size to stay under it
+
+
+def _b64(crc: int) -> str:
+    return base64.b64encode(crc.to_bytes(4, "big")).decode()
+
+
+class Crc32Parts:
+    """S3's CRC32 of an object uploaded by s3fs with ``chunksize=part_size``: whole-object while
+    it can still be a single PUT (under two parts), composite over the parts otherwise."""
+
+    def __init__(self, part_size: int) -> None:
+        self.part_size = part_size
+        self.size = 0
+        self.whole = 0
+        self.parts: list[int] = []
+        self.current = 0
+
+    def update(self, data: memoryview) -> None:
+        single = 2 * self.part_size - self.size
+        if single > 0:
+            self.whole = zlib.crc32(data[:single], self.whole)
+        while len(data):
+            room = self.part_size - self.size % self.part_size
+            piece, data = data[:room], data[room:]
+            self.current = zlib.crc32(piece, self.current)
+            self.size += len(piece)
+            if self.size % self.part_size == 0:
+                self.parts.append(self.current)
+                self.current = 0
+
+    def result(self, size: int) -> StoreChecksum | None:
+        if size < 2 * self.part_size:
+            return StoreChecksum(ALGORITHM, _b64(self.whole))
+        parts = self.parts + ([self.current] if self.size % self.part_size else [])
+        if len(parts) > MAX_PARTS:
+            return None
+        joined = b"".join(crc.to_bytes(4, "big") for crc in parts)
+        return StoreChecksum(ALGORITHM, f"{_b64(zlib.crc32(joined))}-{len(parts)}")
+
+
+class S3Storage(ObjectStore):
+    def store_hasher(self) -> Crc32Parts:
+        return Crc32Parts(self.transfer.part_size)
+
+    def put_options(self) -> dict[str, Any]:
+        return {
+            "chunksize": self.transfer.part_size,
+            "max_concurrency": self.transfer.concurrency,
+            "ChecksumAlgorithm": "CRC32",
+        }
+
+    def store_checksum(self, path: str) -> StoreChecksum | None:
+        bucket, key, version = self.fs.split_path(path)
+        try:
+            head = self.fs.call_s3(
+                "head_object",
+                Bucket=bucket,
+                Key=key,
+                ChecksumMode="ENABLED",
+                **({"VersionId": version} if version else {}),
+            )
+        except FileNotFoundError:
+            return None
+        value = head.get("ChecksumCRC32")
+        if not isinstance(value, str):
+            return None  # uploaded without a CRC32 (or with another algorithm): hash the bytes
+        etag = str(head.get("ETag", "")).strip('"')
+        composite = head.get("ChecksumType") == "COMPOSITE" or (
+            head.get("ChecksumType") is None and "-" in etag
+        )
+        if composite and "-" not in value and "-" in etag:
+            value = f"{value}-{etag.rsplit('-', 1)[1]}"
+        return StoreChecksum(ALGORITHM, value)
