@@ -48,10 +48,9 @@ MAX_LIMIT = 1000
 class SharedStore:
     """The one job store of the server process, shared by every request, one call at a time.
 
-    One store, not one per request or thread: opening a second SQLite store in a process (its
-    file check opens and closes the database file) cancels the POSIX locks the first connection
-    holds (https://sqlite.org/howtocorrupt.html#_posix_advisory_locks_canceled_by_a_separate_thread_doing_close_),
-    after which it reads a stale snapshot. One call at a time: FastAPI runs routes (and their
+    One store, not one per request or thread: one connection is all a process needs, and a
+    second one was how a stale snapshot once crept in (a file check that closed a descriptor
+    cancelled the first connection's POSIX locks; the store now only stats the file). One call at a time: FastAPI runs routes (and their
     dependencies) on pool threads, and one SQLite connection must not run two transactions at
     once. Store calls are short; what is slow (checkpoint listings, log files) runs outside."""
 
