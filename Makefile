@@ -53,3 +53,12 @@ bench: $(VENV)/.dev
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .ruff_cache .pytest_cache
+
+# The dashboard tests drive the OS's Chromium through Playwright (tests/dashboard/). Installed here
+# when absent; without apt (or root) this only warns and those tests skip, saying why.
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	{ apt-get update -qq && apt-get install -y -qq chromium; } >/dev/null 2>&1 || \
+	echo "chromium not installed (no apt-get or not root): the dashboard browser tests will be skipped"
+test: chromium
