@@ -1,5 +1,5 @@
 // The multispot dashboard: plain JavaScript over /api/v1, no build step, no external resources.
-// Every piece of data reaches the page through textContent or an SVG attribute, never innerHTML.
+// Every piece of data reaches the page through textContent or an SVG attribute, never parsed as HTML.
 "use strict";
 
 const API = "api/v1";
@@ -425,7 +425,7 @@ function costSection(cost) {
       cost.lost_work_usd ? ` · lost work ${money(cost.lost_work_usd)}` : ""));
   }
   const lines = (cost.attempts || []).map((line) => [
-    line.attempt, line.market, line.instance_type || "-", money(line.cost_usd ?? line.cost), money(line.counterfactual_usd),
+    line.attempt, line.market, line.instance_type || "-", money(line.cost), money(line.counterfactual_usd),
   ]);
   if (lines.length) box.append(table(["attempt", "market", "instance", "cost", "on-demand"], lines, ["attempt", "cost", "on-demand"]));
   for (const note of cost.notes || []) box.append(el("p", { class: "muted", text: `note: ${note}` }));
