@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING, Any
 
 from multispot import registry
@@ -16,7 +16,7 @@ from multispot.billing import CostReport, SavingsReport, report_for_job
 from multispot.billing import savings as _savings
 from multispot.checkpoint import CheckpointStore
 from multispot.controller import STALE_AFTER, ensure_controller, spawn
-from multispot.errors import JobSpecError, MultispotError, Problem, ValidationFailed
+from multispot.errors import JobNotFound, JobSpecError, MultispotError, Problem, ValidationFailed
 from multispot.job import Job
 from multispot.local.preemptions import with_injection
 from multispot.plan import Plan
@@ -26,11 +26,13 @@ from multispot.policy.interval import IntervalAdvice, advise
 from multispot.provider import LaunchContext
 from multispot.runtime.checkpointer import resumed_from_step
 from multispot.status import Attempt, JobState, iso_time
-from multispot.store import Event, JobRecord, JobStore, new_job_id
+from multispot.store import Event, JobRecord, Store, new_job_id, open_store
 from multispot.units import format_duration
 
 if TYPE_CHECKING:
     from multispot.catalog import PriceTable
+    from multispot.client import Client as RemoteClient
+    from multispot.client import RemoteReport
 
 
 def prices(
@@ -78,7 +80,7 @@ def interval_advice(
     provider: str | None = None,
     save_seconds: float | None = None,
     mtbp: float | None = None,
-    store: JobStore | None = None,
+    store: Store | None = None,
 ) -> IntervalAdvice | str:
     """Young/Daly checkpoint interval for ``job``, or why there is none yet.
 
@@ -88,7 +90,7 @@ def interval_advice(
     """
     save_source = mtbp_source = "given"
     if save_seconds is None:
-        store = store or JobStore()
+        store = store or open_store()
         for record in store.jobs(200):
             if record.name != job.name:
                 continue
@@ -158,19 +160,27 @@ def submit(
     provider: str | None = None,
     *,
     inject_preemptions: str | None = None,
-    store: JobStore | None = None,
+    store: Store | None = None,
     start_controller: bool = True,
     resume_checkpoints: bool = False,
+    workdir: str | None = None,
+    team: str = "default",
+    submitted_by: str = "",
 ) -> Run:
     """Validate, record and start the job; a detached controller drives it from then on.
 
     An explicit ``checkpoint.uri`` in use by a live job is refused; one that holds another job's
     checkpoints is refused unless ``resume_checkpoints`` says to resume from them (no writer may
-    silently resume from, or destroy, another's checkpoints)."""
+    silently resume from, or destroy, another's checkpoints). ``workdir`` (default: the current
+    directory) is where a job without ``source_dir`` runs; ``team`` and ``submitted_by`` say whose
+    job it is (the server sets them from the caller's token)."""
+    remote = _server(store)
+    if remote is not None:
+        return remote.submit(job, provider, inject_preemptions, resume_checkpoints)
     job = with_injection(job, inject_preemptions)
     name = _provider_name(job, provider)
     check(job, name)
-    store = store or JobStore()
+    store = store or open_store()
     if job.checkpoint.uri:
         _check_checkpoint_uri(job.checkpoint.uri, store, resume_checkpoints)
     job_id = new_job_id(job.name)
@@ -183,15 +193,27 @@ def submit(
         state=JobState.PENDING,
         checkpoint_uri=job.checkpoint.uri or prov.default_uri("checkpoints", job_id, job),
         output_uri=job.output_uri or prov.default_uri("outputs", job_id, job),
-        options={"workdir": os.getcwd(), "only_provider": provider is not None},
+        options={"workdir": workdir or os.getcwd(), "only_provider": provider is not None},
+        team=team,
+        submitted_by=submitted_by,
     )
     store.create_job(record)
     if start_controller:
-        spawn(job_id, os.getcwd())
+        spawn(job_id, workdir or os.getcwd())
     return Run(job_id, store)
 
 
-def _check_checkpoint_uri(uri: str, store: JobStore, resume: bool) -> None:
+def _server(store: Store | None) -> RemoteClient | None:
+    """The multispot server this process talks to, or None to work on the local store: the one
+    place that decides. An explicit ``store`` always means local (the server itself passes one)."""
+    if store is not None:
+        return None
+    from multispot.client import connect
+
+    return connect()
+
+
+def _check_checkpoint_uri(uri: str, store: Store, resume: bool) -> None:
     live = [r for r in store.jobs(100_000) if r.checkpoint_uri == uri and not r.state.job_terminal]
     if live:
         raise ValidationFailed(
@@ -289,22 +311,72 @@ def _advice_dict(advice: IntervalAdvice | str) -> dict[str, Any]:
     return {**advice.to_dict(), "text": str(advice)}
 
 
-def get(ref: str, store: JobStore | None = None) -> Run:
-    store = store or JobStore()
+def get(ref: str, store: Store | None = None) -> Run:
+    remote = _server(store)
+    if remote is not None:
+        return remote.get(ref)
+    store = store or open_store()
     return Run(store.get_job(ref).id, store)
 
 
-def runs(limit: int = 50, store: JobStore | None = None) -> list[Run]:
-    store = store or JobStore()
-    return [Run(record.id, store) for record in store.jobs(limit)]
+def runs(
+    limit: int = 50,
+    store: Store | None = None,
+    *,
+    team: str | None = None,
+    states: Collection[JobState] | None = None,
+) -> list[Run]:
+    """The newest ``limit`` jobs (of ``team`` only, in ``states`` only, when given)."""
+    remote = _server(store)
+    if remote is not None:
+        return list(remote.runs(limit, states))
+    store = store or open_store()
+    records = store.jobs(limit, team=team, states=states)
+    return [Run(record.id, store) for record in records]
+
+
+def checkpoints(target: str, store: Store | None = None) -> dict[str, Any]:
+    """The checkpoints of a job (id, name or prefix), of a URI, or of a local folder."""
+    remote = _server(store)
+    if remote is not None and "://" not in target:
+        return remote.checkpoints(target)
+    if "://" in target:
+        return checkpoint_listing(target)
+    try:
+        uri = (store or open_store()).get_job(target).checkpoint_uri
+    except JobNotFound:
+        from pathlib import Path
+
+        uri = Path(target).resolve().as_uri()
+    return checkpoint_listing(uri)
+
+
+def checkpoint_listing(uri: str) -> dict[str, Any]:
+    """Every step under ``uri``, newest first, committed or not and why (``multispot checkpoints``)."""
+    checkpoints = CheckpointStore(uri)
+    rows = []
+    for step in reversed(checkpoints.steps()):
+        verdict = checkpoints.verify(step)
+        manifest = checkpoints.manifest(step)
+        rows.append(
+            {
+                "step": step,
+                "valid": verdict.ok,
+                "reason": verdict.reason,
+                "bytes": manifest.size if manifest else None,
+                "time": manifest.time if manifest else None,
+                "attempt": manifest.attempt if manifest else None,
+            }
+        )
+    return {"uri": uri, "latest_hint": checkpoints.latest_hint(), "checkpoints": rows}
 
 
 class Run:
     """A submitted job: its state, attempts, logs, cost; the same thing ``multispot status`` shows."""
 
-    def __init__(self, job_id: str, store: JobStore | None = None) -> None:
+    def __init__(self, job_id: str, store: Store | None = None) -> None:
         self.id = job_id
-        self.store = store or JobStore()
+        self.store = store or open_store()
 
     @property
     def record(self) -> JobRecord:
@@ -459,11 +531,18 @@ class Run:
 
 
 def savings(
-    since: str | float | None = None, provider: str | None = None, store: JobStore | None = None
-) -> SavingsReport:
-    """Savings of every job in the store (created since ``since``: ``7d`` or ``2026-11-01``),
-    grouped by provider and instance type, with totals; estimated figures."""
-    return _savings(store, since, provider)
+    since: str | float | None = None,
+    provider: str | None = None,
+    store: Store | None = None,
+    *,
+    team: str | None = None,
+) -> SavingsReport | RemoteReport:
+    """Savings of every job in the store (created since ``since``: ``7d`` or ``2026-11-01``; of
+    ``team`` only, when given), grouped by provider and instance type, with totals; estimated."""
+    remote = _server(store)
+    if remote is not None:
+        return remote.savings(since, provider)
+    return _savings(store, since, provider, team=team)
 
 
 def elapsed(run: Run) -> str:
@@ -502,7 +581,7 @@ def sweep(
     inject_preemptions: str | None = None,
     wait: bool = True,
     timeout: float | None = None,
-    store: JobStore | None = None,
+    store: Store | None = None,
 ) -> Any:
     """Start a sweep (a file with a ``sweep:`` section, or a loaded ``GroupFile``): each trial is
     an ordinary job. ``wait`` drives it in this process until every trial has ended; otherwise a
@@ -517,7 +596,7 @@ def array(
     inject_preemptions: str | None = None,
     wait: bool = True,
     timeout: float | None = None,
-    store: JobStore | None = None,
+    store: Store | None = None,
 ) -> Any:
     """Start a job array (a file with an ``array:`` section): one job per task, each with
     ``MULTISPOT_TASK_INDEX``/``MULTISPOT_TASK_COUNT`` (and its shards) and its own checkpoints."""
@@ -531,7 +610,7 @@ def _start_group(
     inject: str | None,
     wait: bool,
     timeout: float | None,
-    store: JobStore | None,
+    store: Store | None,
 ) -> Any:
     from multispot.sweep.driver import create
     from multispot.sweep.view import Sweep
@@ -541,7 +620,7 @@ def _start_group(
             [Problem("(top)", f"this file has an {gfile.kind}: section; use multispot {gfile.kind}")],
             gfile.source,
         )
-    store = store or JobStore()
+    store = store or open_store()
     group = create(gfile, provider, inject_preemptions=inject, store=store)
     handle = Sweep(group.id, store)
     if wait:
@@ -551,16 +630,22 @@ def _start_group(
     return handle
 
 
-def get_sweep(ref: str, store: JobStore | None = None) -> Any:
+def get_sweep(ref: str, store: Store | None = None) -> Any:
     """A sweep or array by id, name (the newest of that name) or unique id prefix."""
     from multispot.sweep.view import Sweep
 
+    remote = _server(store)
+    if remote is not None:
+        return remote.sweep(ref)
     return Sweep(ref, store)
 
 
-def sweeps(limit: int = 50, store: JobStore | None = None) -> list[Any]:
+def sweeps(limit: int = 50, store: Store | None = None) -> list[Any]:
     from multispot.sweep.records import GroupStore
     from multispot.sweep.view import Sweep
 
-    store = store or JobStore()
+    remote = _server(store)
+    if remote is not None:
+        return remote.sweeps(limit)
+    store = store or open_store()
     return [Sweep(group.id, store) for group in GroupStore(store).groups(limit)]

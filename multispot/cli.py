@@ -372,36 +372,12 @@ def savings(since: str | None, provider: str | None, wide: bool, output: str) ->
 @handles_errors
 def checkpoints(target: str, wide: bool, output: str) -> None:
     """Checkpoints of a job (or under a URI): each step, committed or not, and why."""
-    from multispot.checkpoint import CheckpointStore
-    from multispot.errors import JobNotFound
-    from multispot.store import JobStore
+    from multispot import api
 
-    if "://" in target:
-        uri = target
-    else:
-        try:
-            uri = JobStore().get_job(target).checkpoint_uri
-        except JobNotFound:
-            from pathlib import Path
-
-            uri = Path(target).resolve().as_uri()
-    store = CheckpointStore(uri)
-    rows = []
-    for step in reversed(store.steps()):
-        verdict = store.verify(step)
-        manifest = store.manifest(step)
-        rows.append(
-            {
-                "step": step,
-                "valid": verdict.ok,
-                "reason": verdict.reason,
-                "bytes": manifest.size if manifest else None,
-                "time": manifest.time if manifest else None,
-                "attempt": manifest.attempt if manifest else None,
-            }
-        )
+    listing = api.checkpoints(target)
+    uri, rows = listing["uri"], listing["checkpoints"]
     if output == "json":
-        _emit_json({"uri": uri, "latest_hint": store.latest_hint(), "checkpoints": rows})
+        _emit_json(listing)
         return
     from multispot.display import fit_table, print_table
 
@@ -982,16 +958,7 @@ def sweeps(limit: int, output: str) -> None:
     """Recent sweeps and arrays."""
     from multispot import api
 
-    rows = [
-        {
-            "id": g.group.id,
-            "kind": g.kind,
-            "state": g.state,
-            "members": len(g.members()),
-            "message": g.group.message,
-        }
-        for g in api.sweeps(limit)
-    ]
+    rows = [g.summary() for g in api.sweeps(limit)]
     if output == "json":
         _emit_json(rows)
         return
@@ -1036,6 +1003,133 @@ def _print_group(handle: Any) -> None:
     best = data.get("best")
     if best:
         console.print(f"best: #{best['n']} {escape(best['job'])}  {value_head} = {best['value']:.6g}")
+
+
+# --------------------------------------------------------------------------- team scale: server, login, admin
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", default=8400, show_default=True, type=int)
+@click.option(
+    "--db", "db", metavar="URL", help="job store URL (default: $MULTISPOT_DB, else the local SQLite)"
+)
+@handles_errors
+def server(host: str, port: int, db: str | None) -> None:
+    """Serve the multispot API (and the dashboard) for a team: `pip install multispot[server]`."""
+    try:
+        import uvicorn
+
+        from multispot.server.app import create_app
+    except ImportError as exc:
+        from multispot.errors import MissingExtra
+
+        raise MissingExtra(f"the server needs {exc.name}: pip install 'multispot[server]'") from None
+    uvicorn.run(create_app(db), host=host, port=port, log_level="info")
+
+
+@cli.command()
+@click.argument("url")
+@click.option(
+    "--token", prompt=True, hide_input=True, help="your API token (from `multispot admin create-token`)"
+)
+@handles_errors
+def login(url: str, token: str) -> None:
+    """Send later commands to the multispot server at URL, as the owner of TOKEN."""
+    from multispot.client import Client, save_login
+
+    me = Client(url, token.strip()).call("GET", "/me")  # refuse a token the server does not know
+    path = save_login(url, token.strip())
+    click.echo(f"logged in to {url} as {me['name']} (team {me['team']}); saved in {path}")
+
+
+@cli.command()
+def logout() -> None:
+    """Forget the server of `multispot login`: commands work on the local job store again."""
+    from multispot.client import forget_login
+
+    click.echo("logged out" if forget_login() else "not logged in")
+
+
+@cli.group()
+@click.option(
+    "--db", "db", metavar="URL", help="job store URL (default: $MULTISPOT_DB, else the local SQLite)"
+)
+@click.pass_context
+def admin(ctx: click.Context, db: str | None) -> None:
+    """Teams, users and API tokens of a multispot server (run where its job store is)."""
+    ctx.obj = {"db": db}
+
+
+def _admin_store(ctx: click.Context) -> Any:
+    from multispot.store import open_store
+
+    return open_store(ctx.obj["db"])
+
+
+def _admin_actor() -> str:
+    import getpass
+
+    return f"admin-cli:{getpass.getuser()}"
+
+
+@admin.command("create-team")
+@click.argument("name")
+@click.pass_context
+@handles_errors
+def admin_create_team(ctx: click.Context, name: str) -> None:
+    """Create team NAME (nothing happens if it exists)."""
+    store = _admin_store(ctx)
+    store.create_team(name)
+    store.audit(_admin_actor(), "create-team", name, {})
+    click.echo(f"team {name}")
+
+
+@admin.command("create-user")
+@click.argument("name")
+@click.option("--team", default="default", show_default=True)
+@click.option("--admin", "is_admin", is_flag=True, help="sees and acts on every team's jobs")
+@click.pass_context
+@handles_errors
+def admin_create_user(ctx: click.Context, name: str, team: str, is_admin: bool) -> None:
+    """Create user NAME in a team; then `multispot admin create-token NAME`."""
+    store = _admin_store(ctx)
+    user = store.create_user(name, team, admin=is_admin)
+    store.audit(_admin_actor(), "create-user", user.id, {"name": name, "team": team, "admin": is_admin})
+    click.echo(f"user {name} ({user.id}) in team {team}{' (admin)' if is_admin else ''}")
+
+
+@admin.command("create-token")
+@click.argument("user")
+@click.option("--label", default="", help="what the token is for, e.g. laptop, ci")
+@click.pass_context
+@handles_errors
+def admin_create_token(ctx: click.Context, user: str, label: str) -> None:
+    """A new API token for USER (name or id), printed once: only its hash is stored."""
+    from multispot.errors import ServerError
+    from multispot.server.auth import hash_token, new_token
+
+    store = _admin_store(ctx)
+    found = [u for u in store.users() if user in (u.name, u.id)]
+    if not found:
+        raise ServerError(f"no user {user!r}: `multispot admin create-user {user}` first")
+    token = new_token()
+    token_id = store.add_token(found[0].id, hash_token(token), label)
+    store.audit(_admin_actor(), "create-token", token_id, {"user": found[0].name, "label": label})
+    click.echo(f"token {token_id} for {found[0].name} (shown once, keep it secret):", err=True)
+    click.echo(token)
+
+
+@admin.command("revoke-token")
+@click.argument("token_id")
+@click.pass_context
+@handles_errors
+def admin_revoke_token(ctx: click.Context, token_id: str) -> None:
+    """Revoke the token TOKEN_ID (as create-token printed it): it stops working at once."""
+    store = _admin_store(ctx)
+    store.revoke_token(token_id)
+    store.audit(_admin_actor(), "revoke-token", token_id, {})
+    click.echo(f"revoked {token_id}")
 
 
 def main() -> None:

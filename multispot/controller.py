@@ -34,7 +34,7 @@ from multispot.policy import PolicyContext
 from multispot.policy.deadline import estimate_progress, estimate_spent
 from multispot.provider import Drainable, LaunchContext
 from multispot.status import Attempt, JobState, Placement, ProviderStatus
-from multispot.store import JobRecord, JobStore, home, owner_id
+from multispot.store import JobRecord, Store, home, open_store, owner_id
 
 STALE_AFTER = 10.0  # seconds without a heartbeat before another process may take the job over
 CONSULT_EVERY = 5.0  # seconds between asking the policy whether a running attempt should move
@@ -50,11 +50,11 @@ class Controller:
     def __init__(
         self,
         job_id: str,
-        store: JobStore | None = None,
+        store: Store | None = None,
         poll_interval: float = 0.5,
         stale_after: float = STALE_AFTER,
     ) -> None:
-        self.store = store or JobStore()
+        self.store = store or open_store()
         self.job_id = job_id
         self.poll_interval = poll_interval
         self.stale_after = stale_after
@@ -417,7 +417,7 @@ def spawn(job_id: str, workdir: str | None = None) -> int:
     return proc.pid
 
 
-def ensure_controller(store: JobStore, job_id: str) -> bool:
+def ensure_controller(store: Store, job_id: str) -> bool:
     """If the job is unfinished and nobody drives it, start a controller; True if one was started."""
     record = store.get_job(job_id)
     if record.state.job_terminal or store.controller_alive(job_id, STALE_AFTER):

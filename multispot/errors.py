@@ -23,7 +23,9 @@
     ├── CatalogError
     │   ├── UserEditedCatalog         refresh would overwrite a catalog file edited by hand
     │   └── NoMatchingInstance        nothing in the catalog meets the job's resources
-    └── MissingExtra (ImportError)    an optional extra is needed: the message has the install command
+    ├── MissingExtra (ImportError)    an optional extra is needed: the message has the install command
+    └── ServerError                   the multispot server refused a request (no or a bad token, too
+                                      large, malformed) or cannot be reached: its HTTP status and why
 
 Adapters map their SDK's exceptions onto this tree at their seam (``provider.py``): throttling and
 5xx are retried with backoff there, and only what survives the retries becomes
@@ -165,6 +167,16 @@ class NoMatchingInstance(CatalogError):
 
 class MissingExtra(MultispotError, ImportError):
     """An optional extra is not installed; the message says which ``pip install`` brings it."""
+
+
+class ServerError(MultispotError):
+    """The multispot server refused a request or cannot be reached; ``status`` is the HTTP status
+    (0: no answer) and ``field`` the request field at fault, when one is."""
+
+    def __init__(self, message: str, status: int = 0, field: str | None = None) -> None:
+        self.status = status
+        self.field = field
+        super().__init__(message)
 
 
 def _fmt(value: float | None) -> str:

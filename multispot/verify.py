@@ -26,7 +26,7 @@ from multispot.job import Job
 from multispot.local.preemptions import PreemptionSpec
 from multispot.runtime.checkpointer import resumed_from_step
 from multispot.status import JobState
-from multispot.store import JobStore
+from multispot.store import Store, open_store
 
 METRICS = "metrics.json"
 VOLATILE = ("second", "time", "duration", "elapsed", "date", "host", "pid")
@@ -186,11 +186,11 @@ def verify_resume(
     schedule: str | None = None,
     every_steps: int = DEFAULT_EVERY_STEPS,
     keep_runs: bool = False,
-    store: JobStore | None = None,
+    store: Store | None = None,
     show: Callable[[api.Run], object] | None = None,
 ) -> ResumeReport:
     """Run ``job`` uninterrupted and interrupted on the local provider and compare the outcomes."""
-    store = store or JobStore()
+    store = store or open_store()
     watch = show or (lambda run: run.wait())
     reference = api.submit(_variant(job, "verify-ref", every_steps, "none"), "local", store=store)
     watch(reference)

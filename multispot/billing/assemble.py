@@ -14,7 +14,7 @@ from multispot.status import Attempt, JobState
 
 if TYPE_CHECKING:
     from multispot.catalog import Catalog
-    from multispot.store import JobRecord, JobStore
+    from multispot.store import JobRecord, Store
 
 
 def cost_report(
@@ -187,7 +187,7 @@ def _job_inputs(record: JobRecord) -> tuple[str | None, float | None, Mapping[tu
 
 
 def report_for_job(
-    store: JobStore,
+    store: Store,
     job_id: str,
     *,
     catalog: Catalog | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from multispot.units import parse_duration
 
 if TYPE_CHECKING:
     from multispot.catalog import Catalog
-    from multispot.store import JobStore
+    from multispot.store import Store
 
 
 def parse_since(value: str | float | datetime | date | None, now: float | None = None) -> float | None:
@@ -212,20 +213,21 @@ class SavingsReport:
 
 
 def savings(
-    store: JobStore | None = None,
+    store: Store | None = None,
     since: str | float | datetime | date | None = None,
     provider: str | None = None,
     *,
     catalog: Catalog | None = None,
+    team: str | None = None,
 ) -> SavingsReport:
     """Savings of every job in the store (created since ``since``), grouped by provider and instance.
 
     Figures are estimated (billing APIs are asked only by ``cost --measured``). Checkpointing cost
     is counted for jobs whose checkpoints are on this machine.
     """
-    from multispot.store import JobStore
+    from multispot.store import open_store
 
-    store = store or JobStore()
+    store = store or open_store()
     if catalog is None:
         from multispot.catalog import load_catalog
 
@@ -235,7 +237,8 @@ def savings(
     reports: list[CostReport] = []
     unpriced: list[tuple[str, int]] = []
     remote = 0
-    for record in reversed(store.jobs(10**9)):
+    records = store.jobs(10**9, team=team)
+    for record in reversed(records):
         if cutoff is not None and record.created < cutoff:
             continue
         local = record.checkpoint_uri.startswith(("file:", "/"))
@@ -256,3 +259,44 @@ def savings(
         notes.append(f"checkpointing cost not counted for {remote} jobs with remote checkpoints")
     ordered = sorted(groups.values(), key=lambda g: (g.provider, g.instance_type or ""))
     return SavingsReport(cutoff, provider, ordered, reports, unpriced, notes)
+
+
+GROUP_KEYS = ("team", "provider", "instance_type")
+
+
+def grouped_savings(
+    report: SavingsReport, group_by: str, teams: Mapping[str, str], bucket: str | None = None
+) -> list[dict[str, Any]]:
+    """The priced attempts of ``report`` summed per ``group_by`` (team, provider or instance type;
+    ``teams`` maps job id to team), and per UTC day of the attempt's end when ``bucket`` is "day":
+    ``{key, cost, on_demand, saved, jobs}`` (with ``bucket``), ordered by bucket and key."""
+    if group_by not in GROUP_KEYS:
+        raise ValueError(f"group_by must be one of {', '.join(GROUP_KEYS)}, not {group_by!r}")
+    if bucket not in (None, "day"):
+        raise ValueError(f"bucket must be day, not {bucket!r}")
+    sums: dict[tuple[str, str], dict[str, Any]] = {}
+    for cost_report in report.reports:
+        for line in cost_report.lines:
+            if line.cost is None or line.counterfactual is None:
+                continue
+            if report.provider is not None and line.provider != report.provider:
+                continue
+            key = {
+                "team": teams.get(cost_report.job_id, "default"),
+                "provider": line.provider,
+                "instance_type": line.instance_type or "-",
+            }[group_by]
+            when = line.ended or line.started
+            day = "" if bucket is None or when is None else (iso_time(when) or "")[:10]
+            entry = sums.setdefault(
+                (day, key), {"key": key, "cost": 0.0, "on_demand": 0.0, "saved": 0.0, "jobs": set()}
+            )
+            entry["cost"] += line.cost
+            entry["on_demand"] += line.counterfactual
+            entry["saved"] += line.counterfactual - line.cost
+            entry["jobs"].add(cost_report.job_id)
+    rows = []
+    for (day, _key), entry in sorted(sums.items()):
+        row = {**entry, "jobs": len(entry["jobs"])}
+        rows.append({"bucket": day, **row} if bucket else row)
+    return rows

@@ -24,8 +24,8 @@ from multispot.local.preemptions import with_injection
 from multispot.plan import provider_name
 from multispot.runtime.report import last_value, read_reports
 from multispot.status import JobState
-from multispot.store import JobRecord, JobStore, new_job_id, owner_id
-from multispot.sweep.records import DONE, RUNNING, STOPPED, Group, GroupStore, Member
+from multispot.store import JobRecord, Store, new_job_id, open_store, owner_id
+from multispot.sweep.records import DONE, RUNNING, STOPPED, Group, GroupStore, Member, sqlite_store
 from multispot.sweep.spec import ArraySpec, GroupFile, SweepSpec
 
 if TYPE_CHECKING:
@@ -48,11 +48,11 @@ def optuna_module() -> Any:
     return optuna
 
 
-def storage_url(store: JobStore) -> str:
-    return f"sqlite:///{store.path}"
+def storage_url(store: Store) -> str:
+    return f"sqlite:///{sqlite_store(store).path}"
 
 
-def open_study(store: JobStore, group: Group, spec: SweepSpec, create: bool = False) -> optuna.Study:
+def open_study(store: Store, group: Group, spec: SweepSpec, create: bool = False) -> optuna.Study:
     """The sweep's Optuna study, in the job store's database (its sampler and pruner rebuilt from
     the spec: Optuna keeps trials, not samplers)."""
     lib = optuna_module()
@@ -122,13 +122,13 @@ def create(
     provider: str | None = None,
     *,
     inject_preemptions: str | None = None,
-    store: JobStore | None = None,
+    store: Store | None = None,
 ) -> Group:
     """Record a sweep or array (and its Optuna study). Its first member's job is checked the way
     ``submit`` checks a job, so nothing is created for a spec that could not run."""
     from multispot.api import check
 
-    store = store or JobStore()
+    store = store or open_store()
     base = with_injection(gfile.job, inject_preemptions)
     name = provider_name(base, provider)
     section = gfile.spec
@@ -213,8 +213,8 @@ def member_job(
 
 
 class Driver:
-    def __init__(self, group_id: str, store: JobStore | None = None, poll_interval: float = 0.5) -> None:
-        self.store = store or JobStore()
+    def __init__(self, group_id: str, store: Store | None = None, poll_interval: float = 0.5) -> None:
+        self.store = store or open_store()
         self.groups = GroupStore(self.store)
         self.group = self.groups.get(group_id)
         self.id = self.group.id
@@ -513,7 +513,7 @@ class Driver:
                 self._fail(member, "stopped", reason)
 
 
-def _exists(store: JobStore, job_id: str) -> bool:
+def _exists(store: Store, job_id: str) -> bool:
     try:
         return store.get_job(job_id).id == job_id
     except JobNotFound:
@@ -527,7 +527,7 @@ class CostTracker:
     """What each member's jobs cost so far: ended attempts as billing reports them, a running
     attempt at its placement's price for the time it has run (billing counts it once it ends)."""
 
-    def __init__(self, store: JobStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self._final: dict[str, tuple[float, float | None]] = {}
         self._catalog: Any = None
@@ -573,7 +573,7 @@ class CostTracker:
         return actual, on_demand if known else None
 
 
-def run(group_id: str, store: JobStore | None = None, timeout: float | None = None) -> Group:
+def run(group_id: str, store: Store | None = None, timeout: float | None = None) -> Group:
     return Driver(group_id, store).run(timeout)
 
 

@@ -11,7 +11,7 @@ from multispot.controller import ensure_controller
 from multispot.errors import JobNotFound
 from multispot.runtime.report import last_value, read_reports
 from multispot.status import JobState
-from multispot.store import JobStore
+from multispot.store import Store, open_store
 from multispot.sweep.records import RUNNING, STOPPED, Group, GroupStore, Member
 from multispot.sweep.spec import ArraySpec, SweepSpec
 
@@ -19,8 +19,8 @@ from multispot.sweep.spec import ArraySpec, SweepSpec
 class Sweep:
     """A submitted sweep or job array (``ms.sweep(...)``, ``ms.array(...)``, ``ms.get_sweep(id)``)."""
 
-    def __init__(self, group_id: str, store: JobStore | None = None) -> None:
-        self.store = store or JobStore()
+    def __init__(self, group_id: str, store: Store | None = None) -> None:
+        self.store = store or open_store()
         self.groups = GroupStore(self.store)
         self.id = self.groups.get(group_id).id
 
@@ -195,6 +195,18 @@ class Sweep:
             )
         return out
 
+    def summary(self) -> dict[str, Any]:
+        """One line of ``multispot sweeps``: id, kind, state, how many jobs, message."""
+        group = self.group
+        members = self.members()
+        return {
+            "id": group.id,
+            "kind": group.kind,
+            "state": group.state,
+            "members": len(members),
+            "message": group.message,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         group, section = self.group, self.section
         rows = self.rows()
@@ -243,7 +255,7 @@ class Sweep:
         )
 
 
-def _attempts(store: JobStore, job_id: str) -> list[Any]:
+def _attempts(store: Store, job_id: str) -> list[Any]:
     try:
         return store.attempts(job_id)
     except JobNotFound:

@@ -1,4 +1,5 @@
-"""The job store: SQLite in WAL mode under ``$MULTISPOT_HOME`` (default ``~/.multispot``).
+"""The SQLite job store (the embedded default): one file in WAL mode under ``$MULTISPOT_HOME``
+(default ``~/.multispot``).
 
 Jobs, their attempts and events. Several CLI processes and controllers may use it at once:
 writes are short ``BEGIN IMMEDIATE`` transactions, and an attempt row is inserted (under a
@@ -11,6 +12,7 @@ with backoff for up to ``LOCK_WAIT`` seconds (``$MULTISPOT_STORE_LOCK_WAIT``), t
 ``StoreError`` that says what happened: it is never silently replaced by a new, empty store.
 A new store is created whole (schema included) under a temporary name and linked into place, so
 no other process ever sees a half-made one, and it is readable by its owner only (0600).
+A file of an older schema is upgraded in place, in one transaction, by the first process that opens it.
 """
 
 from __future__ import annotations
@@ -22,19 +24,31 @@ import sqlite3
 import time
 import typing
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from multispot.errors import JobNotFound, StoreError
 from multispot.status import Attempt, Handle, JobState, Placement, Usage
+from multispot.store.base import (
+    FUTURE_SLACK,
+    AuditEntry,
+    Event,
+    JobRecord,
+    User,
+    WorkerInfo,
+    check_token_hash,
+    home,
+    lease_free,
+    new_id,
+    owner_alive,
+)
 
 _T = typing.TypeVar("_T")
 
-SCHEMA_VERSION = 1
-_SCHEMA = """
+SCHEMA_VERSION = 2
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -79,6 +93,52 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, id);
 """
+# Version 2 (team scale): who submitted a job and for which team; controller workers; teams,
+# users and their tokens (sha256 digests only); the audit log.
+_UPGRADE_V2 = """
+ALTER TABLE jobs ADD COLUMN team TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE jobs ADD COLUMN submitted_by TEXT NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS jobs_by_team ON jobs (team, created);
+CREATE INDEX IF NOT EXISTS events_by_kind ON events (job_id, kind, id);
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started REAL NOT NULL,
+    heartbeat REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS teams (
+    name TEXT PRIMARY KEY,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    team TEXT NOT NULL REFERENCES teams (name),
+    admin INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users (id),
+    token_hash TEXT NOT NULL UNIQUE,
+    label TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    revoked REAL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}',
+    team TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS audit_by_team ON audit (team, id);
+"""
+# Each step takes the schema from version n - 1 to n (index n - 1 is unused: a new file gets v1 first).
+_UPGRADES: dict[int, str] = {2: _UPGRADE_V2}
 
 
 LOCK_WAIT = 300.0  # seconds to wait out another process's lock before giving up
@@ -86,59 +146,9 @@ _BUSY_TIMEOUT_MS = 2000  # SQLite's own wait per try; the retry loop below does 
 _HEADER = b"SQLite format 3\x00"
 
 
-def home_path() -> Path:
-    """``$MULTISPOT_HOME``, default ``~/.multispot``, without creating it."""
-    return Path(os.environ.get("MULTISPOT_HOME") or Path.home() / ".multispot").expanduser()
+class SQLiteStore:
+    """The ``Store`` on one SQLite file (``path``, default ``home()/jobs.sqlite``)."""
 
-
-def home() -> Path:
-    """``$MULTISPOT_HOME``, created on first use readable by its owner only (mode 0700): it holds
-    specs, logs and checkpoints."""
-    path = home_path()
-    if not path.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            path.mkdir(mode=0o700)
-        except FileExistsError:
-            pass  # another process created it first
-        else:
-            os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask; this is not
-    return path
-
-
-def new_job_id(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:6]}"
-
-
-@dataclass
-class JobRecord:
-    id: str
-    name: str
-    spec: dict[str, Any]  # Job.to_data(): env keeps its ${VAR} references
-    provider: str
-    state: JobState
-    checkpoint_uri: str
-    output_uri: str
-    options: dict[str, Any] = field(default_factory=dict)
-    message: str = ""
-    created: float = field(default_factory=time.time)
-    updated: float = field(default_factory=time.time)
-    ended: float | None = None
-    cancel_requested: bool = False
-    owner: str | None = None
-    heartbeat: float | None = None
-
-
-@dataclass(frozen=True)
-class Event:
-    job_id: str
-    attempt: int | None
-    time: float
-    kind: str
-    message: str
-
-
-class JobStore:
     def __init__(self, path: str | os.PathLike[str] | None = None, lock_wait: float | None = None) -> None:
         self.path = Path(path) if path else home() / "jobs.sqlite"
         if lock_wait is None:
@@ -173,6 +183,24 @@ class JobStore:
                 f"{self.path} is a SQLite file but not a multispot job store (no schema): move it away "
                 "if it is not yours, or restore the job store from a backup"
             )
+        if version < SCHEMA_VERSION:
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Bring an older file to ``SCHEMA_VERSION`` in one transaction; the version is read again
+        under the write lock, so two processes opening the same old file upgrade it once."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _UPGRADES[target].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            self._rollback()
+            raise
+        self._db.execute("COMMIT")
 
     def _create(self) -> None:
         """A new store, schema and all, made under a temporary name and linked into place: another
@@ -182,7 +210,10 @@ class JobStore:
         try:
             db = sqlite3.connect(tmp, isolation_level=None)
             try:
-                db.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+                upgrades = "".join(_UPGRADES[v] for v in range(2, SCHEMA_VERSION + 1))
+                db.executescript(
+                    f"BEGIN; {_SCHEMA_V1} {upgrades} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                )
                 db.execute("PRAGMA journal_mode = WAL")
             finally:
                 db.close()
@@ -242,14 +273,17 @@ class JobStore:
             except sqlite3.DatabaseError as exc:
                 raise self._error(exc) from None
 
-    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """Rows of one read; for modules that keep tables of their own in this file (sweeps)."""
         return self._retry(lambda: self._db.execute(sql, args).fetchall())
 
     def close(self) -> None:
         self._db.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` write transaction (another process's lock waited out); for this
+        class and for modules that keep tables of their own in this file (sweeps)."""
         self._retry(lambda: self._db.execute("BEGIN IMMEDIATE"))
         try:
             yield self._db
@@ -273,10 +307,10 @@ class JobStore:
     # ----------------------------------------------------------------- jobs
 
     def create_job(self, record: JobRecord) -> None:
-        with self._tx() as db:
+        with self.transaction() as db:
             db.execute(
                 "INSERT INTO jobs (id, name, spec, provider, state, message, checkpoint_uri, output_uri,"
-                " options, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " options, created, updated, team, submitted_by) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     record.id,
                     record.name,
@@ -289,17 +323,19 @@ class JobStore:
                     json.dumps(record.options),
                     record.created,
                     record.updated,
+                    record.team,
+                    record.submitted_by,
                 ),
             )
             self._event(db, record.id, None, "created", f"job {record.id} accepted for {record.provider}")
 
     def get_job(self, ref: str) -> JobRecord:
         """By id, by name (the newest job of that name), or by a unique id prefix."""
-        rows = self._rows("SELECT * FROM jobs WHERE id = ?", (ref,))
+        rows = self.query("SELECT * FROM jobs WHERE id = ?", (ref,))
         if not rows:
-            rows = self._rows("SELECT * FROM jobs WHERE name = ? ORDER BY created DESC LIMIT 1", (ref,))
+            rows = self.query("SELECT * FROM jobs WHERE name = ? ORDER BY created DESC LIMIT 1", (ref,))
         if not rows:
-            rows = self._rows(
+            rows = self.query(
                 "SELECT * FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
                 (ref.replace("%", "\\%").replace("_", "\\_") + "%",),
             )
@@ -309,8 +345,20 @@ class JobStore:
             raise JobNotFound(f"no job {ref!r} in {self.path}: `multispot list` shows the jobs")
         return _job(row)
 
-    def jobs(self, limit: int = 50) -> list[JobRecord]:
-        rows = self._rows("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,))
+    def jobs(
+        self, limit: int = 50, team: str | None = None, states: Collection[JobState] | None = None
+    ) -> list[JobRecord]:
+        where, args = ["1 = 1"], list[Any]()
+        if team is not None:
+            where.append("team = ?")
+            args.append(team)
+        if states is not None:
+            values = [JobState(state).value for state in states]
+            where.append(f"state IN ({','.join('?' * len(values))})" if values else "0 = 1")
+            args.extend(values)
+        rows = self.query(
+            f"SELECT * FROM jobs WHERE {' AND '.join(where)} ORDER BY created DESC LIMIT ?", (*args, limit)
+        )
         return [_job(row) for row in rows]
 
     def update_job(self, job_id: str, **fields: Any) -> None:
@@ -319,11 +367,11 @@ class JobStore:
         fields["updated"] = time.time()
         values = [_column(v) for v in fields.values()]
         sets = ", ".join(f"{name} = ?" for name in fields)
-        with self._tx() as db:
+        with self.transaction() as db:
             db.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*values, job_id))
 
     def request_cancel(self, job_id: str) -> None:
-        with self._tx() as db:
+        with self.transaction() as db:
             db.execute(
                 "UPDATE jobs SET cancel_requested = 1, updated = ? WHERE id = ?", (time.time(), job_id)
             )
@@ -334,19 +382,12 @@ class JobStore:
     def acquire(self, job_id: str, owner: str, stale_after: float) -> bool:
         """Become the job's controller if nobody is, or the holder is dead or silent for ``stale_after``."""
         now = time.time()
-        with self._tx() as db:
+        with self.transaction() as db:
             row = db.execute("SELECT owner, heartbeat FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 raise JobNotFound(job_id)
-            holder, beat = row["owner"], row["heartbeat"] or 0.0
-            # A heartbeat in the future (a clock that jumped, or another host's skew) is stale too:
-            # otherwise the job would stay undriven until the clock caught up.
-            free = (
-                holder in (None, owner)
-                or now - beat > stale_after
-                or beat > now + 1.0
-                or not _owner_alive(holder)
-            )
+            holder = row["owner"]
+            free = lease_free(holder, row["heartbeat"], owner, now, stale_after)
             if free:
                 db.execute("UPDATE jobs SET owner = ?, heartbeat = ? WHERE id = ?", (owner, now, job_id))
                 if holder not in (None, owner):
@@ -357,29 +398,55 @@ class JobStore:
 
     def heartbeat(self, job_id: str, owner: str) -> bool:
         """Refresh the lease; False if another controller has taken it."""
-        with self._tx() as db:
+        with self.transaction() as db:
             cur = db.execute(
                 "UPDATE jobs SET heartbeat = ? WHERE id = ? AND owner = ?", (time.time(), job_id, owner)
             )
             return cur.rowcount == 1
 
     def release(self, job_id: str, owner: str) -> None:
-        with self._tx() as db:
+        with self.transaction() as db:
             db.execute("UPDATE jobs SET owner = NULL WHERE id = ? AND owner = ?", (job_id, owner))
 
     def controller_alive(self, job_id: str, stale_after: float) -> bool:
-        rows = self._rows("SELECT owner, heartbeat FROM jobs WHERE id = ?", (job_id,))
+        rows = self.query("SELECT owner, heartbeat FROM jobs WHERE id = ?", (job_id,))
         if not rows or rows[0]["owner"] is None:
             return False
         age = time.time() - (rows[0]["heartbeat"] or 0.0)
-        return -1.0 <= age <= stale_after and _owner_alive(rows[0]["owner"])
+        return -FUTURE_SLACK <= age <= stale_after and owner_alive(rows[0]["owner"])
+
+    def lease_jobs(self, worker: str, limit: int, stale_after: float) -> list[str]:
+        """Claim up to ``limit`` unfinished jobs in one write transaction: ``worker``'s own first,
+        then the oldest free or stale ones."""
+        if limit <= 0:
+            return []
+        over = [state.value for state in JobState if state.job_terminal]
+        now = time.time()
+        claimed: list[str] = []
+        with self.transaction() as db:
+            rows = db.execute(
+                f"SELECT id, owner, heartbeat FROM jobs WHERE state NOT IN ({','.join('?' * len(over))})"
+                " ORDER BY owner IS NOT ?, created",
+                (*over, worker),
+            ).fetchall()
+            for row in rows:
+                if len(claimed) == limit:
+                    break
+                holder = row["owner"]
+                if not lease_free(holder, row["heartbeat"], worker, now, stale_after):
+                    continue
+                db.execute("UPDATE jobs SET owner = ?, heartbeat = ? WHERE id = ?", (worker, now, row["id"]))
+                if holder not in (None, worker):
+                    self._event(db, row["id"], None, "controller", f"{worker} took over from {holder}")
+                claimed.append(row["id"])
+        return claimed
 
     # ----------------------------------------------------------------- attempts
 
     def add_attempt(self, attempt: Attempt) -> bool:
         """Insert attempt ``n``; False if it already exists (another controller got there first)."""
         try:
-            with self._tx() as db:
+            with self.transaction() as db:
                 db.execute(
                     "INSERT INTO attempts (job_id, n, placement, state, message) VALUES (?,?,?,?,?)",
                     (
@@ -404,25 +471,29 @@ class JobStore:
             return
         values = [_column(v) for v in fields.values()]
         sets = ", ".join(f"{name} = ?" for name in fields)
-        with self._tx() as db:
+        with self.transaction() as db:
             db.execute(f"UPDATE attempts SET {sets} WHERE job_id = ? AND n = ?", (*values, job_id, n))
 
     def attempts(self, job_id: str) -> list[Attempt]:
-        rows = self._rows("SELECT * FROM attempts WHERE job_id = ? ORDER BY n", (job_id,))
+        rows = self.query("SELECT * FROM attempts WHERE job_id = ? ORDER BY n", (job_id,))
         return [_attempt(row) for row in rows]
 
     # ----------------------------------------------------------------- events
 
     def add_event(self, job_id: str, attempt: int | None, kind: str, message: str) -> None:
-        with self._tx() as db:
+        with self.transaction() as db:
             self._event(db, job_id, attempt, kind, message)
 
     def events(self, job_id: str, after: int = 0) -> list[tuple[int, Event]]:
-        rows = self._rows("SELECT * FROM events WHERE job_id = ? AND id > ? ORDER BY id", (job_id, after))
-        return [
-            (row["id"], Event(row["job_id"], row["attempt"], row["time"], row["kind"], row["message"]))
-            for row in rows
-        ]
+        rows = self.query("SELECT * FROM events WHERE job_id = ? AND id > ? ORDER BY id", (job_id, after))
+        return [(row["id"], _event(row)) for row in rows]
+
+    def events_of_kind(self, job_id: str, kind: str, attempt: int | None = None) -> list[tuple[int, Event]]:
+        sql, args = "SELECT * FROM events WHERE job_id = ? AND kind = ?", list[Any]([job_id, kind])
+        if attempt is not None:
+            sql += " AND attempt = ?"
+            args.append(attempt)
+        return [(row["id"], _event(row)) for row in self.query(sql + " ORDER BY id", tuple(args))]
 
     @staticmethod
     def _event(db: sqlite3.Connection, job_id: str, attempt: int | None, kind: str, message: str) -> None:
@@ -431,10 +502,110 @@ class JobStore:
             (job_id, attempt, time.time(), kind, message),
         )
 
+    # ----------------------------------------------------------------- controller workers
+
+    def register_worker(self, worker: str, host: str, pid: int) -> None:
+        now = time.time()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO workers (id, host, pid, started, heartbeat) VALUES (?,?,?,?,?)"
+                " ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
+                " started = excluded.started, heartbeat = excluded.heartbeat",
+                (worker, host, pid, now, now),
+            )
+
+    def beat_worker(self, worker: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE workers SET heartbeat = ? WHERE id = ?", (time.time(), worker))
+
+    def workers(self, stale_after: float) -> list[WorkerInfo]:
+        now = time.time()
+        rows = self.query("SELECT * FROM workers WHERE heartbeat >= ? ORDER BY started", (now - stale_after,))
+        found = [WorkerInfo(r["id"], r["host"], r["pid"], r["started"], r["heartbeat"]) for r in rows]
+        return [w for w in found if w.heartbeat <= now + FUTURE_SLACK and _process_alive(w)]
+
+    def remove_worker(self, worker: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM workers WHERE id = ?", (worker,))
+
+    # ----------------------------------------------------------------- identity
+
+    def create_team(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO teams (name, created) VALUES (?, ?)", (name, time.time()))
+
+    def create_user(self, name: str, team: str, admin: bool = False) -> User:
+        user = User(new_id("user"), name, team, admin, time.time())
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+                raise StoreError(f"a user named {name!r} exists already: pick another name")
+            db.execute("INSERT OR IGNORE INTO teams (name, created) VALUES (?, ?)", (team, user.created))
+            db.execute(
+                "INSERT INTO users (id, name, team, admin, created) VALUES (?,?,?,?,?)",
+                (user.id, name, team, int(admin), user.created),
+            )
+        return user
+
+    def add_token(self, user_id: str, token_hash: str, label: str) -> str:
+        check_token_hash(token_hash)
+        token_id = new_id("tok")
+        with self.transaction() as db:
+            if not db.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone():
+                raise StoreError(f"no user {user_id!r}: `users()` lists them")
+            db.execute(
+                "INSERT INTO tokens (id, user_id, token_hash, label, created) VALUES (?,?,?,?,?)",
+                (token_id, user_id, token_hash, label, time.time()),
+            )
+        return token_id
+
+    def user_by_token_hash(self, token_hash: str) -> User | None:
+        rows = self.query(
+            "SELECT users.* FROM tokens JOIN users ON users.id = tokens.user_id"
+            " WHERE tokens.token_hash = ? AND tokens.revoked IS NULL",
+            (token_hash,),
+        )
+        return _user(rows[0]) if rows else None
+
+    def revoke_token(self, token_id: str) -> None:
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE tokens SET revoked = COALESCE(revoked, ?) WHERE id = ?", (time.time(), token_id)
+            )
+            if cur.rowcount != 1:
+                raise StoreError(f"no token {token_id!r}")
+
+    def users(self) -> list[User]:
+        return [_user(row) for row in self.query("SELECT * FROM users ORDER BY created, name")]
+
+    # ----------------------------------------------------------------- audit
+
+    def audit(self, actor: str, action: str, target: str, detail: Mapping[str, Any]) -> None:
+        with self.transaction() as db:
+            team = detail.get("team")
+            if not isinstance(team, str):
+                row = db.execute("SELECT team FROM users WHERE name = ? OR id = ?", (actor, actor)).fetchone()
+                team = row["team"] if row else ""
+            db.execute(
+                "INSERT INTO audit (time, actor, action, target, detail, team) VALUES (?,?,?,?,?,?)",
+                (time.time(), actor, action, target, json.dumps(dict(detail), default=str), team),
+            )
+
+    def audit_log(self, limit: int = 100, team: str | None = None) -> list[AuditEntry]:
+        if team is None:
+            rows = self.query("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self.query("SELECT * FROM audit WHERE team = ? ORDER BY id DESC LIMIT ?", (team, limit))
+        return [
+            AuditEntry(r["id"], r["time"], r["actor"], r["action"], r["target"], json.loads(r["detail"]))
+            for r in rows
+        ]
+
+    # ----------------------------------------------------------------- upkeep
+
     def check(self) -> list[str]:
         """Integrity problems, if any (used by the chaos tests and ``multispot doctor``)."""
-        problems = [row[0] for row in self._rows("PRAGMA integrity_check") if row[0] != "ok"]
-        for row in self._rows("SELECT job_id, COUNT(*) AS c, MAX(n) AS m FROM attempts GROUP BY job_id"):
+        problems = [row[0] for row in self.query("PRAGMA integrity_check") if row[0] != "ok"]
+        for row in self.query("SELECT job_id, COUNT(*) AS c, MAX(n) AS m FROM attempts GROUP BY job_id"):
             if row["c"] != row["m"]:
                 problems.append(f"{row['job_id']}: attempts are not numbered 1..{row['m']}")
         return problems
@@ -472,7 +643,22 @@ def _job(row: sqlite3.Row) -> JobRecord:
         cancel_requested=bool(row["cancel_requested"]),
         owner=row["owner"],
         heartbeat=row["heartbeat"],
+        team=row["team"],
+        submitted_by=row["submitted_by"],
     )
+
+
+def _event(row: sqlite3.Row) -> Event:
+    return Event(row["job_id"], row["attempt"], row["time"], row["kind"], row["message"])
+
+
+def _user(row: sqlite3.Row) -> User:
+    return User(row["id"], row["name"], row["team"], bool(row["admin"]), row["created"])
+
+
+def _process_alive(worker: WorkerInfo) -> bool:
+    """A worker of this host whose process is gone is dead whatever its heartbeat says."""
+    return worker.host != socket.gethostname() or owner_alive(f"{worker.host}:{worker.pid}")
 
 
 def _attempt(row: sqlite3.Row) -> Attempt:
@@ -498,30 +684,4 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def owner_id() -> str:
-    """``host:pid:token`` naming this controller process."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _owner_alive(owner: str) -> bool:
-    host, _, rest = owner.partition(":")
-    if host != socket.gethostname():
-        return True  # another machine: only the heartbeat can tell
-    try:
-        pid = int(rest.partition(":")[0])
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """Exited but not yet reaped by its parent (a killed controller whose parent is slow to reap,
-    or a notebook kernel that never does): it will never heartbeat again. Linux only; elsewhere False."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+JobStore = SQLiteStore  # the name before there were two backends

@@ -1,0 +1,284 @@
+"""What every job store offers, whatever it keeps its rows in: the records, and the ``Store`` protocol.
+
+Two backends implement it: SQLite (``multispot.store.sqlite``, the embedded default) and
+PostgreSQL (``multispot.store.postgres``, for a team's server and its controller workers). The
+contract tests in ``tests/contract/test_store_contract.py`` run the same checks on both.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+import uuid
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from multispot.errors import StoreError
+from multispot.status import Attempt, JobState
+
+DEFAULT_TEAM = "default"
+# A heartbeat this far in the future (a clock that jumped, or another host's skew) counts as
+# stale: otherwise the lease would stay held until the clock caught up.
+FUTURE_SLACK = 1.0
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def home_path() -> Path:
+    """``$MULTISPOT_HOME``, default ``~/.multispot``, without creating it."""
+    return Path(os.environ.get("MULTISPOT_HOME") or Path.home() / ".multispot").expanduser()
+
+
+def home() -> Path:
+    """``$MULTISPOT_HOME``, created on first use readable by its owner only (mode 0700): it holds
+    specs, logs and checkpoints."""
+    path = home_path()
+    if not path.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            pass  # another process created it first
+        else:
+            os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask; this is not
+    return path
+
+
+def new_job_id(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
+def new_id(prefix: str) -> str:
+    """An id for a user, a token or a worker row: a prefix that says which, and 12 random hex digits."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def owner_id() -> str:
+    """``host:pid:token`` naming this controller process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_alive(owner: str) -> bool:
+    """False only when ``owner`` (``host:pid:...``) names a process of this host that is gone."""
+    host, _, rest = owner.partition(":")
+    if host != socket.gethostname():
+        return True  # another machine: only the heartbeat can tell
+    try:
+        pid = int(rest.partition(":")[0])
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Exited but not yet reaped by its parent (a killed controller whose parent is slow to reap,
+    or a notebook kernel that never does): it will never heartbeat again. Linux only; elsewhere False."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
+
+
+def lease_free(holder: str | None, beat: float | None, claimant: str, now: float, stale_after: float) -> bool:
+    """May ``claimant`` take a lease held by ``holder`` whose last heartbeat was ``beat``?"""
+    beat = beat or 0.0
+    return (
+        holder in (None, claimant)
+        or now - beat > stale_after
+        or beat > now + FUTURE_SLACK
+        or not owner_alive(holder)
+    )
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
+
+
+def check_token_hash(token_hash: str) -> None:
+    """Refuse anything but a sha256 hex digest: a token itself must never reach the store."""
+    if not _SHA256_HEX.fullmatch(token_hash):
+        raise StoreError(
+            "add_token takes the sha256 hex digest of a token (64 lowercase hex digits), never the "
+            "token itself: hashlib.sha256(token.encode()).hexdigest()"
+        )
+
+
+@dataclass
+class JobRecord:
+    id: str
+    name: str
+    spec: dict[str, Any]  # Job.to_data(): env keeps its ${VAR} references
+    provider: str
+    state: JobState
+    checkpoint_uri: str
+    output_uri: str
+    options: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+    ended: float | None = None
+    cancel_requested: bool = False
+    owner: str | None = None
+    heartbeat: float | None = None
+    team: str = DEFAULT_TEAM
+    submitted_by: str = ""
+
+
+@dataclass(frozen=True)
+class Event:
+    job_id: str
+    attempt: int | None
+    time: float
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    name: str
+    team: str
+    admin: bool
+    created: float
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    time: float
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    started: float
+    heartbeat: float
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A job store: jobs, their attempts and events, the controllers' leases, and who may do what.
+
+    Writes are atomic; an attempt row is inserted (keyed by job and attempt number) *before* the
+    provider is asked to start it, so a controller replaced mid-job never starts an attempt twice.
+    """
+
+    # ------------------------------------------------------------- jobs
+    def create_job(self, record: JobRecord) -> None: ...
+
+    def get_job(self, ref: str) -> JobRecord:
+        """By id, by name (the newest job of that name), or by a unique id prefix; JobNotFound if none."""
+        ...
+
+    def jobs(
+        self, limit: int = 50, team: str | None = None, states: Collection[JobState] | None = None
+    ) -> list[JobRecord]:
+        """Newest first."""
+        ...
+
+    def update_job(self, job_id: str, **fields: Any) -> None: ...
+
+    def request_cancel(self, job_id: str) -> None: ...
+
+    # ------------------------------------------------------------- one job's controller lease
+    def acquire(self, job_id: str, owner: str, stale_after: float) -> bool:
+        """Become the job's controller if nobody is, or the holder is dead or silent for ``stale_after``."""
+        ...
+
+    def heartbeat(self, job_id: str, owner: str) -> bool:
+        """Refresh the lease; False if another controller has taken it (the caller is fenced)."""
+        ...
+
+    def release(self, job_id: str, owner: str) -> None: ...
+
+    def controller_alive(self, job_id: str, stale_after: float) -> bool: ...
+
+    def lease_jobs(self, worker: str, limit: int, stale_after: float) -> list[str]:
+        """Atomically claim up to ``limit`` unfinished jobs that have no owner, a stale one, or are
+        ``worker``'s already; each claimed job's owner becomes ``worker`` with a fresh heartbeat."""
+        ...
+
+    # ------------------------------------------------------------- attempts
+    def add_attempt(self, attempt: Attempt) -> bool:
+        """Insert attempt ``n``; False if it already exists (another controller got there first)."""
+        ...
+
+    def update_attempt(self, job_id: str, n: int, **fields: Any) -> None: ...
+
+    def attempts(self, job_id: str) -> list[Attempt]: ...
+
+    # ------------------------------------------------------------- events
+    def add_event(self, job_id: str, attempt: int | None, kind: str, message: str) -> None: ...
+
+    def events(self, job_id: str, after: int = 0) -> list[tuple[int, Event]]: ...
+
+    def events_of_kind(self, job_id: str, kind: str, attempt: int | None = None) -> list[tuple[int, Event]]:
+        """The job's events of one kind, oldest first; only attempt ``attempt``'s when it is given."""
+        ...
+
+    # ------------------------------------------------------------- controller workers
+    def register_worker(self, worker: str, host: str, pid: int) -> None: ...
+
+    def beat_worker(self, worker: str) -> None: ...
+
+    def workers(self, stale_after: float) -> list[WorkerInfo]:
+        """The live workers: a heartbeat within ``stale_after`` s (and, on this host, a live process)."""
+        ...
+
+    def remove_worker(self, worker: str) -> None: ...
+
+    # ------------------------------------------------------------- identity
+    def create_team(self, name: str) -> None:
+        """Idempotent."""
+        ...
+
+    def create_user(self, name: str, team: str, admin: bool = False) -> User:
+        """A new user (its team is created if missing); StoreError if the name is taken."""
+        ...
+
+    def add_token(self, user_id: str, token_hash: str, label: str) -> str:
+        """Record the sha256 hex digest of a token for ``user_id``; returns the token's id."""
+        ...
+
+    def user_by_token_hash(self, token_hash: str) -> User | None:
+        """The user of an unrevoked token, or None."""
+        ...
+
+    def revoke_token(self, token_id: str) -> None: ...
+
+    def users(self) -> list[User]: ...
+
+    # ------------------------------------------------------------- audit
+    def audit(self, actor: str, action: str, target: str, detail: Mapping[str, Any]) -> None:
+        """Record who did what to what. The entry's team is ``detail["team"]`` if given, else the
+        actor's (a user's name or id), so a team's admin can read its own log."""
+        ...
+
+    def audit_log(self, limit: int = 100, team: str | None = None) -> list[AuditEntry]:
+        """Newest first."""
+        ...
+
+    # ------------------------------------------------------------- upkeep
+    def check(self) -> list[str]:
+        """Integrity problems, if any (used by the chaos tests and ``multispot doctor``)."""
+        ...
+
+    def close(self) -> None: ...
