@@ -22,6 +22,6 @@ RUN groupadd --gid 10001 multispot \
 USER 10001:10001
 WORKDIR /var/lib/multispot
 
-EXPOSE 8000
+EXPOSE 8400
 ENTRYPOINT ["multispot"]
-CMD ["server", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["server", "--host", "0.0.0.0", "--port", "8400"]
