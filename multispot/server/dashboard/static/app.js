@@ -106,8 +106,8 @@ async function api(path) {
   if (!response.ok) {
     let detail = `${response.status} ${response.statusText}`;
     try {
-      const body = await response.json();
-      if (body && body.detail) detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+      const body = await response.json(); // the server's errors: {"error": {"type", "message", "field"?}}
+      if (body && body.error && body.error.message) detail = body.error.message;
     } catch (_) {
       // not JSON: the status line says enough
     }
@@ -128,7 +128,7 @@ let generation = 0; // bumped on each navigation: a slow answer for an old page 
 let timer = null;
 
 function route() {
-  const hash = location.hash.replace(/^#\/?/, "");
+  const hash = location.hash.replace(/^#\/?/, "").split("?")[0]; // #/savings?by=team: the query is the page's
   const [page, ...rest] = hash.split("/");
   return { page: page || "jobs", arg: rest.length ? decodeURIComponent(rest.join("/")) : null };
 }
@@ -483,6 +483,7 @@ async function renderSavings(view, current) {
       ["jobs", "cost", "on-demand", "saved", "saved %"])
     : el("p", { class: "muted", text: "No job has a cost yet." });
   summary.id = "savings";
+  summary.dataset.group = group;
   view.replaceChildren(
     el("h1", { text: "Savings against on-demand" }),
     el("div", { class: "toolbar" }, el("label", { for: "group-by", text: "by" }), select),
