@@ -27,6 +27,7 @@ from multispot.provider import LaunchContext
 from multispot.runtime.checkpointer import resumed_from_step
 from multispot.status import Attempt, JobState, iso_time
 from multispot.store import Event, JobRecord, Store, new_job_id, open_store
+from multispot.store.base import DEFAULT_TEAM
 from multispot.units import format_duration
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ def submit(
     start_controller: bool = True,
     resume_checkpoints: bool = False,
     workdir: str | None = None,
-    team: str = "default",
+    team: str = DEFAULT_TEAM,
     submitted_by: str = "",
 ) -> Run:
     """Validate, record and start the job; a detached controller drives it from then on.
@@ -338,7 +339,7 @@ def runs(
 def checkpoints(target: str, store: Store | None = None) -> dict[str, Any]:
     """The checkpoints of a job (id, name or prefix), of a URI, or of a local folder."""
     remote = _server(store)
-    if remote is not None and "://" not in target:
+    if remote is not None and "://" not in target and not os.path.isdir(target):
         return remote.checkpoints(target)
     if "://" in target:
         return checkpoint_listing(target)
@@ -582,11 +583,13 @@ def sweep(
     wait: bool = True,
     timeout: float | None = None,
     store: Store | None = None,
+    **owner: str,
 ) -> Any:
     """Start a sweep (a file with a ``sweep:`` section, or a loaded ``GroupFile``): each trial is
     an ordinary job. ``wait`` drives it in this process until every trial has ended; otherwise a
-    detached driver does. Returns a ``multispot.sweep.Sweep`` (``.to_dict()``, ``.best()``, ...)."""
-    return _start_group(_group_file(spec), "sweep", provider, inject_preemptions, wait, timeout, store)
+    detached driver does. Returns a ``multispot.sweep.Sweep`` (``.to_dict()``, ``.best()``, ...).
+    ``owner``: ``team``, ``submitted_by``, ``workdir`` of its jobs (as for ``submit``)."""
+    return _start_group(_group_file(spec), "sweep", provider, inject_preemptions, wait, timeout, store, owner)
 
 
 def array(
@@ -597,10 +600,11 @@ def array(
     wait: bool = True,
     timeout: float | None = None,
     store: Store | None = None,
+    **owner: str,
 ) -> Any:
     """Start a job array (a file with an ``array:`` section): one job per task, each with
     ``MULTISPOT_TASK_INDEX``/``MULTISPOT_TASK_COUNT`` (and its shards) and its own checkpoints."""
-    return _start_group(_group_file(spec), "array", provider, inject_preemptions, wait, timeout, store)
+    return _start_group(_group_file(spec), "array", provider, inject_preemptions, wait, timeout, store, owner)
 
 
 def _start_group(
@@ -611,6 +615,7 @@ def _start_group(
     wait: bool,
     timeout: float | None,
     store: Store | None,
+    owner: dict[str, str],
 ) -> Any:
     from multispot.sweep.driver import create
     from multispot.sweep.view import Sweep
@@ -620,8 +625,11 @@ def _start_group(
             [Problem("(top)", f"this file has an {gfile.kind}: section; use multispot {gfile.kind}")],
             gfile.source,
         )
+    remote = _server(store)
+    if remote is not None:
+        return remote.start_group(gfile, provider, inject, wait, timeout)
     store = store or open_store()
-    group = create(gfile, provider, inject_preemptions=inject, store=store)
+    group = create(gfile, provider, inject_preemptions=inject, store=store, **owner)
     handle = Sweep(group.id, store)
     if wait:
         handle.run(timeout)

@@ -1025,6 +1025,12 @@ def server(host: str, port: int, db: str | None) -> None:
         from multispot.errors import MissingExtra
 
         raise MissingExtra(f"the server needs {exc.name}: pip install 'multispot[server]'") from None
+    if db:
+        import os
+
+        from multispot.store import DB_ENV
+
+        os.environ[DB_ENV] = db  # the controllers it starts must drive the jobs in the same store
     uvicorn.run(create_app(db), host=host, port=port, log_level="info")
 
 

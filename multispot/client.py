@@ -143,16 +143,35 @@ class Client:
     def submit(
         self, job: Job, provider: str | None, inject_preemptions: str | None, resume_checkpoints: bool
     ) -> RemoteRun:
-        spec = job.to_data()
-        options: dict[str, Any] = {
-            "inject_preemptions": inject_preemptions,
-            "resume_checkpoints": resume_checkpoints,
-        }
-        source = spec.pop("source_dir", None)
-        if source:
-            options["code_id"] = self.upload_code(Path(source))
+        spec, options = self._with_code(job.to_data())
+        options.update(inject_preemptions=inject_preemptions, resume_checkpoints=resume_checkpoints)
         data = self.call("POST", "/jobs", body={"spec": spec, "provider": provider, "options": options})
         return RemoteRun(self, data["id"])
+
+    def start_group(
+        self,
+        gfile: Any,
+        provider: str | None,
+        inject_preemptions: str | None,
+        wait: bool,
+        timeout: float | None,
+    ) -> RemoteSweep:
+        """A sweep or array file (a loaded ``GroupFile``) started on the server; with ``wait``,
+        followed until it ends (its driver runs on the server either way)."""
+        spec, options = self._with_code(gfile.job.to_data())
+        spec[gfile.kind] = gfile.spec.model_dump(mode="json", by_alias=True)
+        options["inject_preemptions"] = inject_preemptions
+        body = {"kind": gfile.kind, "spec": spec, "provider": provider, "options": options}
+        data = self.call("POST", "/sweeps", body=body)
+        handle = RemoteSweep(self, data["id"], data)
+        if wait:
+            handle.run(timeout)
+        return handle
+
+    def _with_code(self, spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The spec without ``source_dir``, and the options naming its uploaded code instead."""
+        source = spec.pop("source_dir", None)
+        return spec, ({"code_id": self.upload_code(Path(source))} if source else {})
 
     def upload_code(self, source: Path) -> str:
         """``source`` staged as a local job's would be (the same skips and bounds), as tar.gz."""
@@ -405,7 +424,7 @@ class RemoteReport:
 
 
 class RemoteSweep:
-    """A sweep or job array on the server (status, cancel); started with the CLI on the server."""
+    """A sweep or job array on the server, answering like ``multispot.sweep.Sweep``."""
 
     def __init__(self, client: Client, sweep_id: str, data: dict[str, Any]) -> None:
         self.client = client
@@ -429,12 +448,21 @@ class RemoteSweep:
         return dict(self.client.call("GET", f"/sweeps/{_quote(self.id)}"))
 
     def ensure_driven(self) -> bool:
+        """The server restarts a sweep's driver when it reads the sweep; nothing to do here."""
         return False
 
-    def run(self, timeout: float | None = None) -> str:
-        raise errors.ServerError(
-            "a sweep on a server is driven there: `multispot sweep-status ID` follows it"
-        )
+    def run(self, timeout: float | None = None, poll: float = 1.0) -> str:
+        """Follow the sweep until it ends (its driver runs on the server); returns its state."""
+        end = None if timeout is None else time.time() + timeout
+        while True:
+            state = self.state
+            if state != "running":
+                return state
+            if end is not None and time.time() > end:
+                raise TimeoutError(f"{self.id} is still running after {timeout:g}s")
+            time.sleep(poll)
+
+    wait = run
 
     def cancel(self) -> None:
         self._data = {**self._data, **self.client.call("POST", f"/sweeps/{_quote(self.id)}/cancel")}

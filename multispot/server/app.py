@@ -6,22 +6,24 @@ is answered 404, as if it did not exist), and records every change in the audit 
 answers are the JSON the CLI prints with ``--output json``; errors are
 ``{"error": {"type", "message", "field"?}}`` (``multispot.server.errors``).
 
-The job store is opened once per worker thread: FastAPI runs these synchronous routes in a
-thread pool, and one SQLite connection must not be shared by concurrent transactions.
+The server process holds one job store, shared by all requests one call at a time
+(``SharedStore`` says why).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import typing
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from multispot import __version__, api
 from multispot.errors import JobNotFound, JobSpecError, MultispotError, Problem, ServerError
@@ -33,6 +35,7 @@ from multispot.status import JobState, iso_time
 from multispot.store import Store as StoreProtocol
 from multispot.store import User as StoreUser
 from multispot.store import home, open_store
+from multispot.store.base import DEFAULT_TEAM
 
 API = "/api/v1"
 MAX_JSON_BYTES = 1 << 20  # a job spec is a few KiB (the spec loader refuses more than 1 MiB)
@@ -42,39 +45,50 @@ MAX_LIMIT = 1000
 # --------------------------------------------------------------------------- store and caller
 
 
-class Stores:
-    """One job store per thread, all on the same URL; closed with the app."""
+class SharedStore:
+    """The one job store of the server process, shared by every request, one call at a time.
 
-    def __init__(self, url: str | None) -> None:
-        self.url = url
-        self._local = threading.local()
-        self._all: list[StoreProtocol] = []
-        self._lock = threading.Lock()
+    One store, not one per request or thread: opening a second SQLite store in a process (its
+    file check opens and closes the database file) cancels the POSIX locks the first connection
+    holds (https://sqlite.org/howtocorrupt.html#_posix_advisory_locks_canceled_by_a_separate_thread_doing_close_),
+    after which it reads a stale snapshot. One call at a time: FastAPI runs routes (and their
+    dependencies) on pool threads, and one SQLite connection must not run two transactions at
+    once. Store calls are short; what is slow (checkpoint listings, log files) runs outside."""
 
-    def get(self) -> StoreProtocol:
-        store: StoreProtocol | None = getattr(self._local, "store", None)
-        if store is None:
-            store = self._local.store = self.open()
+    def __init__(self, store: StoreProtocol) -> None:
+        self._store = store
+        self._lock = threading.RLock()
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        """The store's class, so a check of which backend this is (sweeps need SQLite) sees it."""
+        return type(self._store)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if name == "transaction":
+            return self._transaction
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
             with self._lock:
-                self._all.append(store)
-        return store
+                return attr(*args, **kwargs)
 
-    def open(self) -> StoreProtocol:
-        return open_store(self.url)
+        return call
 
-    def close(self) -> None:
-        with self._lock:
-            for store in self._all:
-                store.close()
-            self._all.clear()
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        with self._lock, self._store.transaction() as db:  # type: ignore[attr-defined]
+            yield db
 
 
 def store_of(request: Request) -> StoreProtocol:
-    stores: Stores = request.app.state.stores
-    return stores.get()
+    store: StoreProtocol = request.app.state.store
+    return store
 
 
-def caller(request: Request) -> StoreUser:
+def caller(request: Request, store: Annotated[StoreProtocol, Depends(store_of)]) -> StoreUser:
     """The user the bearer token belongs to; 401 without a token or with one the store does not know."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
@@ -82,7 +96,7 @@ def caller(request: Request) -> StoreUser:
         raise ServerError(
             "no token: send Authorization: Bearer <token> (`multispot login URL --token T`)", 401
         )
-    user = store_of(request).user_by_token_hash(hash_token(token))
+    user = store.user_by_token_hash(hash_token(token))
     if user is None:
         raise ServerError("this token is not valid (revoked or mistyped): ask an admin for a new one", 401)
     return user
@@ -116,13 +130,13 @@ def audited(
 ) -> Iterator[dict[str, Any]]:
     """Record ``action`` by ``user`` whatever its outcome: the handler may add to ``detail`` (the
     job id it made); a refusal is recorded with the error's type."""
+    outcome = "error"
     try:
         yield detail
+        outcome = "ok"
     except MultispotError as exc:
         outcome = type(exc).__name__
         raise
-    else:
-        outcome = "ok"
     finally:
         store.audit(user.name, action, str(detail.pop("target", target)), {**detail, "outcome": outcome})
 
@@ -168,30 +182,35 @@ async def upload_code(request: Request, user: Caller, store: StoreDep) -> dict[s
     if len(data) > staging.MAX_UPLOAD_BYTES:
         raise ServerError(f"the code archive is larger than {staging.MAX_UPLOAD_BYTES} bytes", 413, "code")
     with audited(store, user, "upload-code", "code", {"bytes": len(data)}) as detail:
-        code_id = staging.stage(data, home(), user.team)
+        code_id = await run_in_threadpool(staging.stage, data, staging.code_home(), user.team)
         detail["target"] = code_id
     return {"code_id": code_id}
 
 
-@router.post("/jobs", status_code=201)
-def submit(body: SubmitRequest, user: Caller, store: StoreDep) -> dict[str, Any]:
-    spec = dict(body.spec)
-    detail: dict[str, Any] = {"provider": body.provider, "name": spec.get("name")}
-    with audited(store, user, "submit", "job", detail):
-        code_dir = None
-        if body.options.code_id:
-            code_dir = staging.staged_dir(home(), user.team, body.options.code_id)
-            spec["source_dir"] = str(code_dir)
-        elif spec.get("source_dir"):  # a path on the server: never staged on a client's say-so
-            raise ServerError(
-                "source_dir names a folder of the server: upload the code (POST /api/v1/code) and "
-                "pass options.code_id (the CLI does this for you)",
-                422,
-                "spec.source_dir",
-            )
-        job = Job.validate_data(spec)
-        if job.env_references():  # ${VAR} would be filled from the server's environment: its secrets
-            references = [key for key, value in job.env.items() if "${" in value.replace("$${", "")]
+def server_spec(spec: dict[str, Any], code_id: str | None, user: StoreUser) -> tuple[dict[str, Any], Path]:
+    """A job spec sent to the server, made safe to run here: its code is the upload ``code_id``
+    names (a ``source_dir`` of its own would name a folder of the server), and ``${VAR}`` in
+    ``env`` is refused (it would be filled from the server's environment: its secrets). Returns
+    the spec and the folder its job runs in."""
+    spec = dict(spec)
+    if code_id:
+        code_dir = staging.staged_dir(staging.code_home(), user.team, code_id)
+        spec["source_dir"] = str(code_dir)
+    elif spec.get("source_dir"):
+        raise ServerError(
+            "source_dir names a folder of the server: upload the code (POST /api/v1/code) and "
+            "pass options.code_id (the CLI does this for you)",
+            422,
+            "spec.source_dir",
+        )
+    else:
+        code_dir = _scratch(user.team)
+    env = spec.get("env")
+    if isinstance(env, dict):
+        refs = [
+            key for key, value in env.items() if isinstance(value, str) and "${" in value.replace("$${", "")
+        ]
+        if refs:
             raise JobSpecError(
                 [
                     Problem(
@@ -199,12 +218,19 @@ def submit(body: SubmitRequest, user: Caller, store: StoreDep) -> dict[str, Any]
                         "a job sent to a multispot server cannot read environment variables (the "
                         "server's are not yours): write the value, or use secrets:",
                     )
-                    for key in references
+                    for key in refs
                 ]
             )
-        workdir = code_dir or _scratch(user.team)
+    return spec, code_dir
+
+
+@router.post("/jobs", status_code=201)
+def submit(body: SubmitRequest, user: Caller, store: StoreDep) -> dict[str, Any]:
+    detail: dict[str, Any] = {"provider": body.provider, "name": body.spec.get("name")}
+    with audited(store, user, "submit", "job", detail):
+        spec, workdir = server_spec(body.spec, body.options.code_id, user)
         run = api.submit(
-            job,
+            Job.validate_data(spec),
             body.provider,
             inject_preemptions=body.options.inject_preemptions,
             store=store,
@@ -291,19 +317,14 @@ def job_logs(
     """The job's output as the CLI prints it (``jsonl``: one ``{"attempt", "line"}`` per line);
     with ``follow``, streamed until the job ends."""
     job_id = job_for(user, store, ref).id
-    stores: Stores = request.app.state.stores
 
     def lines() -> Iterator[str]:
-        own = stores.open()  # this generator runs on whichever pool thread is free: its own store
-        try:
-            run = api.Run(job_id, own)
-            if format == "jsonl":
-                for item, line in run.log_lines(follow=follow, attempt=attempt):
-                    yield json.dumps({"attempt": item.n, "line": line.rstrip("\n")}) + "\n"
-            else:
-                yield from run.logs(follow=follow, attempt=attempt)
-        finally:
-            own.close()
+        run = api.Run(job_id, store)
+        if format == "jsonl":
+            for item, line in run.log_lines(follow=follow, attempt=attempt):
+                yield json.dumps({"attempt": item.n, "line": line.rstrip("\n")}) + "\n"
+        else:
+            yield from run.logs(follow=follow, attempt=attempt)
 
     media = "application/x-ndjson" if format == "jsonl" else "text/plain; charset=utf-8"
     return StreamingResponse(lines(), media_type=media)
@@ -311,8 +332,9 @@ def job_logs(
 
 @router.post("/jobs/{ref}/cancel")
 def cancel(ref: str, user: Caller, store: StoreDep) -> dict[str, Any]:
-    run = job_for(user, store, ref)
-    with audited(store, user, "cancel", run.id, {}) as detail:
+    with audited(store, user, "cancel", ref, {}) as detail:  # a refused try is recorded too
+        run = job_for(user, store, ref)
+        detail["target"] = run.id
         ended = run.status.job_terminal
         if not ended:
             run.cancel()
@@ -401,7 +423,7 @@ def _grouped(report: Any, store: Any, group_by: str, bucket: str | None) -> list
 
 
 def _sweep_for(user: Any, store: Any, ref: str) -> Any:
-    """A sweep if ``user`` may see it: an admin, or the team of its jobs."""
+    """A sweep if ``user`` may see it: an admin, or the team that started it."""
     from multispot.sweep.view import Sweep
 
     hidden = JobNotFound(f"no sweep {ref!r} visible to you: `multispot sweeps` lists your team's")
@@ -409,10 +431,7 @@ def _sweep_for(user: Any, store: Any, ref: str) -> Any:
         handle = Sweep(ref, store)
     except MultispotError:
         raise hidden from None
-    if user.admin:
-        return handle
-    jobs = [m.job_id for m in handle.members() if m.job_id]
-    if not jobs or any(store.get_job(j).team != user.team for j in jobs[:1]):
+    if not user.admin and handle.group.spec.get("team", DEFAULT_TEAM) != user.team:
         raise hidden
     return handle
 
@@ -430,6 +449,38 @@ def list_sweeps(
     return visible
 
 
+class SweepRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["sweep", "array"]
+    spec: dict[str, Any] = Field(description="the sweep or array file's fields (the job's and its section)")
+    provider: str | None = Field(None, max_length=100)
+    options: SubmitOptions = SubmitOptions()
+
+
+@router.post("/sweeps", status_code=201)
+def start_sweep(body: SweepRequest, user: Caller, store: StoreDep) -> dict[str, Any]:
+    """Start a sweep or array; the server's detached driver runs it (the answer comes at once)."""
+    from multispot.sweep.spec import from_data
+
+    detail: dict[str, Any] = {"kind": body.kind, "provider": body.provider, "name": body.spec.get("name")}
+    with audited(store, user, f"start-{body.kind}", body.kind, detail):
+        spec, workdir = server_spec(body.spec, body.options.code_id, user)
+        start = api.sweep if body.kind == "sweep" else api.array
+        handle = start(
+            from_data(spec),
+            body.provider,
+            inject_preemptions=body.options.inject_preemptions,
+            wait=False,
+            store=store,
+            team=user.team,
+            submitted_by=user.name,
+            workdir=str(workdir),
+        )
+        detail["target"] = handle.id
+    return dict(handle.to_dict())
+
+
 @router.get("/sweeps/{ref}")
 def sweep_status(ref: str, user: Caller, store: StoreDep) -> dict[str, Any]:
     handle = _sweep_for(user, store, ref)
@@ -439,8 +490,9 @@ def sweep_status(ref: str, user: Caller, store: StoreDep) -> dict[str, Any]:
 
 @router.post("/sweeps/{ref}/cancel")
 def sweep_cancel(ref: str, user: Caller, store: StoreDep) -> dict[str, Any]:
-    handle = _sweep_for(user, store, ref)
-    with audited(store, user, "sweep-cancel", handle.id, {}):
+    with audited(store, user, "sweep-cancel", ref, {}) as detail:
+        handle = _sweep_for(user, store, ref)
+        detail["target"] = handle.id
         handle.cancel()
     return {"id": handle.id, "state": handle.state}
 
@@ -470,13 +522,12 @@ def audit_log(
 def create_app(store_url: str | None = None) -> FastAPI:
     """The server on the job store at ``store_url`` (default: ``$MULTISPOT_DB``, else the SQLite
     store under ``$MULTISPOT_HOME``), with the dashboard mounted when it is installed."""
-    stores = Stores(store_url)
-    stores.get()  # open (and check) the store now: a bad URL fails at start, not at first request
+    store = open_store(store_url)  # now: a bad URL fails at start, not at the first request
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        stores.close()
+        store.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -486,7 +537,7 @@ def create_app(store_url: str | None = None) -> FastAPI:
         docs_url=f"{API}/docs",
         redoc_url=None,
     )
-    app.state.stores = stores
+    app.state.store = typing.cast(StoreProtocol, SharedStore(store))
     app.add_middleware(BodyLimit, json_limit=MAX_JSON_BYTES, upload_limit=staging.MAX_UPLOAD_BYTES)
     errors.install(app)
     app.include_router(router)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from multispot.errors import ServerError
 from multispot.local.provider import STAGE_MAX_FILES
+from multispot.store import home_path
 
 MAX_UPLOAD_BYTES = int(os.environ.get("MULTISPOT_SERVER_MAX_CODE_BYTES") or 64 << 20)  # compressed
 MAX_UNPACKED_BYTES = 8 * MAX_UPLOAD_BYTES
@@ -33,14 +34,22 @@ def team_folder(team: str) -> str:
     return "team-" + hashlib.sha256(team.encode()).hexdigest()[:16]
 
 
-def code_root(home: Path, team: str) -> Path:
-    return home / "server" / "code" / team_folder(team)
+def code_home() -> Path:
+    """Where uploaded code is unpacked: ``$MULTISPOT_SERVER_CODE``, else ``<MULTISPOT_HOME>-code``
+    (outside multispot's home, which a job's ``source_dir`` may not be inside)."""
+    path = Path(os.environ.get("MULTISPOT_SERVER_CODE") or f"{home_path()}-code")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
 
 
-def stage(data: bytes, home: Path, team: str) -> str:
-    """Unpack ``data`` (tar.gz) under ``home`` for ``team``; returns its code id (the SHA-256)."""
+def code_root(root: Path, team: str) -> Path:
+    return root / team_folder(team)
+
+
+def stage(data: bytes, root: Path, team: str) -> str:
+    """Unpack ``data`` (tar.gz) under ``root`` for ``team``; returns its code id (the SHA-256)."""
     code_id = hashlib.sha256(data).hexdigest()
-    target = code_root(home, team) / code_id
+    target = code_root(root, team) / code_id
     if target.is_dir():
         return code_id
     tmp = target.with_name(f".{code_id}.{os.getpid()}.tmp")
@@ -58,13 +67,13 @@ def stage(data: bytes, home: Path, team: str) -> str:
     return code_id
 
 
-def staged_dir(home: Path, team: str, code_id: str) -> Path:
+def staged_dir(root: Path, team: str, code_id: str) -> Path:
     """The folder of an uploaded code id of ``team``; an unknown or malformed id is refused."""
     if len(code_id) != CODE_ID_LENGTH or not all(c in "0123456789abcdef" for c in code_id):
         raise ServerError(
             "options.code_id is not a code id: upload the code with POST /api/v1/code", 422, "options.code_id"
         )
-    path = code_root(home, team) / code_id
+    path = code_root(root, team) / code_id
     if not path.is_dir():
         raise ServerError(
             "options.code_id names no code uploaded by your team: upload it with POST /api/v1/code",

@@ -8,7 +8,6 @@ SQLite file ``home()/jobs.sqlite``. ``sqlite:///abs/path`` is SQLite; ``postgres
 from __future__ import annotations
 
 import os
-import typing
 
 from multispot.errors import StoreError
 from multispot.store.base import (
@@ -47,7 +46,8 @@ def open_store(url: str | None = None) -> Store:
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
         from multispot.store.postgres import PostgresStore
 
-        return typing.cast(Store, PostgresStore(url))  # placeholder until the backend lands
+        store: Store = PostgresStore(url)
+        return store
     raise StoreError(
         f"{DB_ENV} (or --db) {redact_url(url)!r} is not a job store URL: use sqlite:///abs/path or "
         "postgresql://user:password@host:5432/dbname"

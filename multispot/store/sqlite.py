@@ -21,6 +21,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import time
 import typing
 import uuid
@@ -167,6 +168,9 @@ class SQLiteStore:
         except OSError as exc:
             raise StoreError(f"cannot open the job store {self.path}: {exc.strerror or exc}") from None
         self._db.row_factory = sqlite3.Row
+        # One connection for the handle, shared by its threads (a server's request threads) in turn;
+        # reentrant because a transaction's body may read through query().
+        self._lock = threading.RLock()
         self._retry(self._setup)
 
     def _setup(self) -> None:
@@ -275,7 +279,8 @@ class SQLiteStore:
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         """Rows of one read; for modules that keep tables of their own in this file (sweeps)."""
-        return self._retry(lambda: self._db.execute(sql, args).fetchall())
+        with self._lock:
+            return self._retry(lambda: self._db.execute(sql, args).fetchall())
 
     def close(self) -> None:
         self._db.close()
@@ -284,19 +289,20 @@ class SQLiteStore:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` write transaction (another process's lock waited out); for this
         class and for modules that keep tables of their own in this file (sweeps)."""
-        self._retry(lambda: self._db.execute("BEGIN IMMEDIATE"))
-        try:
-            yield self._db
-        except sqlite3.IntegrityError:
-            self._db.execute("ROLLBACK")
-            raise
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise self._error(exc) from None
-        except BaseException:
-            self._rollback()
-            raise
-        self._retry(lambda: self._db.execute("COMMIT"))
+        with self._lock:  # one connection: threads of this process take turns
+            self._retry(lambda: self._db.execute("BEGIN IMMEDIATE"))
+            try:
+                yield self._db
+            except sqlite3.IntegrityError:
+                self._db.execute("ROLLBACK")
+                raise
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise self._error(exc) from None
+            except BaseException:
+                self._rollback()
+                raise
+            self._retry(lambda: self._db.execute("COMMIT"))
 
     def _rollback(self) -> None:
         try:
@@ -307,27 +313,32 @@ class SQLiteStore:
     # ----------------------------------------------------------------- jobs
 
     def create_job(self, record: JobRecord) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO jobs (id, name, spec, provider, state, message, checkpoint_uri, output_uri,"
-                " options, created, updated, team, submitted_by) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    record.id,
-                    record.name,
-                    json.dumps(record.spec),
-                    record.provider,
-                    record.state.value,
-                    record.message,
-                    record.checkpoint_uri,
-                    record.output_uri,
-                    json.dumps(record.options),
-                    record.created,
-                    record.updated,
-                    record.team,
-                    record.submitted_by,
-                ),
-            )
-            self._event(db, record.id, None, "created", f"job {record.id} accepted for {record.provider}")
+        try:
+            with self.transaction() as db:
+                db.execute(
+                    "INSERT INTO jobs (id, name, spec, provider, state, message, checkpoint_uri, output_uri,"
+                    " options, created, updated, team, submitted_by) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        record.id,
+                        record.name,
+                        json.dumps(record.spec),
+                        record.provider,
+                        record.state.value,
+                        record.message,
+                        record.checkpoint_uri,
+                        record.output_uri,
+                        json.dumps(record.options),
+                        record.created,
+                        record.updated,
+                        record.team,
+                        record.submitted_by,
+                    ),
+                )
+                self._event(db, record.id, None, "created", f"job {record.id} accepted for {record.provider}")
+        except sqlite3.IntegrityError:
+            raise StoreError(
+                f"a job {record.id!r} exists already in {self.path}: job ids are unique"
+            ) from None
 
     def get_job(self, ref: str) -> JobRecord:
         """By id, by name (the newest job of that name), or by a unique id prefix."""

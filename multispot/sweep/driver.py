@@ -25,6 +25,7 @@ from multispot.plan import provider_name
 from multispot.runtime.report import last_value, read_reports
 from multispot.status import JobState
 from multispot.store import JobRecord, Store, new_job_id, open_store, owner_id
+from multispot.store.base import DEFAULT_TEAM
 from multispot.sweep.records import DONE, RUNNING, STOPPED, Group, GroupStore, Member, sqlite_store
 from multispot.sweep.spec import ArraySpec, GroupFile, SweepSpec
 
@@ -123,9 +124,13 @@ def create(
     *,
     inject_preemptions: str | None = None,
     store: Store | None = None,
+    team: str = DEFAULT_TEAM,
+    submitted_by: str = "",
+    workdir: str | None = None,
 ) -> Group:
     """Record a sweep or array (and its Optuna study). Its first member's job is checked the way
-    ``submit`` checks a job, so nothing is created for a spec that could not run."""
+    ``submit`` checks a job, so nothing is created for a spec that could not run. ``team`` and
+    ``submitted_by`` say whose its jobs are; ``workdir`` where they run without ``source_dir``."""
     from multispot.api import check
 
     store = store or open_store()
@@ -144,8 +149,10 @@ def create(
             "job": base.to_data(),
             "section": section.model_dump(mode="json", by_alias=True),
             "provider": provider,
-            "workdir": os.getcwd(),
+            "workdir": workdir or os.getcwd(),
             "source": gfile.source,
+            "team": team,
+            "submitted_by": submitted_by,
         },
         created=time.time(),
         state=RUNNING,
@@ -375,6 +382,8 @@ class Driver:
                 "group": self.id,
                 "member": member.n,
             },
+            team=self.group.spec.get("team", DEFAULT_TEAM),
+            submitted_by=self.group.spec.get("submitted_by", ""),
         )
         try:
             self.store.create_job(record)

@@ -109,7 +109,7 @@ def test_update_job(store: JobStore) -> None:
 
 def test_duplicate_job_id_is_refused(store: JobStore) -> None:
     store.create_job(record("j-1"))
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(StoreError, match="exists already"):
         store.create_job(record("j-1"))
     assert len(store.jobs()) == 1
     assert [e.kind for _, e in store.events("j-1")] == ["created"]
