@@ -66,3 +66,15 @@ postgres-bin:
 		($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null) \
 		|| echo "could not install postgresql: the PostgreSQL job store tests will be skipped"; \
 	else echo "initdb not found and no apt-get: the PostgreSQL job store tests will be skipped"; fi
+
+# The dashboard tests drive the OS's Chromium through Playwright (tests/dashboard/). Installed here
+# when absent; without apt (or root) this only warns and those tests skip, saying why.
+.PHONY: chromium
+chromium:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif command -v apt-get >/dev/null; then \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+		($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null) \
+		|| echo "could not install chromium: the dashboard browser tests will be skipped"; \
+	else echo "chromium not found and no apt-get: the dashboard browser tests will be skipped"; fi
+test: chromium
