@@ -645,11 +645,25 @@ class SQLiteStore:
     # ----------------------------------------------------------------- sweeps and arrays
 
     def create_group(self, group: Group) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO sweep_groups (id, kind, name, spec, created, state, message) VALUES (?,?,?,?,?,?,?)",
-                (group.id, group.kind, group.name, json.dumps(group.spec), group.created, group.state, ""),
-            )
+        try:
+            with self.transaction() as db:
+                db.execute(
+                    "INSERT INTO sweep_groups (id, kind, name, spec, created, state, message)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    (
+                        group.id,
+                        group.kind,
+                        group.name,
+                        json.dumps(group.spec),
+                        group.created,
+                        group.state,
+                        "",
+                    ),
+                )
+        except sqlite3.IntegrityError:
+            raise StoreError(
+                f"a sweep or array {group.id!r} exists already in {self.path}: ids are unique"
+            ) from None
 
     def get_group(self, ref: str) -> Group:
         rows = self.query("SELECT * FROM sweep_groups WHERE id = ?", (ref,))
