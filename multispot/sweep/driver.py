@@ -40,6 +40,10 @@ class SweepError(MultispotError):
     """A sweep or array that cannot go on; the message says why."""
 
 
+class _Refused(SweepError):
+    """``submit`` refused a member's job: the group has been stopped (inside ``Driver.step``)."""
+
+
 def optuna_module() -> Any:
     try:
         import optuna
@@ -304,6 +308,12 @@ class Driver:
 
     def step(self) -> bool:
         """One pass over the members; True when the group is over."""
+        try:
+            return self._pass()
+        except _Refused:
+            return True
+
+    def _pass(self) -> bool:
         group = self.groups.get(self.id)
         if group.state != RUNNING:
             return True
@@ -397,10 +407,17 @@ class Driver:
                 job_id=job_id,
                 options={"group": self.id, "member": member.n},
             )
-        except MultispotError as exc:  # another driver created it between our look and now
-            if not _exists(self.store, job_id):
-                raise SweepError(f"cannot create the job of {self.id} member {member.n}: {exc}") from exc
-            ensure_controller(self.store, job_id)  # unless the controller service's workers lease it
+        except MultispotError as exc:
+            if _exists(self.store, job_id):  # another driver created it between our look and now
+                ensure_controller(self.store, job_id)  # unless the controller service's workers lease it
+            else:
+                # What submit refuses (a checkpoint URI in use or holding another run's checkpoints,
+                # a placement gone) would be refused for the next member too: stop the group, say why.
+                reason = f"{self._noun()[:-1]} {member.n} was refused: {exc}"
+                self._fail(member, "failed", str(exc))
+                self._stop_running(self.groups.members(self.id), reason)
+                self.groups.finish(self.id, STOPPED, reason)
+                raise _Refused(reason) from exc
         self._last_ensure[job_id] = time.time()
 
     # ----------------------------------------------------------------- following members
@@ -483,10 +500,9 @@ class Driver:
             self._fail(member, state.value.lower(), record.message)
 
     def _fail(self, member: Member, outcome: str, message: str) -> None:
-        optuna = optuna_module()
-        trials = self._trials()
-        trial = trials.get(member.n)
+        trial = self._trials().get(member.n) if isinstance(self.section, SweepSpec) else None
         if trial is not None and not trial.state.is_finished():
+            optuna = optuna_module()
             self._storage.set_trial_user_attr(self._trial_id(member.n), "multispot_outcome", outcome)
             tell(self.study, member.n, state=optuna.trial.TrialState.FAIL)
         self.groups.set_outcome(self.id, member.n, outcome, message)

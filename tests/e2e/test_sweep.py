@@ -289,3 +289,37 @@ def test_a_sweep_on_postgres(
     assert {t.user_attrs["multispot_job"] for t in study.trials} == {m["job"] for m in data["members"]}
     assert all(t.state.is_finished() for t in study.trials)
     assert all(t.intermediate_values for t in study.trials)  # the driver reported each one's progress
+
+
+@pytest.mark.slow
+def test_a_trial_gets_the_checks_of_any_submit(home: Path, tmp_path: Path) -> None:
+    """Trials go through api.submit: the same sweep file run again, with an explicit checkpoint.uri,
+    would have its first trial resume from (and overwrite) the first run's checkpoints; submit
+    refuses that, and the sweep stops saying why instead of creating the job."""
+    ckpt = tmp_path / "ckpt"
+    path = _sweep_file(
+        tmp_path,
+        """\
+        parameters: {lr: {uniform: [0.1, 0.3]}}
+        objective: {metric: loss}
+        algorithm: random
+        trials: 1
+        """,
+        preemptions="none",
+    )
+    path.write_text(
+        path.read_text().replace("{every_steps: 4}", f"{{every_steps: 4, uri: {json.dumps(str(ckpt))}}}")
+    )
+    first = api.sweep(path).to_dict()
+    assert first["state"] == "done" and first["members"][0]["outcome"] == "succeeded"
+    again = api.sweep(path).to_dict()
+    assert again["state"] == "stopped"
+    assert "trial 0 was refused" in again["message"] and "holds checkpoints" in again["message"]
+    (member,) = again["members"]
+    assert member["outcome"] == "failed"
+    store = JobStore(home / "jobs.sqlite")
+    assert [j.id for j in store.jobs()] == [first["members"][0]["job"]]  # no job for the refused trial
+    import optuna
+
+    study = optuna.load_study(study_name=again["id"], storage=f"sqlite:///{home / 'jobs.sqlite'}")
+    assert [t.state.name for t in study.trials] == ["FAIL"]
