@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import os
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from multispot import registry
@@ -167,6 +167,8 @@ def submit(
     workdir: str | None = None,
     team: str = DEFAULT_TEAM,
     submitted_by: str = "",
+    job_id: str | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Run:
     """Validate, record and start the job; a detached controller drives it from then on.
 
@@ -174,9 +176,14 @@ def submit(
     checkpoints is refused unless ``resume_checkpoints`` says to resume from them (no writer may
     silently resume from, or destroy, another's checkpoints). ``workdir`` (default: the current
     directory) is where a job without ``source_dir`` runs; ``team`` and ``submitted_by`` say whose
-    job it is (the server sets them from the caller's token)."""
+    job it is (the server sets them from the caller's token). ``job_id`` is the id to record it
+    under (default: a new one; a sweep's driver chooses it before submitting, and a taken id is a
+    ``StoreError``); ``options`` are kept in the job's record beside multispot's own (a sweep's
+    member names its group there)."""
     remote = _server(store)
     if remote is not None:
+        if job_id is not None or options:
+            raise MultispotError("job_id and options are for a local store: the server chooses its own")
         return remote.submit(job, provider, inject_preemptions, resume_checkpoints)
     job = with_injection(job, inject_preemptions)
     name = _provider_name(job, provider)
@@ -184,7 +191,7 @@ def submit(
     store = store or open_store()
     if job.checkpoint.uri:
         _check_checkpoint_uri(job.checkpoint.uri, store, resume_checkpoints)
-    job_id = new_job_id(job.name)
+    job_id = job_id or new_job_id(job.name)
     prov = registry.get(name)
     record = JobRecord(
         id=job_id,
@@ -194,7 +201,11 @@ def submit(
         state=JobState.PENDING,
         checkpoint_uri=job.checkpoint.uri or prov.default_uri("checkpoints", job_id, job),
         output_uri=job.output_uri or prov.default_uri("outputs", job_id, job),
-        options={"workdir": workdir or os.getcwd(), "only_provider": provider is not None},
+        options={
+            **(options or {}),
+            "workdir": workdir or os.getcwd(),
+            "only_provider": provider is not None,
+        },
         team=team,
         submitted_by=submitted_by,
     )

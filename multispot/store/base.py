@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from multispot.errors import StoreError
+from multispot.errors import MultispotError, StoreError
 from multispot.status import Attempt, JobState
 
 DEFAULT_TEAM = "default"
@@ -173,6 +173,45 @@ class WorkerInfo:
     heartbeat: float
 
 
+class GroupNotFound(MultispotError):
+    """No sweep or array of that id or name."""
+
+
+@dataclass
+class Group:
+    """A sweep or a job array: its spec, its state, and the lease of the driver that runs it."""
+
+    id: str
+    kind: str  # "sweep" or "array"
+    name: str
+    spec: dict[str, Any]
+    created: float
+    state: str  # running, done, stopped
+    message: str = ""
+    ended: float | None = None
+    owner: str | None = None
+    heartbeat: float | None = None
+
+
+@dataclass
+class Member:
+    """Trial or task ``n`` of a group, and the job(s) it ran: a trial restarted from scratch runs
+    a new job, so ``jobs`` holds each, newest last."""
+
+    group_id: str
+    n: int
+    jobs: list[str]
+    params: dict[str, Any] = field(default_factory=dict)
+    outcome: str = ""  # '' while open; succeeded, failed, pruned, abandoned, cancelled, stopped
+    message: str = ""
+    value: float | None = None
+    created: float = 0.0
+
+    @property
+    def job_id(self) -> str:
+        return self.jobs[-1]
+
+
 @runtime_checkable
 class Store(Protocol):
     """A job store: jobs, their attempts and events, the controllers' leases, and who may do what.
@@ -274,6 +313,60 @@ class Store(Protocol):
 
     def audit_log(self, limit: int = 100, team: str | None = None) -> list[AuditEntry]:
         """Newest first."""
+        ...
+
+    # ------------------------------------------------------------- sweeps and arrays
+    def create_group(self, group: Group) -> None: ...
+
+    def get_group(self, ref: str) -> Group:
+        """By id, by name (the newest group of that name), or by a unique id prefix; GroupNotFound if none."""
+        ...
+
+    def groups(self, limit: int = 50) -> list[Group]:
+        """Newest first."""
+        ...
+
+    def finish_group(self, group_id: str, state: str, message: str) -> None:
+        """Set the group's final state once; a group already ended keeps its own."""
+        ...
+
+    def set_group_message(self, group_id: str, message: str) -> None: ...
+
+    def acquire_group(self, group_id: str, owner: str, stale_after: float) -> bool:
+        """Become the group's driver if nobody is, or the holder is dead or silent for ``stale_after``."""
+        ...
+
+    def heartbeat_group(self, group_id: str, owner: str) -> bool:
+        """Refresh the driver's lease; False if another driver has taken it."""
+        ...
+
+    def release_group(self, group_id: str, owner: str) -> None: ...
+
+    def add_member(self, member: Member) -> Member:
+        """Insert ``member``; if (group, n) exists already, the stored one is returned unchanged."""
+        ...
+
+    def member(self, group_id: str, n: int) -> Member:
+        """JobNotFound if the group has no member ``n``."""
+        ...
+
+    def members(self, group_id: str) -> list[Member]:
+        """By ``n``."""
+        ...
+
+    def add_member_job(self, group_id: str, n: int, job_id: str) -> None:
+        """Append ``job_id`` to the member's jobs (once), in one transaction."""
+        ...
+
+    def set_member_outcome(
+        self, group_id: str, n: int, outcome: str, message: str = "", value: float | None = None
+    ) -> None: ...
+
+    def library_engine(self, namespace: str) -> tuple[str, dict[str, Any]]:
+        """A SQLAlchemy URL and ``create_engine`` keyword arguments for a library that keeps tables
+        of its own in this database (Optuna's RDB storage), apart from the store's own tables where
+        the backend can (PostgreSQL: the schema ``namespace``). The URL carries the password: pass
+        it to the library, never print it."""
         ...
 
     # ------------------------------------------------------------- upkeep

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 import typing
@@ -36,7 +37,10 @@ from multispot.store.base import (
     FUTURE_SLACK,
     AuditEntry,
     Event,
+    Group,
+    GroupNotFound,
     JobRecord,
+    Member,
     User,
     WorkerInfo,
     check_token_hash,
@@ -53,6 +57,7 @@ _MIGRATION_LOCK = 0x6D756C7469  # pg_advisory_xact_lock key: "multi"
 # SQLSTATE classes worth a retry: connection exception, operator intervention (shutdown,
 # starting up), transaction rollback (serialization failure, deadlock), insufficient resources.
 _TRANSIENT_CLASSES = ("08", "57", "40", "53")
+_NAMESPACE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _PERMANENT_CONNECT_ERRORS = ("does not exist", "authentication failed", "pg_hba.conf", "permission denied")
 
 TIME = sa.Double
@@ -155,6 +160,33 @@ AUDIT = sa.Table(
     sa.Column("detail", JSONB, nullable=False, server_default="{}"),
     sa.Column("team", sa.Text, nullable=False, server_default=""),
     sa.Index("audit_by_team", "team", "id"),
+)
+SWEEP_GROUPS = sa.Table(
+    "sweep_groups",
+    METADATA,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("spec", JSONB, nullable=False),
+    sa.Column("created", TIME, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("ended", TIME),
+    sa.Column("owner", sa.Text),
+    sa.Column("heartbeat", TIME),
+    sa.Index("sweep_groups_by_name", "name", "created"),
+)
+SWEEP_MEMBERS = sa.Table(
+    "sweep_members",
+    METADATA,
+    sa.Column("group_id", sa.Text, sa.ForeignKey("sweep_groups.id"), primary_key=True),
+    sa.Column("n", sa.Integer, primary_key=True),
+    sa.Column("jobs", JSONB, nullable=False),
+    sa.Column("params", JSONB, nullable=False, server_default="{}"),
+    sa.Column("outcome", sa.Text, nullable=False, server_default=""),
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("value", sa.Double),
+    sa.Column("created", TIME, nullable=False),
 )
 
 
@@ -570,6 +602,158 @@ class PostgresStore:
             for r in self._run(lambda conn: conn.execute(query).all())
         ]
 
+    # ----------------------------------------------------------------- sweeps and arrays
+
+    def create_group(self, group: Group) -> None:
+        values = {
+            "id": group.id,
+            "kind": group.kind,
+            "name": group.name,
+            "spec": group.spec,
+            "created": group.created,
+            "state": group.state,
+            "message": "",
+        }
+        query = pg_insert(SWEEP_GROUPS).values(**values).on_conflict_do_nothing().returning(SWEEP_GROUPS.c.id)
+        if self._run(lambda conn: conn.execute(query).first()) is None:
+            raise StoreError(f"a sweep or array {group.id!r} exists already in {self.url}: ids are unique")
+
+    def get_group(self, ref: str) -> Group:
+        def find(conn: sa.Connection) -> list[sa.Row[Any]]:
+            rows = conn.execute(sa.select(SWEEP_GROUPS).where(SWEEP_GROUPS.c.id == ref)).all()
+            if not rows:
+                query = (
+                    sa.select(SWEEP_GROUPS)
+                    .where(SWEEP_GROUPS.c.name == ref)
+                    .order_by(SWEEP_GROUPS.c.created.desc())
+                    .limit(1)
+                )
+                rows = conn.execute(query).all()
+            if not rows:
+                prefix = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                query = sa.select(SWEEP_GROUPS).where(SWEEP_GROUPS.c.id.like(prefix, escape="\\")).limit(2)
+                rows = conn.execute(query).all()
+            return list(rows)
+
+        rows = self._run(find)
+        if len(rows) > 1:
+            raise GroupNotFound(f"{ref!r} matches several sweeps/arrays: give more of the id")
+        if not rows:
+            raise GroupNotFound(f"no sweep or array {ref!r} (multispot sweeps lists them)")
+        return _group(rows[0])
+
+    def groups(self, limit: int = 50) -> list[Group]:
+        query = sa.select(SWEEP_GROUPS).order_by(SWEEP_GROUPS.c.created.desc()).limit(limit)
+        return [_group(row) for row in self._run(lambda conn: conn.execute(query).all())]
+
+    def finish_group(self, group_id: str, state: str, message: str) -> None:
+        query = (
+            SWEEP_GROUPS.update()
+            .where(SWEEP_GROUPS.c.id == group_id, SWEEP_GROUPS.c.ended.is_(None))
+            .values(state=state, message=message, ended=time.time())
+        )
+        self._run(lambda conn: conn.execute(query))
+
+    def set_group_message(self, group_id: str, message: str) -> None:
+        query = SWEEP_GROUPS.update().where(SWEEP_GROUPS.c.id == group_id).values(message=message)
+        self._run(lambda conn: conn.execute(query))
+
+    def acquire_group(self, group_id: str, owner: str, stale_after: float) -> bool:
+        def take(conn: sa.Connection) -> bool:
+            now = time.time()
+            row = conn.execute(
+                sa.select(SWEEP_GROUPS.c.owner, SWEEP_GROUPS.c.heartbeat)
+                .where(SWEEP_GROUPS.c.id == group_id)
+                .with_for_update()
+            ).first()
+            if row is None:
+                raise GroupNotFound(f"no sweep or array {group_id!r}")
+            free = lease_free(row.owner, row.heartbeat, owner, now, stale_after)
+            if free:
+                conn.execute(
+                    SWEEP_GROUPS.update()
+                    .where(SWEEP_GROUPS.c.id == group_id)
+                    .values(owner=owner, heartbeat=now)
+                )
+            return free
+
+        return self._run(take)
+
+    def heartbeat_group(self, group_id: str, owner: str) -> bool:
+        query = SWEEP_GROUPS.update().where(SWEEP_GROUPS.c.id == group_id, SWEEP_GROUPS.c.owner == owner)
+        return self._run(lambda conn: conn.execute(query.values(heartbeat=time.time())).rowcount == 1)
+
+    def release_group(self, group_id: str, owner: str) -> None:
+        query = (
+            SWEEP_GROUPS.update()
+            .where(SWEEP_GROUPS.c.id == group_id, SWEEP_GROUPS.c.owner == owner)
+            .values(owner=None, heartbeat=None)
+        )
+        self._run(lambda conn: conn.execute(query))
+
+    def add_member(self, member: Member) -> Member:
+        values = {
+            "group_id": member.group_id,
+            "n": member.n,
+            "jobs": list(member.jobs),
+            "params": dict(member.params),
+            "created": time.time(),
+        }
+        self._run(
+            lambda conn: conn.execute(pg_insert(SWEEP_MEMBERS).values(**values).on_conflict_do_nothing())
+        )
+        return self.member(member.group_id, member.n)
+
+    def member(self, group_id: str, n: int) -> Member:
+        query = sa.select(SWEEP_MEMBERS).where(SWEEP_MEMBERS.c.group_id == group_id, SWEEP_MEMBERS.c.n == n)
+        row = self._run(lambda conn: conn.execute(query).first())
+        if row is None:
+            raise JobNotFound(f"{group_id} has no member {n}")
+        return _member(row)
+
+    def members(self, group_id: str) -> list[Member]:
+        query = (
+            sa.select(SWEEP_MEMBERS).where(SWEEP_MEMBERS.c.group_id == group_id).order_by(SWEEP_MEMBERS.c.n)
+        )
+        return [_member(row) for row in self._run(lambda conn: conn.execute(query).all())]
+
+    def add_member_job(self, group_id: str, n: int, job_id: str) -> None:
+        where = (SWEEP_MEMBERS.c.group_id == group_id, SWEEP_MEMBERS.c.n == n)
+
+        def add(conn: sa.Connection) -> None:
+            jobs = conn.execute(sa.select(SWEEP_MEMBERS.c.jobs).where(*where).with_for_update()).scalar()
+            if jobs is None:
+                raise JobNotFound(f"{group_id} has no member {n}")
+            if job_id not in jobs:
+                conn.execute(SWEEP_MEMBERS.update().where(*where).values(jobs=[*jobs, job_id]))
+
+        self._run(add)
+
+    def set_member_outcome(
+        self, group_id: str, n: int, outcome: str, message: str = "", value: float | None = None
+    ) -> None:
+        query = (
+            SWEEP_MEMBERS.update()
+            .where(SWEEP_MEMBERS.c.group_id == group_id, SWEEP_MEMBERS.c.n == n)
+            .values(outcome=outcome, message=message, value=value)
+        )
+        self._run(lambda conn: conn.execute(query))
+
+    def library_engine(self, namespace: str) -> tuple[str, dict[str, Any]]:
+        """This database, with the schema ``namespace`` (made here if missing) first on the search
+        path: the library's tables, its own ``alembic_version`` included (Optuna migrates with
+        Alembic too), never meet the store's."""
+        if not _NAMESPACE.fullmatch(namespace):
+            raise StoreError(f"{namespace!r} is not a schema name: lowercase letters, digits and _")
+
+        def ensure(conn: sa.Connection) -> None:
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))  # one creator at a time
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{namespace}"'))
+
+        self._run(ensure)
+        url = self._url.render_as_string(hide_password=False)
+        return url, {"pool_pre_ping": True, "connect_args": {"options": f"-csearch_path={namespace}"}}
+
     # ----------------------------------------------------------------- upkeep
 
     def check(self) -> list[str]:
@@ -660,6 +844,34 @@ def _attempt(row: sa.Row[Any]) -> Attempt:
 
 def _event(row: sa.Row[Any]) -> Event:
     return Event(row.job_id, row.attempt, row.time, row.kind, row.message)
+
+
+def _group(row: sa.Row[Any]) -> Group:
+    return Group(
+        id=row.id,
+        kind=row.kind,
+        name=row.name,
+        spec=row.spec,
+        created=row.created,
+        state=row.state,
+        message=row.message,
+        ended=row.ended,
+        owner=row.owner,
+        heartbeat=row.heartbeat,
+    )
+
+
+def _member(row: sa.Row[Any]) -> Member:
+    return Member(
+        group_id=row.group_id,
+        n=row.n,
+        jobs=list(row.jobs),
+        params=dict(row.params),
+        outcome=row.outcome,
+        message=row.message,
+        value=row.value,
+        created=row.created,
+    )
 
 
 def _user(row: sa.Row[Any]) -> User:

@@ -36,7 +36,10 @@ from multispot.store.base import (
     FUTURE_SLACK,
     AuditEntry,
     Event,
+    Group,
+    GroupNotFound,
     JobRecord,
+    Member,
     User,
     WorkerInfo,
     check_token_hash,
@@ -48,7 +51,7 @@ from multispot.store.base import (
 
 _T = typing.TypeVar("_T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
@@ -138,8 +141,36 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_by_team ON audit (team, id);
 """
+# Version 3: sweeps and arrays (a row per group, one per member). Files of version 2 may hold these
+# tables already (the sweep module made them itself before they were the store's), hence IF NOT EXISTS.
+_UPGRADE_V3 = """
+CREATE TABLE IF NOT EXISTS sweep_groups (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    created REAL NOT NULL,
+    state TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    ended REAL,
+    owner TEXT,
+    heartbeat REAL
+);
+CREATE TABLE IF NOT EXISTS sweep_members (
+    group_id TEXT NOT NULL REFERENCES sweep_groups (id),
+    n INTEGER NOT NULL,
+    jobs TEXT NOT NULL,
+    params TEXT NOT NULL DEFAULT '{}',
+    outcome TEXT NOT NULL DEFAULT '',
+    message TEXT NOT NULL DEFAULT '',
+    value REAL,
+    created REAL NOT NULL,
+    PRIMARY KEY (group_id, n)
+);
+CREATE INDEX IF NOT EXISTS sweep_groups_by_name ON sweep_groups (name, created);
+"""
 # Each step takes the schema from version n - 1 to n (index n - 1 is unused: a new file gets v1 first).
-_UPGRADES: dict[int, str] = {2: _UPGRADE_V2}
+_UPGRADES: dict[int, str] = {2: _UPGRADE_V2, 3: _UPGRADE_V3}
 
 
 LOCK_WAIT = 300.0  # seconds to wait out another process's lock before giving up
@@ -611,6 +642,136 @@ class SQLiteStore:
             for r in rows
         ]
 
+    # ----------------------------------------------------------------- sweeps and arrays
+
+    def create_group(self, group: Group) -> None:
+        try:
+            with self.transaction() as db:
+                db.execute(
+                    "INSERT INTO sweep_groups (id, kind, name, spec, created, state, message)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    (
+                        group.id,
+                        group.kind,
+                        group.name,
+                        json.dumps(group.spec),
+                        group.created,
+                        group.state,
+                        "",
+                    ),
+                )
+        except sqlite3.IntegrityError:
+            raise StoreError(
+                f"a sweep or array {group.id!r} exists already in {self.path}: ids are unique"
+            ) from None
+
+    def get_group(self, ref: str) -> Group:
+        rows = self.query("SELECT * FROM sweep_groups WHERE id = ?", (ref,))
+        if not rows:
+            rows = self.query(
+                "SELECT * FROM sweep_groups WHERE name = ? ORDER BY created DESC LIMIT 1", (ref,)
+            )
+        if not rows:
+            rows = self.query(
+                "SELECT * FROM sweep_groups WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+                (ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",),
+            )
+            if len(rows) > 1:
+                raise GroupNotFound(f"{ref!r} matches several sweeps/arrays: give more of the id")
+        if not rows:
+            raise GroupNotFound(f"no sweep or array {ref!r} (multispot sweeps lists them)")
+        return _group(rows[0])
+
+    def groups(self, limit: int = 50) -> list[Group]:
+        rows = self.query("SELECT * FROM sweep_groups ORDER BY created DESC LIMIT ?", (limit,))
+        return [_group(row) for row in rows]
+
+    def finish_group(self, group_id: str, state: str, message: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE sweep_groups SET state = ?, message = ?, ended = ? WHERE id = ? AND ended IS NULL",
+                (state, message, time.time(), group_id),
+            )
+
+    def set_group_message(self, group_id: str, message: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE sweep_groups SET message = ? WHERE id = ?", (message, group_id))
+
+    def acquire_group(self, group_id: str, owner: str, stale_after: float) -> bool:
+        now = time.time()
+        with self.transaction() as db:
+            row = db.execute("SELECT owner, heartbeat FROM sweep_groups WHERE id = ?", (group_id,)).fetchone()
+            if row is None:
+                raise GroupNotFound(f"no sweep or array {group_id!r}")
+            free = lease_free(row["owner"], row["heartbeat"], owner, now, stale_after)
+            if free:
+                db.execute(
+                    "UPDATE sweep_groups SET owner = ?, heartbeat = ? WHERE id = ?", (owner, now, group_id)
+                )
+            return free
+
+    def heartbeat_group(self, group_id: str, owner: str) -> bool:
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE sweep_groups SET heartbeat = ? WHERE id = ? AND owner = ?",
+                (time.time(), group_id, owner),
+            )
+            return cur.rowcount == 1
+
+    def release_group(self, group_id: str, owner: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE sweep_groups SET owner = NULL, heartbeat = NULL WHERE id = ? AND owner = ?",
+                (group_id, owner),
+            )
+
+    def add_member(self, member: Member) -> Member:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO sweep_members (group_id, n, jobs, params, created) VALUES (?,?,?,?,?)",
+                (member.group_id, member.n, json.dumps(member.jobs), json.dumps(member.params), time.time()),
+            )
+        return self.member(member.group_id, member.n)
+
+    def member(self, group_id: str, n: int) -> Member:
+        rows = self.query("SELECT * FROM sweep_members WHERE group_id = ? AND n = ?", (group_id, n))
+        if not rows:
+            raise JobNotFound(f"{group_id} has no member {n}")
+        return _member(rows[0])
+
+    def members(self, group_id: str) -> list[Member]:
+        rows = self.query("SELECT * FROM sweep_members WHERE group_id = ? ORDER BY n", (group_id,))
+        return [_member(row) for row in rows]
+
+    def add_member_job(self, group_id: str, n: int, job_id: str) -> None:
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT jobs FROM sweep_members WHERE group_id = ? AND n = ?", (group_id, n)
+            ).fetchone()
+            if row is None:
+                raise JobNotFound(f"{group_id} has no member {n}")
+            jobs = json.loads(row["jobs"])
+            if job_id not in jobs:
+                jobs.append(job_id)
+            db.execute(
+                "UPDATE sweep_members SET jobs = ? WHERE group_id = ? AND n = ?",
+                (json.dumps(jobs), group_id, n),
+            )
+
+    def set_member_outcome(
+        self, group_id: str, n: int, outcome: str, message: str = "", value: float | None = None
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE sweep_members SET outcome = ?, message = ?, value = ? WHERE group_id = ? AND n = ?",
+                (outcome, message, value, group_id, n),
+            )
+
+    def library_engine(self, namespace: str) -> tuple[str, dict[str, Any]]:
+        """This file (SQLite has no schemas: the library's tables sit beside the store's), with a
+        long lock timeout: the store's writers hold the lock briefly, and waiting beats failing."""
+        return f"sqlite:///{self.path}", {"connect_args": {"timeout": 120}}
+
     # ----------------------------------------------------------------- upkeep
 
     def check(self) -> list[str]:
@@ -665,6 +826,34 @@ def _event(row: sqlite3.Row) -> Event:
 
 def _user(row: sqlite3.Row) -> User:
     return User(row["id"], row["name"], row["team"], bool(row["admin"]), row["created"])
+
+
+def _group(row: sqlite3.Row) -> Group:
+    return Group(
+        id=row["id"],
+        kind=row["kind"],
+        name=row["name"],
+        spec=json.loads(row["spec"]),
+        created=row["created"],
+        state=row["state"],
+        message=row["message"],
+        ended=row["ended"],
+        owner=row["owner"],
+        heartbeat=row["heartbeat"],
+    )
+
+
+def _member(row: sqlite3.Row) -> Member:
+    return Member(
+        group_id=row["group_id"],
+        n=row["n"],
+        jobs=json.loads(row["jobs"]),
+        params=json.loads(row["params"]),
+        outcome=row["outcome"],
+        message=row["message"],
+        value=row["value"],
+        created=row["created"],
+    )
 
 
 def _process_alive(worker: WorkerInfo) -> bool:

@@ -5,8 +5,9 @@ Each member is a job with its own detached controller, so preemptions are recove
 controller whatever happens to the driver. The driver itself keeps nothing in memory that is not
 in the job store: a driver killed at any point is replaced by ``multispot sweep --resume ID``
 (or ``sweep.run(ID)``), which finds the members and their jobs and goes on. For a sweep, Optuna's
-study lives in the job store's SQLite file too (Optuna's RDB storage), named by the sweep's id;
-each trial names its multispot job in the user attribute ``multispot_job``.
+study lives in the job store's database too (Optuna's RDB storage; on PostgreSQL in the schema
+``optuna``), named by the sweep's id; each trial names its multispot job in the user attribute
+``multispot_job``. Each member's job goes through ``api.submit`` with its id chosen in advance.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from multispot import registry
 from multispot.controller import STALE_AFTER as CONTROLLER_STALE
 from multispot.controller import ensure_controller
 from multispot.errors import JobNotFound, MultispotError
@@ -26,7 +26,7 @@ from multispot.runtime.report import last_value, read_reports
 from multispot.status import JobState
 from multispot.store import JobRecord, Store, new_job_id, open_store, owner_id
 from multispot.store.base import DEFAULT_TEAM
-from multispot.sweep.records import DONE, RUNNING, STOPPED, Group, GroupStore, Member, sqlite_store
+from multispot.sweep.records import DONE, RUNNING, STOPPED, Group, GroupStore, Member
 from multispot.sweep.spec import ArraySpec, GroupFile, SweepSpec
 
 if TYPE_CHECKING:
@@ -40,6 +40,10 @@ class SweepError(MultispotError):
     """A sweep or array that cannot go on; the message says why."""
 
 
+class _Refused(SweepError):
+    """``submit`` refused a member's job: the group has been stopped (inside ``Driver.step``)."""
+
+
 def optuna_module() -> Any:
     try:
         import optuna
@@ -49,16 +53,21 @@ def optuna_module() -> Any:
     return optuna
 
 
-def storage_url(store: Store) -> str:
-    return f"sqlite:///{sqlite_store(store).path}"
+def study_storage(store: Store) -> Any:
+    """Optuna's RDB storage in the job store's own database (PostgreSQL: in a schema of its own,
+    so Optuna's tables and its Alembic version never meet the store's)."""
+    lib = optuna_module()
+    url, engine_kwargs = store.library_engine("optuna")
+    return lib.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
 
 
-def open_study(store: Store, group: Group, spec: SweepSpec, create: bool = False) -> optuna.Study:
+def open_study(
+    store: Store, group: Group, spec: SweepSpec, create: bool = False, storage: Any = None
+) -> optuna.Study:
     """The sweep's Optuna study, in the job store's database (its sampler and pruner rebuilt from
     the spec: Optuna keeps trials, not samplers)."""
     lib = optuna_module()
-    # A long SQLite timeout: the job store's writers hold the lock briefly, and waiting beats failing.
-    storage = lib.storages.RDBStorage(storage_url(store), engine_kwargs={"connect_args": {"timeout": 120}})
+    storage = storage or study_storage(store)
     seed = spec.seed
     if spec.algorithm == "grid":
         space = {name: param.grid() or [] for name, param in spec.parameters.items()}
@@ -237,6 +246,8 @@ class Driver:
         self.provider: str | None = spec.get("provider")
         self.workdir: str | None = spec.get("workdir")
         self._study: optuna.Study | None = None
+        self._storage: Any = None  # Optuna's storage: its public API reaches a stored trial by id
+        self._study_id: int | None = None
         self._last_ensure: dict[str, float] = {}
         self.costs = CostTracker(self.store)
 
@@ -244,8 +255,17 @@ class Driver:
     def study(self) -> optuna.Study:
         assert isinstance(self.section, SweepSpec)
         if self._study is None:
-            self._study = open_study(self.store, self.group, self.section)
+            self._storage = study_storage(self.store)
+            self._study = open_study(self.store, self.group, self.section, storage=self._storage)
         return self._study
+
+    def _trial_id(self, number: int) -> int:
+        """Optuna's id of trial ``number`` (its storage API takes ids; trials show numbers)."""
+        study = self.study
+        if self._study_id is None:
+            self._study_id = self._storage.get_study_id_from_name(study.study_name)
+        trial_id: int = self._storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
+        return trial_id
 
     @property
     def total(self) -> int:
@@ -288,6 +308,12 @@ class Driver:
 
     def step(self) -> bool:
         """One pass over the members; True when the group is over."""
+        try:
+            return self._pass()
+        except _Refused:
+            return True
+
+    def _pass(self) -> bool:
         group = self.groups.get(self.id)
         if group.state != RUNNING:
             return True
@@ -363,34 +389,35 @@ class Driver:
         self._create_job(member, member.job_id, len(member.jobs) - 1)
 
     def _create_job(self, member: Member, job_id: str, restart: int) -> None:
+        """Submit the member's job under the id its member row already names, with every check
+        ``submit`` makes (a checkpoint URI another job uses or holds is refused)."""
+        from multispot.api import submit
+
         job = member_job(
             self.group.kind, self.base, self.section, self.group.name, member.n, member.params, restart
         )
-        name = provider_name(job, self.provider)
-        prov = registry.get(name)
-        record = JobRecord(
-            id=job_id,
-            name=job.name,
-            spec=job.to_data(),
-            provider=name,
-            state=JobState.PENDING,
-            checkpoint_uri=job.checkpoint.uri or prov.default_uri("checkpoints", job_id, job),
-            output_uri=job.output_uri or prov.default_uri("outputs", job_id, job),
-            options={
-                "workdir": self.workdir or os.getcwd(),
-                "only_provider": self.provider is not None,
-                "group": self.id,
-                "member": member.n,
-            },
-            team=self.group.spec.get("team", DEFAULT_TEAM),
-            submitted_by=self.group.spec.get("submitted_by", ""),
-        )
         try:
-            self.store.create_job(record)
-        except Exception as exc:  # another driver created it between our look and now
-            if not _exists(self.store, job_id):
-                raise SweepError(f"cannot create the job of {self.id} member {member.n}: {exc}") from exc
-        ensure_controller(self.store, job_id)  # unless the controller service's workers lease it
+            submit(
+                job,
+                self.provider,
+                store=self.store,
+                workdir=self.workdir,
+                team=self.group.spec.get("team", DEFAULT_TEAM),
+                submitted_by=self.group.spec.get("submitted_by", ""),
+                job_id=job_id,
+                options={"group": self.id, "member": member.n},
+            )
+        except MultispotError as exc:
+            if _exists(self.store, job_id):  # another driver created it between our look and now
+                ensure_controller(self.store, job_id)  # unless the controller service's workers lease it
+            else:
+                # What submit refuses (a checkpoint URI in use or holding another run's checkpoints,
+                # a placement gone) would be refused for the next member too: stop the group, say why.
+                reason = f"{self._noun()[:-1]} {member.n} was refused: {exc}"
+                self._fail(member, "failed", str(exc))
+                self._stop_running(self.groups.members(self.id), reason)
+                self.groups.finish(self.id, STOPPED, reason)
+                raise _Refused(reason) from exc
         self._last_ensure[job_id] = time.time()
 
     # ----------------------------------------------------------------- following members
@@ -413,10 +440,12 @@ class Driver:
         ]
         if not new:
             return
-        live = optuna.trial.Trial(self.study, trial._trial_id)  # Optuna's handle for a stored trial
+        # What Trial.report/should_prune do, through the storage's public API: the trial was asked
+        # by an earlier pass (or driver), so there is no live Trial handle to call them on.
+        trial_id = self._trial_id(member.n)
         for step, value in new:
-            live.report(value, step)
-        if live.should_prune():
+            self._storage.set_trial_intermediate_value(trial_id, step, float(value))
+        if self.study.pruner.prune(self.study, self._storage.get_trial(trial_id)):
             step, value = new[-1]
             self.store.request_cancel(record.id)
             ensure_controller(self.store, record.id)
@@ -460,7 +489,7 @@ class Driver:
             self.groups.add_job(self.id, member.n, job_id)
             restarted = self.groups.member(self.id, member.n)
             if trial is not None:
-                self.study._storage.set_trial_user_attr(trial._trial_id, "multispot_job", job_id)
+                self._storage.set_trial_user_attr(self._trial_id(member.n), "multispot_job", job_id)
             self._create_job(restarted, job_id, len(restarted.jobs) - 1)
         elif lost:
             again = " again" if len(member.jobs) > 1 else ""
@@ -471,11 +500,10 @@ class Driver:
             self._fail(member, state.value.lower(), record.message)
 
     def _fail(self, member: Member, outcome: str, message: str) -> None:
-        optuna = optuna_module()
-        trials = self._trials()
-        trial = trials.get(member.n)
+        trial = self._trials().get(member.n) if isinstance(self.section, SweepSpec) else None
         if trial is not None and not trial.state.is_finished():
-            self.study._storage.set_trial_user_attr(trial._trial_id, "multispot_outcome", outcome)
+            optuna = optuna_module()
+            self._storage.set_trial_user_attr(self._trial_id(member.n), "multispot_outcome", outcome)
             tell(self.study, member.n, state=optuna.trial.TrialState.FAIL)
         self.groups.set_outcome(self.id, member.n, outcome, message)
 

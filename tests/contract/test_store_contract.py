@@ -21,7 +21,7 @@ import pytest
 
 from multispot.errors import JobNotFound, StoreError
 from multispot.status import Attempt, Handle, JobState, Placement, Usage
-from multispot.store import JobRecord, Store, open_store, owner_id
+from multispot.store import Group, GroupNotFound, JobRecord, Member, Store, open_store, owner_id
 
 Opener = Callable[[], Store]
 BACKENDS = ["sqlite", "postgres"]
@@ -427,9 +427,46 @@ def test_a_version_1_sqlite_file_is_upgraded_in_place(tmp_path: Path) -> None:
 
     db = sqlite3.connect(path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     finally:
         db.close()
+
+
+def test_a_version_2_sqlite_file_keeps_the_sweeps_it_made_itself(tmp_path: Path) -> None:
+    """Before schema 3 the sweep module created its tables in the file on its own: a version-2 file
+    may have them (with rows) or not; either way it is upgraded, and the rows are the store's."""
+    import sqlite3
+
+    with_rows, without = tmp_path / "with.sqlite", tmp_path / "without.sqlite"
+    for path in (with_rows, without):
+        open_store(f"sqlite:///{path}").close()
+        db = sqlite3.connect(path, isolation_level=None)
+        if path == with_rows:
+            db.execute(
+                "INSERT INTO sweep_groups (id, kind, name, spec, created, state) VALUES (?,?,?,?,?,?)",
+                ("s-old", "sweep", "s", '{"k": 1}', 1.0, "running"),
+            )
+            db.execute(
+                "INSERT INTO sweep_members (group_id, n, jobs, params, created) VALUES (?,?,?,?,?)",
+                ("s-old", 0, '["s-0-abc"]', '{"lr": 0.1}', 1.0),
+            )
+        else:
+            db.execute("DROP TABLE sweep_members")
+            db.execute("DROP TABLE sweep_groups")
+        db.execute("PRAGMA user_version = 2")
+        db.close()
+    store = open_store(f"sqlite:///{with_rows}")
+    try:
+        assert store.get_group("s-old").spec == {"k": 1}
+        assert store.members("s-old")[0].params == {"lr": 0.1}
+    finally:
+        store.close()
+    store = open_store(f"sqlite:///{without}")
+    try:
+        store.create_group(group("s-new"))
+        assert [g.id for g in store.groups()] == ["s-new"]
+    finally:
+        store.close()
 
 
 def test_one_handle_is_safe_to_share_between_threads(store: Store) -> None:
@@ -453,3 +490,126 @@ def test_one_handle_is_safe_to_share_between_threads(store: Store) -> None:
         thread.join(timeout=120)
     assert errors == []
     assert len(store.events_of_kind("j-1", "progress")) == 100
+
+
+# --------------------------------------------------------------------------- sweeps and arrays
+
+
+def group(group_id: str, name: str = "sweep", created: float | None = None, kind: str = "sweep") -> Group:
+    spec = {"job": {"name": name}, "section": {"trials": 3, "lr": [0.1, 1e-3]}, "team": "vision"}
+    return Group(group_id, kind, name, spec, time.time() if created is None else created, "running")
+
+
+def test_groups_by_id_name_and_unique_prefix(store: Store) -> None:
+    store.create_group(group("sw-aaa1", created=1.0))
+    store.create_group(group("sw-aaa2", created=2.0))
+    store.create_group(group("arr_x%1", name="arr", created=3.0, kind="array"))
+    got = store.get_group("sw-aaa1")
+    assert (got.kind, got.name, got.state, got.message, got.ended, got.owner) == (
+        "sweep",
+        "sweep",
+        "running",
+        "",
+        None,
+        None,
+    )
+    assert got.spec == group("x").spec  # JSON round trip, nested lists and floats included
+    assert store.get_group("sweep").id == "sw-aaa2"  # by name: the newest
+    assert store.get_group("sw-aaa1").id == "sw-aaa1"
+    assert store.get_group("arr_").id == "arr_x%1"  # LIKE's wildcards in a ref are plain characters
+    with pytest.raises(GroupNotFound, match="several"):
+        store.get_group("sw-aaa")
+    with pytest.raises(GroupNotFound, match="no sweep or array"):
+        store.get_group("sw_")  # '_' must not match the '-'
+    with pytest.raises(StoreError, match="exists already"):
+        store.create_group(group("sw-aaa1"))
+    assert [g.id for g in store.groups()] == ["arr_x%1", "sw-aaa2", "sw-aaa1"]
+    assert [g.id for g in store.groups(limit=1)] == ["arr_x%1"]
+
+
+def test_a_group_finishes_once(store: Store) -> None:
+    store.create_group(group("sw-1"))
+    store.set_group_message("sw-1", "budget: next trial would exceed it")
+    assert store.get_group("sw-1").message.startswith("budget")
+    store.finish_group("sw-1", "stopped", "cancelled")
+    first = store.get_group("sw-1")
+    store.finish_group("sw-1", "done", "all 3 trials ended")  # a late driver cannot rewrite it
+    again = store.get_group("sw-1")
+    assert (again.state, again.message, again.ended) == ("stopped", "cancelled", first.ended)
+    assert first.ended is not None
+
+
+def test_the_driver_lease_is_exclusive_fences_and_is_taken_from_the_dead(store: Store) -> None:
+    store.create_group(group("sw-1"))
+    a, b = owner_id(), owner_id()
+    assert store.acquire_group("sw-1", a, stale_after=60) is True
+    assert store.acquire_group("sw-1", a, stale_after=60) is True  # re-entrant for its holder
+    assert store.acquire_group("sw-1", b, stale_after=60) is False
+    assert store.heartbeat_group("sw-1", a) is True
+    assert store.heartbeat_group("sw-1", b) is False
+    store.release_group("sw-1", b)  # not the holder: no effect
+    assert store.get_group("sw-1").owner == a
+    time.sleep(0.05)
+    assert store.acquire_group("sw-1", b, stale_after=0.01) is True  # a silent holder
+    assert store.heartbeat_group("sw-1", a) is False  # A learns it lost the group
+    store.release_group("sw-1", b)
+    released = store.get_group("sw-1")
+    assert (released.owner, released.heartbeat) == (None, None)
+    dead = dead_owner()
+    assert store.acquire_group("sw-1", dead, stale_after=3600)
+    assert store.acquire_group("sw-1", a, stale_after=3600) is True  # fresh beat, but the pid is gone
+    with pytest.raises(GroupNotFound):
+        store.acquire_group("nope", a, stale_after=1)
+
+
+def test_members_are_inserted_once_and_record_their_jobs_and_outcome(opener: Opener) -> None:
+    store, other = opener(), opener()
+    store.create_group(group("sw-1"))
+    first = store.add_member(Member("sw-1", 1, ["sw-1-aaa"], {"lr": 0.01, "layers": 3, "act": "relu"}))
+    assert (first.jobs, first.params, first.outcome, first.value) == (
+        ["sw-1-aaa"],
+        {"lr": 0.01, "layers": 3, "act": "relu"},
+        "",
+        None,
+    )
+    assert first.created > 0
+    # a replaced driver that asks again gets the stored member, not its own
+    assert other.add_member(Member("sw-1", 1, ["sw-1-bbb"], {"lr": 0.5})) == first
+    other.add_member(Member("sw-1", 0, ["sw-0-ccc"]))
+    assert [m.n for m in store.members("sw-1")] == [0, 1]
+    assert store.members("nope") == []
+    store.add_member_job("sw-1", 1, "sw-1-ddd")
+    other.add_member_job("sw-1", 1, "sw-1-ddd")  # recorded once, from whichever handle
+    assert store.member("sw-1", 1).jobs == ["sw-1-aaa", "sw-1-ddd"]
+    assert store.member("sw-1", 1).job_id == "sw-1-ddd"
+    other.set_member_outcome("sw-1", 1, "succeeded", "loss=0.25 at step 30", 0.25)
+    other.set_member_outcome("sw-1", 0, "abandoned", "lost its capacity")
+    one, zero = store.member("sw-1", 1), store.member("sw-1", 0)
+    assert (one.outcome, one.message, one.value) == ("succeeded", "loss=0.25 at step 30", 0.25)
+    assert (zero.outcome, zero.value) == ("abandoned", None)
+    with pytest.raises(JobNotFound):
+        store.member("sw-1", 7)
+    with pytest.raises(JobNotFound):
+        store.add_member_job("sw-1", 7, "x")
+
+
+def test_optuna_keeps_its_study_in_the_store_database(opener: Opener) -> None:
+    """Optuna's RDB storage on the URL the store gives, beside (PostgreSQL: apart from) the store's
+    own tables: both go on working, each with its own migrations."""
+    optuna = pytest.importorskip("optuna")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    store = opener()
+    store.create_group(group("sw-1"))
+
+    def storage(handle: Store) -> object:
+        url, kwargs = handle.library_engine("optuna")
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+    study = optuna.create_study(storage=storage(store), study_name="sw-1")
+    trial = study.ask({"lr": optuna.distributions.FloatDistribution(0.1, 0.3)})
+    study.tell(trial, 0.5)
+    again = optuna.load_study(storage=storage(opener()), study_name="sw-1")
+    assert [t.value for t in again.trials] == [0.5]
+    store.create_job(record("j-1"))  # the store's own tables are untouched
+    assert store.get_group("sw-1").id == "sw-1" and store.check() == []
+    assert opener().get_job("j-1").id == "j-1"  # and a new handle's migrations still agree

@@ -85,7 +85,36 @@ def test_the_migrations_make_exactly_the_tables_the_code_uses(postgres_url: str)
     finally:
         engine.dispose()
     assert diff == []
-    assert versions == ["0001"]
+    assert versions == ["0002"]
+
+
+def test_optuna_lives_in_its_own_schema_with_its_own_alembic_version(postgres_url: str) -> None:
+    """Optuna migrates its tables with Alembic too: in the store's schema it would read the store's
+    ``alembic_version`` as its own (and refuse it as incompatible), so it gets the schema ``optuna``."""
+    import sqlalchemy as sa
+
+    optuna = pytest.importorskip("optuna")
+    from multispot.store.postgres import driver_url
+
+    store = open_store(postgres_url)
+    try:
+        url, kwargs = store.library_engine("optuna")
+        optuna.create_study(storage=optuna.storages.RDBStorage(url, engine_kwargs=kwargs), study_name="s")
+        with pytest.raises(StoreError, match="schema name"):
+            store.library_engine('x"; DROP TABLE jobs; --')
+    finally:
+        store.close()
+    engine = sa.create_engine(driver_url(postgres_url))
+    try:
+        with engine.connect() as conn:
+            ours = conn.execute(sa.text("SELECT version_num FROM public.alembic_version")).scalars().all()
+            theirs = conn.execute(sa.text("SELECT count(*) FROM optuna.alembic_version")).scalar()
+            studies = conn.execute(sa.text("SELECT study_name FROM optuna.studies")).scalars().all()
+            public = set(sa.inspect(conn).get_table_names(schema="public"))
+    finally:
+        engine.dispose()
+    assert ours == ["0002"] and theirs == 1 and studies == ["s"]
+    assert "studies" not in public and {"jobs", "sweep_groups", "sweep_members"} <= public
 
 
 def test_concurrent_openers_of_a_new_database_migrate_once(postgres_url: str) -> None:

@@ -241,3 +241,85 @@ def test_cli_refuses_a_bad_sweep_file_with_the_field_path(home: Path, tmp_path: 
         [MULTISPOT, "sweep-status", "nope"], capture_output=True, text=True, env=env, check=False
     )
     assert done.returncode == 2 and "no sweep or array" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_sweep_on_postgres(
+    home: Path, tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MULTISPOT_DB on PostgreSQL: the group rows, the trials' jobs (driven by detached
+    controllers that find the store through the same variable) and Optuna's study all live there."""
+    import optuna
+
+    from multispot.store import open_store
+
+    monkeypatch.setenv("MULTISPOT_DB", postgres_url)
+    path = _sweep_file(
+        tmp_path,
+        """\
+        parameters: {lr: {uniform: [0.1, 0.3]}}
+        objective: {metric: loss}
+        algorithm: random
+        seed: 3
+        trials: 3
+        parallelism: 2
+        pruner: {kind: median, startup_trials: 1, warmup_steps: 2}
+        """,
+    )
+    data = api.sweep(path).to_dict()
+    assert data["state"] == "done" and _ended(data) and len(data["members"]) == 3
+    assert {m["outcome"] for m in data["members"]} <= {"succeeded", "pruned"}
+    assert data["best"] is not None and data["best"]["outcome"] == "succeeded"
+    assert not (home / "jobs.sqlite").exists()  # nothing went to the local store
+    store = open_store(postgres_url)
+    try:
+        assert [g.id for g in store.groups()] == [data["id"]]
+        for member in data["members"]:
+            record = store.get_job(member["job"])
+            assert record.options["group"] == data["id"] and record.options["member"] == member["n"]
+            if member["outcome"] == "succeeded":  # lost its capacity once, resumed from its checkpoint
+                assert member["preemptions"] >= 1
+                assert resumed_from_step(record.checkpoint_uri, 2, record.id) is not None
+        url, kwargs = store.library_engine("optuna")
+    finally:
+        store.close()
+    study = optuna.load_study(
+        study_name=data["id"], storage=optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    )
+    assert {t.user_attrs["multispot_job"] for t in study.trials} == {m["job"] for m in data["members"]}
+    assert all(t.state.is_finished() for t in study.trials)
+    assert all(t.intermediate_values for t in study.trials)  # the driver reported each one's progress
+
+
+@pytest.mark.slow
+def test_a_trial_gets_the_checks_of_any_submit(home: Path, tmp_path: Path) -> None:
+    """Trials go through api.submit: the same sweep file run again, with an explicit checkpoint.uri,
+    would have its first trial resume from (and overwrite) the first run's checkpoints; submit
+    refuses that, and the sweep stops saying why instead of creating the job."""
+    ckpt = tmp_path / "ckpt"
+    path = _sweep_file(
+        tmp_path,
+        """\
+        parameters: {lr: {uniform: [0.1, 0.3]}}
+        objective: {metric: loss}
+        algorithm: random
+        trials: 1
+        """,
+        preemptions="none",
+    )
+    path.write_text(
+        path.read_text().replace("{every_steps: 4}", f"{{every_steps: 4, uri: {json.dumps(str(ckpt))}}}")
+    )
+    first = api.sweep(path).to_dict()
+    assert first["state"] == "done" and first["members"][0]["outcome"] == "succeeded"
+    again = api.sweep(path).to_dict()
+    assert again["state"] == "stopped"
+    assert "trial 0 was refused" in again["message"] and "holds checkpoints" in again["message"]
+    (member,) = again["members"]
+    assert member["outcome"] == "failed"
+    store = JobStore(home / "jobs.sqlite")
+    assert [j.id for j in store.jobs()] == [first["members"][0]["job"]]  # no job for the refused trial
+    import optuna
+
+    study = optuna.load_study(study_name=again["id"], storage=f"sqlite:///{home / 'jobs.sqlite'}")
+    assert [t.state.name for t in study.trials] == ["FAIL"]

@@ -50,3 +50,30 @@ def test_another_jobs_checkpoints_need_an_explicit_choice(tmp_path: Path, store:
     assert second.record.checkpoint_uri == uri and CheckpointStore(uri).steps() == [7]  # nothing lost
     fresh = api.submit(job((tmp_path / "other").as_uri()), store=store, start_controller=False)
     assert fresh.record.checkpoint_uri.endswith("/other")
+
+
+def test_a_chosen_job_id_and_extra_options_are_recorded_once(tmp_path: Path, store: JobStore) -> None:
+    """What a sweep's driver passes: its own id (chosen before the member row) and its options
+    beside multispot's, which keep their meaning whatever the caller sends."""
+    from multispot.errors import StoreError
+
+    uri = (tmp_path / "ckpt").as_uri()
+    extra = {"group": "sw-1", "member": 3, "workdir": "/elsewhere"}
+    run = api.submit(
+        job(uri),
+        store=store,
+        start_controller=False,
+        job_id="sw-1-3-abc",
+        options=extra,
+        workdir=str(tmp_path),
+    )
+    assert run.id == "sw-1-3-abc" and store.get_job("sw-1-3-abc").checkpoint_uri == uri
+    assert store.get_job(run.id).options == {
+        "group": "sw-1",
+        "member": 3,
+        "workdir": str(tmp_path),
+        "only_provider": False,
+    }
+    with pytest.raises(StoreError, match="exists already"):
+        api.submit(job((tmp_path / "other").as_uri()), store=store, start_controller=False, job_id=run.id)
+    assert len(store.jobs(10)) == 1
