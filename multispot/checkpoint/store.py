@@ -158,6 +158,13 @@ class CheckpointStore:
         whose manifest entry carries the object store's own checksum is not read either when the
         store reports that same checksum now (one metadata request); otherwise its bytes are hashed.
         """
+        try:
+            return self._verify(step, full)
+        except FileNotFoundError as exc:  # retention (or a user) removed the step while it was read
+            self._verified.pop(step, None)
+            return Verdict(step, False, f"removed while it was being checked ({exc.filename or exc})")
+
+    def _verify(self, step: int, full: bool) -> Verdict:
         verdict, manifest, prints, seen_at = self._cheap_check(step)
         if not verdict.ok or not full:
             return verdict

@@ -6,15 +6,13 @@ is answered 404, as if it did not exist), and records every change in the audit 
 answers are the JSON the CLI prints with ``--output json``; errors are
 ``{"error": {"type", "message", "field"?}}`` (``multispot.server.errors``).
 
-The server process holds one job store, shared by all requests one call at a time
-(``SharedStore`` says why).
+The server process holds one job store, shared by every request (both backends are safe to
+share between threads: SQLite's handle takes turns on its one connection, PostgreSQL's has a pool).
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import typing
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -43,43 +41,6 @@ MAX_LIMIT = 1000
 
 
 # --------------------------------------------------------------------------- store and caller
-
-
-class SharedStore:
-    """The one job store of the server process, shared by every request, one call at a time.
-
-    One store, not one per request or thread: one connection is all a process needs, and a
-    second one was how a stale snapshot once crept in (a file check that closed a descriptor
-    cancelled the first connection's POSIX locks; the store now only stats the file). One call at a time: FastAPI runs routes (and their
-    dependencies) on pool threads, and one SQLite connection must not run two transactions at
-    once. Store calls are short; what is slow (checkpoint listings, log files) runs outside."""
-
-    def __init__(self, store: StoreProtocol) -> None:
-        self._store = store
-        self._lock = threading.RLock()
-
-    @property  # type: ignore[misc]
-    def __class__(self) -> type:
-        """The store's class, so a check of which backend this is (sweeps need SQLite) sees it."""
-        return type(self._store)
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._store, name)
-        if name == "transaction":
-            return self._transaction
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return attr(*args, **kwargs)
-
-        return call
-
-    @contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        with self._lock, self._store.transaction() as db:  # type: ignore[attr-defined]
-            yield db
 
 
 def store_of(request: Request) -> StoreProtocol:
@@ -536,7 +497,7 @@ def create_app(store_url: str | None = None) -> FastAPI:
         docs_url=f"{API}/docs",
         redoc_url=None,
     )
-    app.state.store = typing.cast(StoreProtocol, SharedStore(store))
+    app.state.store = store  # one per process; both backends are safe to share between threads
     app.add_middleware(BodyLimit, json_limit=MAX_JSON_BYTES, upload_limit=staging.MAX_UPLOAD_BYTES)
     errors.install(app)
     app.include_router(router)

@@ -675,3 +675,23 @@ def test_a_stored_old_format_manifest_still_verifies(ckpt_uri: str) -> None:
     put(ckpt_uri, "step-000000000040/state.bin", b"X" + OLD_FORMAT_FILE[1:])
     fresh = CheckpointStore(ckpt_uri)
     assert not fresh.verify(40).ok and "checksum mismatch" in fresh.verify(40).reason
+
+
+def test_a_step_removed_while_it_is_verified_is_not_valid(
+    ckpt_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention may delete a step between the listing and the reads of a verification (a server
+    listing a running job's checkpoints): that step is reported gone, never an error."""
+    commit(ckpt_uri, 3, files_for(3))
+    store = CheckpointStore(ckpt_uri)
+    listed = store.file_prints
+
+    def then_removed(step: int) -> Any:
+        prints = listed(step)
+        for name in files_for(step):
+            remove(ckpt_uri, f"{step_dir(step)}/{name}")
+        return prints
+
+    monkeypatch.setattr(store, "file_prints", then_removed)
+    verdict = store.verify(3)
+    assert not verdict.ok and "removed while it was being checked" in verdict.reason
