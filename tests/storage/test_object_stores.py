@@ -326,3 +326,37 @@ def test_s3_one_put_below_two_parts_has_a_whole_object_crc32(
         assert CheckpointStore(uri).restore().read_bytes("model.bin") == data
     finally:
         cleanup(uri)
+
+
+def test_a_save_asks_the_store_about_each_file_once(
+    cloud: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One metadata request per file gives both the store's checksum and the fingerprint the
+    commit checks against; a fresh step is only listed (no manifest read, no removal)."""
+    _, uri = cloud
+    store = CheckpointStore(uri, transfer=PARTS)
+    fs = store.fs
+    asked: list[str] = []
+
+    def counting(method: str) -> None:
+        inner = getattr(fs, method)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            target = str(kwargs.get("Key", args[0] if args else ""))
+            if method != "call_s3" or args[0] == "head_object":
+                asked.append(f"{method} {target}")
+            return inner(*args, **kwargs)
+
+        monkeypatch.setattr(fs, method, counted)
+
+    for method in ("info", "call_s3", "cat_file", "rm", "rm_file"):
+        if hasattr(fs, method):  # call_s3: s3fs only
+            counting(method)
+    data = files(1)
+    with store.writer(1) as writer:
+        for file, content in data.items():
+            writer.write_bytes(file, content)
+    metadata = [a for a in asked if a.startswith(("info", "call_s3"))]
+    assert len(metadata) == len(data), asked
+    assert not [a for a in asked if a.startswith(("rm", "cat_file")) and MANIFEST in a], asked
+    assert CheckpointStore(uri).verify(1).ok
