@@ -85,7 +85,8 @@ class CheckpointStore:
     ) -> None:
         """``transfer`` sets the part size and concurrency of object-store transfers."""
         self.uri = uri.rstrip("/") if uri.rstrip("/") else uri
-        self.storage: Storage = open_storage(self.uri, storage_options, transfer)
+        self.transfer = transfer or Transfer()  # used by object stores only
+        self.storage: Storage = open_storage(self.uri, storage_options, self.transfer)
         self.root = self.storage.root
         # Steps whose every byte this instance has hashed (written or fully verified), with each
         # file's entry and fingerprint then: re-read only if a fingerprint has changed since.
