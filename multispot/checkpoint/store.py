@@ -557,7 +557,11 @@ class CheckpointWriter:
         return written.version if written.version is not None else self.store.storage.stat(path)
 
     def _fsync_dirs(self, names: Any) -> None:
-        self.store.storage.sync_dirs({os.path.dirname(f"{self._base}/{n}") for n in names} | {self._base})
+        """Make the entries of the files' sub-folders durable. The step folder itself is left to the
+        durable write that follows (the manifest, or a rank's part), whose rename is followed by an
+        fsync of that same folder: one fsync, not two. A crash between the two leaves a manifest
+        whose files may be missing, which reads as uncommitted, like a crash before it."""
+        self.store.storage.sync_dirs({os.path.dirname(f"{self._base}/{n}") for n in names} - {self._base})
 
     def commit(self) -> Manifest | None:
         """Seal the step: fsync what is local, then write MANIFEST.json, then the LATEST hint.
