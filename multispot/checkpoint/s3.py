@@ -77,6 +77,21 @@ class S3Storage(ObjectStore):
             "ChecksumAlgorithm": "CRC32",
         }
 
+    def find(self, path: str) -> dict[str, dict[str, Any]]:
+        """One listing of ``path/``: s3fs's ``find`` of an empty prefix (a step not saved yet) would
+        add a HEAD and a listing of ``path`` as a file; with a ``prefix`` it neither does that nor
+        caches the (partial) listing."""
+        base = path.rstrip("/")
+        parent, _, name = base.rpartition("/")
+        if not parent:  # a bucket itself
+            return super().find(path)
+        found = self.fs.find(parent, prefix=f"{name}/", detail=True)
+        return {
+            str(p): dict(info)
+            for p, info in found.items()
+            if info.get("type") == "file" and str(p).startswith(f"{base}/")
+        }
+
     def describe(self, path: str) -> tuple[StoreChecksum | None, dict[str, str] | None]:
         """One HEAD with ``ChecksumMode=ENABLED``: the CRC32 and the fields s3fs's own ``info``
         takes from the same HEAD (size, ETag, LastModified, VersionId), so the fingerprint compares
