@@ -189,6 +189,18 @@ class Resources(_Model):
         return int(self.accelerator.split(":")[1]) if self.accelerator else 0
 
 
+class CheckpointTransferSpec(_Model):
+    """How checkpoint files move to and from an object store (``multispot.checkpoint.Transfer``)."""
+
+    part_size_mib: int = Field(
+        32, ge=5, le=5 * 1024, description="MiB per part, up and down (S3: at least 5, at most 5120)"
+    )
+    concurrency: int = Field(8, ge=1, le=64, description="parts in flight per file")
+    read_ahead_mib: int = Field(
+        256, ge=0, le=1024 * 1024, description="MiB of parts fetched ahead of the readers, per process"
+    )
+
+
 class CheckpointSpec(_Model):
     uri: str | None = Field(None, description="where checkpoints live; default: per provider")
     interval: Duration | None = Field(None, gt=0, description="how often the runtime saves, e.g. '10m'")
@@ -196,6 +208,9 @@ class CheckpointSpec(_Model):
         None, ge=1, description="also save every N steps (when the script passes its step to should_save)"
     )
     keep: int = Field(3, ge=1, le=1000, description="how many valid checkpoints to keep")
+    transfer: CheckpointTransferSpec | None = Field(
+        None, description="part size and concurrency of object-store transfers; default: 32 MiB × 8"
+    )
 
     @field_validator("uri")
     @classmethod

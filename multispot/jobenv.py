@@ -40,6 +40,8 @@ NOTICE_SECONDS = "MULTISPOT_NOTICE_SECONDS"
 CHECKPOINT_INTERVAL = "MULTISPOT_CHECKPOINT_INTERVAL"
 CHECKPOINT_KEEP = "MULTISPOT_CHECKPOINT_KEEP"
 CHECKPOINT_EVERY_STEPS = "MULTISPOT_CHECKPOINT_EVERY_STEPS"
+# JSON of the job's checkpoint.transfer ({"part_size_mib": 64, "concurrency": 16, ...}), when set.
+CHECKPOINT_TRANSFER = "MULTISPOT_CHECKPOINT_TRANSFER"
 HYPERPARAMETERS = "MULTISPOT_HYPERPARAMETERS"
 # JSON {name: reference} of Job.secrets: references only, resolved inside the job by
 # multispot.runtime.secrets (which removes this variable once the values are in the environment).
@@ -105,6 +107,8 @@ def build(
         env[CHECKPOINT_EVERY_STEPS] = str(job.checkpoint.every_steps)
     if job.checkpoint.interval is not None:
         env[CHECKPOINT_INTERVAL] = f"{job.checkpoint.interval:g}"
+    if job.checkpoint.transfer is not None:
+        env[CHECKPOINT_TRANSFER] = job.checkpoint.transfer.model_dump_json()
     for name, uri in (job.inputs if inputs is None else inputs).items():
         env[input_var(name)] = uri
     for name in in_command:
@@ -204,6 +208,7 @@ class JobEnv:
     checkpoint_interval: float = DEFAULT_INTERVAL
     checkpoint_keep: int = DEFAULT_KEEP
     checkpoint_every_steps: int | None = None
+    checkpoint_transfer: dict[str, int] = field(default_factory=dict)  # MULTISPOT_CHECKPOINT_TRANSFER
     rank: int = 0
     world_size: int = 1
     hyperparameters: dict[str, str] = field(default_factory=dict)
@@ -239,6 +244,24 @@ def _hyperparameters(text: str | None, service: Mapping[str, object] | None) -> 
     return {str(k): str(v) for k, v in hyper.items()}
 
 
+def _transfer(raw: str | None) -> dict[str, int]:
+    """MULTISPOT_CHECKPOINT_TRANSFER as {setting: integer}; ValueError naming the variable if not."""
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise TypeError
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in data.values()):
+            raise TypeError
+        return {str(k): int(v) for k, v in data.items()}
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            f"{CHECKPOINT_TRANSFER} must be a JSON object of integers, e.g. "
+            f'{{"part_size_mib": 64, "concurrency": 16}}; got {raw[:200]!r}'
+        ) from exc
+
+
 def read(environ: Mapping[str, str] | None = None, known: Iterable[JobEnvironment] | None = None) -> JobEnv:
     """The running job's view of itself. ``known``: the job environments to consult (default:
     those registered under ``multispot.job_environments``)."""
@@ -270,6 +293,7 @@ def read(environ: Mapping[str, str] | None = None, known: Iterable[JobEnvironmen
         checkpoint_interval=float(env.get(CHECKPOINT_INTERVAL) or DEFAULT_INTERVAL),
         checkpoint_keep=int(env.get(CHECKPOINT_KEEP) or DEFAULT_KEEP),
         checkpoint_every_steps=int(env[CHECKPOINT_EVERY_STEPS]) if env.get(CHECKPOINT_EVERY_STEPS) else None,
+        checkpoint_transfer=_transfer(env.get(CHECKPOINT_TRANSFER)),
         rank=int(rank) if rank else (service.rank if service and service.rank is not None else 0),
         world_size=int(world)
         if world

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 from multispot.checkpoint.manifest import StoreChecksum
@@ -51,12 +52,8 @@ class AzureBlobStorage(ObjectStore):
     def put_options(self) -> dict[str, Any]:
         return {"max_concurrency": self.transfer.concurrency}
 
-    def store_checksum(self, path: str) -> StoreChecksum | None:
-        self.fs.invalidate_cache(path)
-        try:
-            settings = self.fs.info(path).get("content_settings")
-        except FileNotFoundError:
-            return None
+    def checksum_in(self, info: Mapping[str, Any]) -> StoreChecksum | None:
+        settings = info.get("content_settings")
         md5 = (
             settings.get("content_md5")
             if isinstance(settings, dict)

@@ -15,6 +15,7 @@ MD5), so uploads to GCS run as one stream; downloads use parallel ranged reads.
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from typing import Any
 
 from multispot.checkpoint.manifest import StoreChecksum
@@ -47,10 +48,6 @@ class GcsStorage(ObjectStore):
     def put_options(self) -> dict[str, Any]:
         return {"chunksize": self.transfer.part_size}
 
-    def store_checksum(self, path: str) -> StoreChecksum | None:
-        self.fs.invalidate_cache(path)
-        try:
-            value = self.fs.info(path).get("crc32c")
-        except FileNotFoundError:
-            return None
+    def checksum_in(self, info: Mapping[str, Any]) -> StoreChecksum | None:
+        value = info.get("crc32c")
         return StoreChecksum(ALGORITHM, value) if isinstance(value, str) else None

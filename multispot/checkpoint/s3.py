@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import base64
 import zlib
+from collections.abc import Mapping
 from typing import Any
 
 from multispot.checkpoint.manifest import StoreChecksum
-from multispot.checkpoint.storage import ObjectStore
+from multispot.checkpoint.storage import ObjectStore, fingerprint
 
 ALGORITHM = "s3-crc32"
 MAX_PARTS = 10_000  # S3's limit; s3fs does not grow an explicit part size to stay under it
@@ -76,8 +77,27 @@ class S3Storage(ObjectStore):
             "ChecksumAlgorithm": "CRC32",
         }
 
-    def store_checksum(self, path: str) -> StoreChecksum | None:
+    def find(self, path: str) -> dict[str, dict[str, Any]]:
+        """One listing of ``path/``: s3fs's ``find`` of an empty prefix (a step not saved yet) would
+        add a HEAD and a listing of ``path`` as a file; with a ``prefix`` it neither does that nor
+        caches the (partial) listing."""
+        base = path.rstrip("/")
+        parent, _, name = base.rpartition("/")
+        if not parent:  # a bucket itself
+            return super().find(path)
+        found = self.fs.find(parent, prefix=f"{name}/", detail=True)
+        return {
+            str(p): dict(info)
+            for p, info in found.items()
+            if info.get("type") == "file" and str(p).startswith(f"{base}/")
+        }
+
+    def describe(self, path: str) -> tuple[StoreChecksum | None, dict[str, str] | None]:
+        """One HEAD with ``ChecksumMode=ENABLED``: the CRC32 and the fields s3fs's own ``info``
+        takes from the same HEAD (size, ETag, LastModified, VersionId), so the fingerprint compares
+        with a listing's as ``info``'s would."""
         bucket, key, version = self.fs.split_path(path)
+        self.fs.invalidate_cache(path)
         try:
             head = self.fs.call_s3(
                 "head_object",
@@ -87,14 +107,22 @@ class S3Storage(ObjectStore):
                 **({"VersionId": version} if version else {}),
             )
         except FileNotFoundError:
-            return None
-        value = head.get("ChecksumCRC32")
-        if not isinstance(value, str):
-            return None  # uploaded without a CRC32 (or with another algorithm): hash the bytes
-        etag = str(head.get("ETag", "")).strip('"')
-        composite = head.get("ChecksumType") == "COMPOSITE" or (
-            head.get("ChecksumType") is None and "-" in etag
-        )
-        if composite and "-" not in value and "-" in etag:
-            value = f"{value}-{etag.rsplit('-', 1)[1]}"
-        return StoreChecksum(ALGORITHM, value)
+            return None, None
+        info = {
+            "size": head["ContentLength"],
+            "ETag": head.get("ETag", ""),
+            "LastModified": head.get("LastModified", ""),
+            "VersionId": head.get("VersionId"),
+        }
+        return _crc32_of(head), fingerprint(info)
+
+
+def _crc32_of(head: Mapping[str, Any]) -> StoreChecksum | None:
+    value = head.get("ChecksumCRC32")
+    if not isinstance(value, str):
+        return None  # uploaded without a CRC32 (or with another algorithm): hash the bytes
+    etag = str(head.get("ETag", "")).strip('"')
+    composite = head.get("ChecksumType") == "COMPOSITE" or (head.get("ChecksumType") is None and "-" in etag)
+    if composite and "-" not in value and "-" in etag:
+        value = f"{value}-{etag.rsplit('-', 1)[1]}"
+    return StoreChecksum(ALGORITHM, value)

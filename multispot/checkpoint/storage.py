@@ -15,6 +15,7 @@ import os
 import stat
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -72,6 +73,15 @@ def same_version(a: Fingerprint, b: Fingerprint) -> bool:
     return "size" in common and all(a[key] == b[key] for key in common)
 
 
+@dataclass(frozen=True)
+class Written:
+    """A file just written: the store's own checksum of it (only when it equals the one computed
+    over the bytes written) and its fingerprint then (None: the caller stats the file itself)."""
+
+    store: StoreChecksum | None = None
+    version: dict[str, str] | None = None
+
+
 class Storage:
     """An object store reached through fsspec (``memory://``, ``s3://``, ``gs://``, ``az://``, …)."""
 
@@ -96,17 +106,17 @@ class Storage:
     def open_write(self, path: str) -> IO[bytes]:
         return self.fs.open(path, "wb", block_size=CHUNK)  # type: ignore[no-any-return]
 
-    def finish_write(self, handle: IO[bytes]) -> StoreChecksum | None:
+    def finish_write(self, handle: IO[bytes]) -> Written:
         """Close a handle from ``open_write``: the object exists once this returns. Returns the
         store's own checksum of it when the store keeps one that matches the bytes written."""
         handle.close()
-        return None
+        return Written()
 
     def discard_write(self, handle: IO[bytes]) -> None:
         """Give up a handle from ``open_write`` (a save abandoned): upload nothing that is left."""
         handle.close()
 
-    def upload_file(self, local: str, path: str, digest: Hasher) -> StoreChecksum | None:
+    def upload_file(self, local: str, path: str, digest: Hasher) -> Written:
         """Store the local file ``local`` at ``path``, feeding its bytes to ``digest`` on the way
         (one read); returns what ``finish_write`` returns."""
         handle = self.open_write(path)
@@ -201,12 +211,12 @@ class LocalFolder(Storage):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         return open(path, "wb")
 
-    def finish_write(self, handle: IO[bytes]) -> None:
+    def finish_write(self, handle: IO[bytes]) -> Written:
         handle.flush()
         os.fsync(handle.fileno())
         handle.close()
         self.mark_written(str(handle.name))
-        return None
+        return Written()
 
     def mark_written(self, path: str) -> None:
         """Set the mtime ``racy_seconds`` into the past, so that any later write moves it (see above)."""
@@ -297,12 +307,12 @@ class ObjectStore(Storage):
         limit = self.transfer.concurrency * self.transfer.part_size
         return Spool(path, limit, self.store_hasher(), self._upload)  # type: ignore[return-value]
 
-    def finish_write(self, handle: IO[bytes]) -> StoreChecksum | None:
+    def finish_write(self, handle: IO[bytes]) -> Written:
         handle.close()
         assert isinstance(handle, Spool)
         return handle.result  # type: ignore[no-any-return]
 
-    def _upload(self, spool: Spool) -> StoreChecksum | None:
+    def _upload(self, spool: Spool) -> Written:
         """Upload a spooled file through the filesystem's own upload (one request up to a part or
         so, else its parallel multipart: ``pipe_file`` from memory, ``put_file`` from the local
         spool), then compare the store's checksum of the object with the one computed as the bytes
@@ -317,7 +327,7 @@ class ObjectStore(Storage):
             local = None if hasher is None else hasher.result(spool.size)
         return self._confirm(spool.path, local)
 
-    def upload_file(self, local: str, path: str, digest: Hasher) -> StoreChecksum | None:
+    def upload_file(self, local: str, path: str, digest: Hasher) -> Written:
         """Hash the local file (one read: ``digest`` and the store's checksum), then hand it to the
         filesystem's parallel upload as it is: no copy into a spool."""
         theirs = self.store_hasher()
@@ -331,26 +341,47 @@ class ObjectStore(Storage):
         self.fs.put_file(local, path, **self.put_options())
         return self._confirm(path, None if theirs is None else theirs.result(size))
 
-    def _confirm(self, path: str, local: StoreChecksum | None) -> StoreChecksum | None:
-        """The store's checksum of the object just uploaded, if it equals ``local`` (computed over
-        the bytes multispot hashed); ``ChecksumMismatch`` if it differs."""
-        if local is None:
-            return None
-        stored = self.store_checksum(path)
-        if stored is None:
-            return None  # the store keeps none for this object: verification hashes its bytes
+    def _confirm(self, path: str, local: StoreChecksum | None) -> Written:
+        """The object just uploaded, from one metadata request: its fingerprint, and the store's
+        checksum if it equals ``local`` (computed over the bytes multispot hashed);
+        ``ChecksumMismatch`` if it differs."""
+        stored, version = self.describe(path)
+        if version is None:
+            raise FileNotFoundError(f"{path}: not found right after its upload")
+        if local is None or stored is None:
+            # nothing to compare (the store keeps none for this object): verification hashes its bytes
+            return Written(None, version)
         if stored != local:
             raise ChecksumMismatch(
                 f"{path}: the store's {stored.algorithm} is {stored.value}, the bytes written "
                 f"have {local.value}: the upload did not arrive intact"
             )
-        return local
+        return Written(local, version)
 
     def discard_write(self, handle: IO[bytes]) -> None:
         assert isinstance(handle, Spool)
         handle.discard()
 
+    def store_checksum(self, path: str) -> StoreChecksum | None:
+        return self.describe(path)[0]
+
+    def describe(self, path: str) -> tuple[StoreChecksum | None, dict[str, str] | None]:
+        """The store's checksum of the object at ``path`` (None if it keeps none) and its
+        fingerprint (None if there is no such file), from one metadata request."""
+        self.fs.invalidate_cache(path)
+        try:
+            info = self.fs.info(path)
+        except FileNotFoundError:
+            return None, None
+        if info.get("type") != "file":
+            return None, None
+        return self.checksum_in(info), fingerprint(info)
+
     # ----------------------------------------------------------------- per protocol
+
+    def checksum_in(self, info: Mapping[str, Any]) -> StoreChecksum | None:
+        """The store's checksum in an fsspec info dict, when it reports one there."""
+        return None
 
     def store_hasher(self) -> StoreHasher | None:
         """A local computation of the store's checksum, or None when there is none to compare."""

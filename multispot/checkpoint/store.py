@@ -40,8 +40,16 @@ from multispot.checkpoint.manifest import (
     parse_step_dir,
     step_dir,
 )
-from multispot.checkpoint.storage import CHUNK, Fingerprint, Storage, fingerprint, open_storage, same_version
-from multispot.checkpoint.transfer import Transfer
+from multispot.checkpoint.storage import (
+    CHUNK,
+    Fingerprint,
+    Storage,
+    Written,
+    fingerprint,
+    open_storage,
+    same_version,
+)
+from multispot.checkpoint.transfer import Transfer, submit
 from multispot.errors import (
     CheckpointError,
     CheckpointExists,
@@ -77,7 +85,8 @@ class CheckpointStore:
     ) -> None:
         """``transfer`` sets the part size and concurrency of object-store transfers."""
         self.uri = uri.rstrip("/") if uri.rstrip("/") else uri
-        self.storage: Storage = open_storage(self.uri, storage_options, transfer)
+        self.transfer = transfer or Transfer()  # used by object stores only
+        self.storage: Storage = open_storage(self.uri, storage_options, self.transfer)
         self.root = self.storage.root
         # Steps whose every byte this instance has hashed (written or fully verified), with each
         # file's entry and fingerprint then: re-read only if a fingerprint has changed since.
@@ -344,7 +353,10 @@ class CheckpointStore:
     def write_latest_hint(self, step: int) -> None:
         """Point LATEST at ``step`` unless it already names a newer one (the hint never goes back).
         LATEST is only a hint: when something else occupies the name, it is left alone."""
-        hint = self.latest_hint()
+        self.move_latest_hint(step, self.latest_hint())
+
+    def move_latest_hint(self, step: int, hint: int | None) -> None:
+        """``write_latest_hint`` when LATEST was read already (``hint``: the step it named)."""
         if hint is None or hint <= step:
             try:
                 self.storage.write_small(self.path(LATEST), step_dir(step).encode(), durable=False)
@@ -427,8 +439,8 @@ class _HashingWriter(io.RawIOBase):
             self._storage.discard_write(self._target)  # no upload for a save given up
             super().close()
             return
-        store = self._storage.finish_write(self._target)
-        self._on_close(FileEntry(self._digest.size, self._digest.hexdigest(), store))
+        written = self._storage.finish_write(self._target)
+        self._on_close(FileEntry(self._digest.size, self._digest.hexdigest(), written.store), written)
         super().close()
 
 
@@ -468,10 +480,17 @@ class CheckpointWriter:
         self._started = time.monotonic()
         self.algorithm = ALGORITHM  # a copy keeps its source's checksum (copy_checkpoint)
         self.committed: Manifest | None = None
-        if store.manifest(step) is not None:
+        if world_size > 1:
+            if store.manifest(step) is not None:
+                raise CheckpointExists(f"step {step} is already committed under {store.uri}")
+            return  # leftovers stay: another rank may already be writing (and nobody commits them)
+        # One listing tells a fresh step (the usual case: nothing more to ask the store) from a
+        # committed one or the leftovers of a save that never committed (removed).
+        found = store.file_prints(step)
+        if MANIFEST in found and store.manifest(step) is not None:
             raise CheckpointExists(f"step {step} is already committed under {store.uri}")
-        if world_size == 1:
-            store.delete(step)  # leftovers of a save that never committed (with ranks, nobody may)
+        if found or store.storage.local:  # locally, also whatever a listing of files leaves out
+            store.delete(step)
 
     @property
     def local_dir(self) -> Path:
@@ -489,9 +508,9 @@ class CheckpointWriter:
 
         path = f"{self._base}/{name}"
 
-        def record(entry: FileEntry) -> None:
+        def record(entry: FileEntry, written: Written) -> None:
             self._entries[name] = entry
-            self._prints[name] = self.store.storage.stat(path)
+            self._prints[name] = self._version(path, written)
 
         target = self.store.open_write(path)
         raw = _HashingWriter(target, self.store.storage, record, self._cancel, self.algorithm)
@@ -535,12 +554,21 @@ class CheckpointWriter:
             raise SaveAbandoned("checkpoint save abandoned")
         remote = f"{self._base}/{name}"
         digest = hasher(self.algorithm)
-        store = self.store.storage.upload_file(str(local), remote, digest)
-        self._entries[name] = FileEntry(digest.size, digest.hexdigest(), store)
-        self._prints[name] = self.store.storage.stat(remote)
+        written = self.store.storage.upload_file(str(local), remote, digest)
+        self._entries[name] = FileEntry(digest.size, digest.hexdigest(), written.store)
+        self._prints[name] = self._version(remote, written)
+
+    def _version(self, path: str, written: Written) -> Fingerprint | None:
+        """The fingerprint of a file this writer just closed: from the metadata request that
+        confirmed its upload (object stores), else a stat."""
+        return written.version if written.version is not None else self.store.storage.stat(path)
 
     def _fsync_dirs(self, names: Any) -> None:
-        self.store.storage.sync_dirs({os.path.dirname(f"{self._base}/{n}") for n in names} | {self._base})
+        """Make the entries of the files' sub-folders durable. The step folder itself is left to the
+        durable write that follows (the manifest, or a rank's part), whose rename is followed by an
+        fsync of that same folder: one fsync, not two. A crash between the two leaves a manifest
+        whose files may be missing, which reads as uncommitted, like a crash before it."""
+        self.store.storage.sync_dirs({os.path.dirname(f"{self._base}/{n}") for n in names} - {self._base})
 
     def commit(self) -> Manifest | None:
         """Seal the step: fsync what is local, then write MANIFEST.json, then the LATEST hint.
@@ -606,6 +634,9 @@ class CheckpointWriter:
         nobody hashed."""
         if not manifest.files:
             raise CheckpointError(f"step {self.step} has no files: nothing to commit")
+        # LATEST is read while the step is listed and committed (two round trips fewer on an object
+        # store); it only decides whether the hint moves forward.
+        hint = submit(self.store.latest_hint)
         seen_at = time.time()
         prints = self.store.file_prints(self.step)
         for name, entry in manifest.files.items():
@@ -618,7 +649,7 @@ class CheckpointWriter:
                 )
         self.store.storage.write_small(f"{self._base}/{MANIFEST}", manifest.to_json().encode())
         self.store.mark_verified(self.step, manifest.files, prints, seen_at)
-        self.store.write_latest_hint(self.step)
+        self.store.move_latest_hint(self.step, hint.result())
         self.committed = manifest
 
     def _gather(self, attempt: int | None, job_id: str | None) -> dict[str, FileEntry]:

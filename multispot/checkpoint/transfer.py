@@ -15,7 +15,7 @@ import io
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -47,6 +47,21 @@ class Transfer:
             )
         if self.concurrency < 1 or self.read_ahead < 0:
             raise ValueError("concurrency must be at least 1 and read_ahead at least 0")
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, int], source: str = "checkpoint.transfer") -> Transfer:
+        """From a job's ``checkpoint.transfer`` section (``part_size_mib``, ``concurrency``,
+        ``read_ahead_mib``; those left out keep their defaults). ``source`` names it in errors."""
+        names = {"part_size_mib": "part_size", "concurrency": "concurrency", "read_ahead_mib": "read_ahead"}
+        unknown = sorted(set(settings) - set(names))
+        if unknown:
+            raise ValueError(f"{source}: unknown setting {', '.join(unknown)}: use {', '.join(names)}")
+        scale = {"part_size": MiB, "read_ahead": MiB, "concurrency": 1}
+        values = {names[key]: value * scale[names[key]] for key, value in settings.items()}
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from exc
 
 
 class _Budget:

@@ -19,6 +19,7 @@ from typing import Any, NoReturn, TypeVar
 
 from multispot import jobenv
 from multispot.checkpoint import CheckpointStore, CheckpointWriter, Manifest, RestoredCheckpoint
+from multispot.checkpoint.transfer import Transfer
 from multispot.errors import SaveAbandoned
 from multispot.runtime.env import JobEnv, detect
 from multispot.runtime.notice import FileNoticeSource, Hook, NoticeSource, PreemptionNotice
@@ -168,9 +169,14 @@ class Checkpointer:
         keep: int | None = None,
         env: JobEnv | None = None,
         storage_options: dict[str, Any] | None = None,
+        transfer: Transfer | None = None,
     ) -> None:
+        """``transfer``: part size and concurrency of object-store transfers; default: the job's
+        ``checkpoint.transfer`` (``MULTISPOT_CHECKPOINT_TRANSFER``), else ``Transfer()``."""
         self.env = env or detect()
-        self.store = CheckpointStore(uri or self.env.checkpoint_uri, storage_options)
+        if transfer is None and self.env.checkpoint_transfer:
+            transfer = Transfer.from_settings(self.env.checkpoint_transfer, jobenv.CHECKPOINT_TRANSFER)
+        self.store = CheckpointStore(uri or self.env.checkpoint_uri, storage_options, transfer)
         self.interval = self.env.checkpoint_interval if interval is None else interval
         self.keep = self.env.checkpoint_keep if keep is None else keep
         self.every_steps = self.env.checkpoint_every_steps

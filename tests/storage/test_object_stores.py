@@ -326,3 +326,60 @@ def test_s3_one_put_below_two_parts_has_a_whole_object_crc32(
         assert CheckpointStore(uri).restore().read_bytes("model.bin") == data
     finally:
         cleanup(uri)
+
+
+def test_a_save_asks_the_store_about_each_file_once(
+    cloud: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One metadata request per file gives both the store's checksum and the fingerprint the
+    commit checks against; a fresh step is only listed (no manifest read, no removal)."""
+    _, uri = cloud
+    store = CheckpointStore(uri, transfer=PARTS)
+    fs = store.fs
+    asked: list[str] = []
+
+    def counting(method: str) -> None:
+        inner = getattr(fs, method)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            target = str(kwargs.get("Key", args[0] if args else ""))
+            if method != "call_s3" or args[0] == "head_object":
+                asked.append(f"{method} {target}")
+            return inner(*args, **kwargs)
+
+        monkeypatch.setattr(fs, method, counted)
+
+    for method in ("info", "call_s3", "cat_file", "rm", "rm_file"):
+        if hasattr(fs, method):  # call_s3: s3fs only
+            counting(method)
+    data = files(1)
+    with store.writer(1) as writer:
+        for file, content in data.items():
+            writer.write_bytes(file, content)
+    metadata = [a for a in asked if a.startswith(("info", "call_s3"))]
+    assert len(metadata) == len(data), asked
+    assert not [a for a in asked if a.startswith(("rm", "cat_file")) and MANIFEST in a], asked
+    assert CheckpointStore(uri).verify(1).ok
+
+
+def test_an_s3_save_makes_only_the_requests_it_needs(
+    s3_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every S3 request of a two-file save, counted where botocore sends it: a listing when the
+    writer opens and one before the commit, a PUT and a HEAD per file, the manifest, LATEST read
+    and written. No manifest GET or DELETE for a fresh step, no HEAD of the step as a file."""
+    s3_backend.install(monkeypatch)
+    uri = s3_backend.uri()
+    try:
+        store = CheckpointStore(uri, transfer=PARTS)
+        sent: list[str] = []
+        store.fs.s3.meta.events.register("before-call.s3.*", lambda model, **_: sent.append(model.name))
+        with store.writer(1) as writer:
+            writer.write_bytes("model.bin", b"m" * 1000)
+            writer.write_bytes("opt/state.bin", b"o" * 1000)
+        assert sorted(sent) == sorted(
+            ["ListObjectsV2"] * 2 + ["PutObject"] * 4 + ["HeadObject"] * 2 + ["GetObject"]
+        ), sent
+        assert CheckpointStore(uri).verify(1).ok
+    finally:
+        cleanup(uri)

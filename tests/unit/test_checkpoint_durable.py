@@ -4,9 +4,12 @@ advice takes that figure."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
-from multispot.checkpoint import CheckpointStore
+from multispot.checkpoint import MANIFEST, CheckpointStore, step_dir
 from multispot.policy.interval import save_seconds_from
 from multispot.runtime import Checkpointer, JobEnv
 
@@ -75,3 +78,35 @@ def test_a_save_that_fits_says_nothing(file_uri: str, capsys: pytest.CaptureFixt
 )
 def test_interval_advice_takes_the_time_to_durable(metadata: dict[str, object], expected: object) -> None:
     assert save_seconds_from(metadata) == expected
+
+
+def test_a_local_save_fsyncs_each_thing_once_in_commit_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file before the manifest exists, the manifest before its rename, the step folder after
+    the rename (which makes the file's entry and the manifest's durable together): three fsyncs,
+    and the sub-folder of a nested file before the manifest."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        manifest_there = (tmp_path / "ckpt" / step_dir(1) / MANIFEST).exists()
+        synced.append(f"{os.path.relpath(path, tmp_path / 'ckpt')} {'after' if manifest_there else 'before'}")
+        real(fd)
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc to name the descriptors fsynced")
+    store = CheckpointStore((tmp_path / "ckpt").as_uri())
+    monkeypatch.setattr(os, "fsync", fsync)
+    with store.writer(1) as writer:
+        writer.write_bytes("model.bin", b"m" * 1000)
+        writer.write_bytes("opt/state.bin", b"o" * 1000)
+    step = step_dir(1)
+    assert sorted(s for s in synced if s.endswith("before") and "tmp-manifest" not in s) == sorted(
+        [f"{step}/model.bin before", f"{step}/opt/state.bin before", f"{step}/opt before"]
+    )
+    assert [s for s in synced if "tmp-manifest" in s] == [
+        f"{step}/{MANIFEST}.{os.getpid()}.tmp-manifest before"
+    ]
+    assert [s for s in synced if s.endswith("after")] == [f"{step} after"]

@@ -224,3 +224,16 @@ def test_without_a_recognised_service_it_is_a_manual_run(tmp_path: Path) -> None
         env = jobenv.read({})
     assert env.provider == jobenv.MANUAL and env.notice_seconds == jobenv.DEFAULT_NOTICE_SECONDS
     assert env.output_dir == (tmp_path / "outputs").resolve()
+
+
+def test_checkpoint_transfer_settings_reach_the_job() -> None:
+    job = _job(checkpoint={"transfer": {"part_size_mib": 64, "concurrency": 16}})
+    back = jobenv.read(jobenv.build(job, CTX, "acme", 30), known=[])
+    assert back.checkpoint_transfer == {"part_size_mib": 64, "concurrency": 16, "read_ahead_mib": 256}
+    assert jobenv.read(jobenv.build(_job(), CTX, "acme", 30), known=[]).checkpoint_transfer == {}
+
+
+@pytest.mark.parametrize("raw", ["[64]", '{"concurrency": "8"}', '{"concurrency": true}', "{"])
+def test_a_bad_transfer_variable_is_named(raw: str) -> None:
+    with pytest.raises(ValueError, match=jobenv.CHECKPOINT_TRANSFER):
+        jobenv.read({jobenv.CHECKPOINT_TRANSFER: raw}, known=[])

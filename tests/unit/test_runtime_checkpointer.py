@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from multispot.checkpoint import CheckpointStore, step_dir
+from multispot.checkpoint.transfer import MiB, Transfer
 from multispot.runtime import Checkpointer, JobEnv
 
 pytestmark = pytest.mark.usefixtures("isolated_notice")
@@ -45,6 +46,18 @@ def test_settings_come_from_the_environment(file_uri: str) -> None:
     ckpt = Checkpointer(env=job_env(file_uri, checkpoint_interval=42.0, checkpoint_keep=5))
     assert ckpt.store.uri == file_uri
     assert (ckpt.interval, ckpt.keep) == (42.0, 5)
+
+
+def test_transfer_settings_come_from_the_job_or_the_caller(file_uri: str) -> None:
+    env = job_env(file_uri, checkpoint_transfer={"part_size_mib": 64, "concurrency": 3})
+    assert Checkpointer(env=env).store.transfer == Transfer(part_size=64 * MiB, concurrency=3)
+    given = Transfer(part_size=16 * MiB)
+    assert Checkpointer(env=env, transfer=given).store.transfer == given
+    assert Checkpointer(env=job_env(file_uri)).store.transfer == Transfer()
+    with pytest.raises(ValueError, match=r"MULTISPOT_CHECKPOINT_TRANSFER: part_size .* at least 5 MiB"):
+        Checkpointer(env=job_env(file_uri, checkpoint_transfer={"part_size_mib": 1}))
+    with pytest.raises(ValueError, match="unknown setting parts"):
+        Checkpointer(env=job_env(file_uri, checkpoint_transfer={"parts": 1}))
 
 
 def test_should_save_by_interval(file_uri: str) -> None:
