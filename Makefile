@@ -54,7 +54,6 @@ bench: $(VENV)/.dev
 clean:
 	rm -rf $(VENV) site .mypy_cache .ruff_cache .pytest_cache
 
-<<<<<<< HEAD
 # PostgreSQL's server binaries, for the job store's tests on PostgreSQL (tests/helpers/postgres.py
 # starts a throwaway server with them). Installed from the OS packages when missing; where that is
 # not possible (no apt-get, no root), those tests skip and say why.
@@ -67,7 +66,7 @@ postgres-bin:
 		($$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null) \
 		|| echo "could not install postgresql: the PostgreSQL job store tests will be skipped"; \
 	else echo "initdb not found and no apt-get: the PostgreSQL job store tests will be skipped"; fi
-=======
+
 # The dashboard tests drive the OS's Chromium through Playwright (tests/dashboard/). Installed here
 # when absent; without apt (or root) this only warns and those tests skip, saying why.
 .PHONY: chromium
@@ -76,4 +75,3 @@ chromium:
 	{ apt-get update -qq && apt-get install -y -qq chromium; } >/dev/null 2>&1 || \
 	echo "chromium not installed (no apt-get or not root): the dashboard browser tests will be skipped"
 test: chromium
->>>>>>> dashboard
