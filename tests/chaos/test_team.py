@@ -146,6 +146,7 @@ def test_the_server_killed_mid_run(team: Team, store: Store) -> None:
     said = down.stdout + down.stderr
     assert "Traceback" not in said, said
     assert team.url in said or "server" in said.lower(), said
+    print(f"\nmultispot list while the server is down (rc {down.returncode}): {said.strip()}")
 
     # the controllers drive the jobs without it
     finish(team, store, job_ids, preempted)
@@ -160,12 +161,22 @@ def test_the_server_killed_mid_run(team: Team, store: Store) -> None:
 def test_postgres_restarted_mid_run(team: Team, store: Store, postgres_server: PostgresServer) -> None:
     job_ids, preempted = submit_jobs(team)
     wait_for("every job running", lambda: all_in(store, job_ids, JobState.RUNNING), every=0.2)
-    postgres_server.restart(down_for=2.0)
+    postgres_server.stop()  # `fast`: every session is ended, as a database failover would
+    try:
+        down = team.cli("list", check=False)
+    finally:
+        postgres_server.start()
+    said = down.stdout + down.stderr
+    assert down.returncode != 0 and "Traceback" not in said, said
+    # the server answers (503) and says what is wrong, rather than the client timing out
+    assert "cannot reach the multispot server" not in said and "job store" in said, said
+    print(f"\nmultispot list while Postgres is down (rc {down.returncode}): {said.strip()}")
 
     finish(team, store, job_ids, preempted)
     check_each_job(team, store, job_ids, preempted)
     assert team.server is not None and team.server.poll() is None, team.log("server")
     assert listed(team) == dict.fromkeys(job_ids, "SUCCEEDED")
+    print(f"\ncontroller log after the Postgres restart:\n{team.log('controller')[-1500:]}")
 
 
 def check_dashboard_lists(team: Team, job_ids: list[str]) -> None:
