@@ -34,6 +34,7 @@ pytestmark = [
 ]
 
 JOBS = 12
+LOAD_JOBS = 60
 PREEMPTED_EVERY = 3  # every third job gets `--inject-preemptions at=1s`
 
 
@@ -177,6 +178,21 @@ def test_postgres_restarted_mid_run(team: Team, store: Store, postgres_server: P
     assert team.server is not None and team.server.poll() is None, team.log("server")
     assert listed(team) == dict.fromkeys(job_ids, "SUCCEEDED")
     print(f"\ncontroller log after the Postgres restart:\n{team.log('controller')[-1500:]}")
+
+
+def test_jobs_per_minute_with_the_server_in_the_path(team: Team, store: Store) -> None:
+    team.gate.touch()  # nothing to wait for: the jobs run straight through
+    started = time.monotonic()
+    job_ids = [team.post_job(f"load-{n}") for n in range(LOAD_JOBS)]
+    submitted = time.monotonic() - started
+    wait_for("every job to end", lambda: all(store.get_job(j).state.job_terminal for j in job_ids), every=0.5)
+    seconds = time.monotonic() - started
+    kinds = check_each_job(team, store, job_ids, preempted=set())
+    assert kinds["submitted"] == LOAD_JOBS
+    print(
+        f"\nteam load (Postgres, server, 3 replicas x 16): {LOAD_JOBS} jobs POSTed in {submitted:.1f}s, "
+        f"all ended after {seconds:.1f}s: {LOAD_JOBS / seconds * 60:.0f} jobs/min"
+    )
 
 
 def check_dashboard_lists(team: Team, job_ids: list[str]) -> None:

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from helpers.net import free_port
 from multispot.status import JobState
 from multispot.store import Store, open_store
@@ -185,14 +187,24 @@ class Team:
             assert done.returncode == 0, f"multispot {' '.join(args)}: {done.stdout}{done.stderr}"
         return done
 
+    def job_yaml(self, name: str, steps: int) -> str:
+        out = self.root / "out" / name
+        return _JOB.format(
+            name=name, starts=self.starts, python=sys.executable, steps=steps, gate=self.gate, out=out
+        )
+
+    def post_job(self, name: str, steps: int = 1) -> str:
+        """``POST /api/v1/jobs`` as ``import multispot`` sends it (no CLI start-up per job)."""
+        body = json.dumps({"spec": yaml.safe_load(self.job_yaml(name, steps)), "provider": "local"}).encode()
+        request = urllib.request.Request(self.url + "/api/v1/jobs", data=body, method="POST")
+        request.add_header("Content-Type", "application/json")
+        request.add_header("Authorization", f"Bearer {self.token}")
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            return str(json.loads(answer.read())["id"])
+
     def submit(self, name: str, steps: int = 5, preempt: str | None = None) -> str:
         path = self.client_home / f"{name}.yaml"
-        out = self.root / "out" / name
-        path.write_text(
-            _JOB.format(
-                name=name, starts=self.starts, python=sys.executable, steps=steps, gate=self.gate, out=out
-            )
-        )
+        path.write_text(self.job_yaml(name, steps))
         extra = ["--inject-preemptions", preempt] if preempt else []
         done = self.cli("submit", str(path), "--detach", "-o", "json", *extra)
         answer: dict[str, Any] = json.loads(done.stdout)
