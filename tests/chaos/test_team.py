@@ -41,7 +41,8 @@ PREEMPTED_EVERY = 3  # every third job gets `--inject-preemptions at=1s`
 @pytest.fixture
 def team(tmp_path: Path, postgres_url: str) -> Iterator[Team]:
     """docs/team.md on loopback: user bob of team vision, the server, 3 controller replicas."""
-    deployed = Team(tmp_path, postgres_url)
+    # the URL as deploy/compose.yaml spells it (docs/team.md: both spellings are the same)
+    deployed = Team(tmp_path, postgres_url.replace("postgresql://", "postgresql+psycopg://", 1))
     deployed.make_user("bob", "vision")
     deployed.start_server()
     deployed.start_controllers(3)
