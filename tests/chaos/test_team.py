@@ -178,7 +178,6 @@ def test_postgres_restarted_mid_run(team: Team, store: Store, postgres_server: P
     check_each_job(team, store, job_ids, preempted)
     assert team.server is not None and team.server.poll() is None, team.log("server")
     assert listed(team) == dict.fromkeys(job_ids, "SUCCEEDED")
-    print(f"\ncontroller log after the Postgres restart:\n{team.log('controller')[-1500:]}")
 
 
 def test_jobs_per_minute_with_the_server_in_the_path(team: Team, store: Store) -> None:
