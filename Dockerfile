@@ -7,7 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    MULTISPOT_HOME=/var/lib/multispot
+    MULTISPOT_HOME=/data/home \
+    MULTISPOT_SERVER_CODE=/data/code
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -16,11 +17,12 @@ COPY adapters ./adapters
 RUN pip install ".[${EXTRAS}]" && rm -rf /src
 
 # A fixed non-root user: the Kubernetes manifests run as 10001 with runAsNonRoot.
+# /data is where the deployments mount the volume the server and the controllers share.
 RUN groupadd --gid 10001 multispot \
-    && useradd --uid 10001 --gid 10001 --home-dir /var/lib/multispot --create-home multispot \
-    && chmod 0700 /var/lib/multispot
+    && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /data/home multispot \
+    && install -d -o 10001 -g 10001 -m 0700 /data /data/home /data/code
 USER 10001:10001
-WORKDIR /var/lib/multispot
+WORKDIR /data
 
 EXPOSE 8400
 ENTRYPOINT ["multispot"]

@@ -106,16 +106,9 @@ def test_the_walkthrough_with_a_replica_killed_mid_run(team: Team, store: Store)
     wait_for("every job leased and running", lambda: all_in(store, job_ids, JobState.RUNNING), every=0.2)
 
     # kill -9 a replica that holds a job (the gate keeps them all running)
-    workers = {w.id: w.pid for w in store.workers(STALE_AFTER)}
-    victim = next(o for j in job_ids if (o := store.get_job(j).owner) in workers)
-    pid = workers[victim]
-    assert pid in replica_pids(team)
-    held = [j for j in job_ids if store.get_job(j).owner == victim]
-    os.kill(pid, signal.SIGKILL)
+    victim, held = kill_a_replica_holding_a_job(team, store, job_ids)
     takeover = wait_for(
-        "the killed replica's jobs to be taken over",
-        lambda: all(store.get_job(j).owner not in (None, victim) for j in held),
-        every=0.2,
+        "the killed replica's jobs to be taken over", lambda: taken_over(store, victim, held), every=0.2
     )
     finish(team, store, job_ids, preempted)
     seconds = time.monotonic() - started
@@ -137,9 +130,25 @@ def test_the_walkthrough_with_a_replica_killed_mid_run(team: Team, store: Store)
     )
 
 
-def test_the_server_killed_mid_run(team: Team, store: Store) -> None:
+def kill_a_replica_holding_a_job(team: Team, store: Store, job_ids: list[str]) -> tuple[str, list[str]]:
+    """``kill -9`` a replica that holds one of the jobs: (its worker id, the jobs it held)."""
+    workers = {w.id: w.pid for w in store.workers(STALE_AFTER)}
+    victim = next(o for j in job_ids if (o := store.get_job(j).owner) in workers)
+    assert workers[victim] in replica_pids(team)
+    held = [j for j in job_ids if store.get_job(j).owner == victim]
+    os.kill(workers[victim], signal.SIGKILL)
+    return victim, held
+
+
+def taken_over(store: Store, victim: str, held: list[str]) -> bool:
+    return all(store.get_job(j).owner not in (None, victim) for j in held)
+
+
+def test_a_replica_and_then_the_server_killed_mid_run(team: Team, store: Store) -> None:
     job_ids, preempted = submit_jobs(team)
     wait_for("every job running", lambda: all_in(store, job_ids, JobState.RUNNING), every=0.2)
+    victim, held = kill_a_replica_holding_a_job(team, store, job_ids)
+    wait_for("the killed replica's jobs to be taken over", lambda: taken_over(store, victim, held), every=0.2)
     team.kill_server()
 
     # a clear error while it is down, not a traceback

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -58,6 +59,7 @@ PRICES = {"spot": 1.0, "on-demand": 3.0}
 class Server:
     url: str
     tokens: dict[str, str]  # user → API token
+    outputs: Path  # where the jobs write their outputs
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # job name → the API's answer
 
     def call(self, user: str, method: str, path: str, body: Any = None) -> Any:
@@ -90,8 +92,14 @@ def spec(name: str, out: Path, steps: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("dashboard")
+def server() -> Iterator[Server]:
+    # Not pytest's tmp_path: pytest keeps only the newest few of its temporary folders, so another
+    # pytest session on this machine could delete the store from under a running server.
+    with tempfile.TemporaryDirectory(prefix="multispot-dashboard-") as name:
+        yield from serve(Path(name))
+
+
+def serve(tmp: Path) -> Iterator[Server]:
     db = f"sqlite:///{tmp / 'jobs.sqlite'}"
     env = {**os.environ, "MULTISPOT_HOME": str(tmp / "home"), "MULTISPOT_DB": db}
     env.pop("MULTISPOT_SERVER", None)
@@ -123,7 +131,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     )
     try:
         wait_for_port(port, lambda: proc.poll() is None, "multispot server", timeout=60)
-        srv = Server(f"http://127.0.0.1:{port}", tokens)
+        srv = Server(f"http://127.0.0.1:{port}", tokens, tmp / "out")
         submitted = [
             ("ada", "resumer", {"inject_preemptions": "at=1s"}, 40),
             ("ada", "steady", {}, 10),
@@ -132,7 +140,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         ids = {}
         for user, name, options, steps in submitted:
             answer = srv.call(
-                user, "POST", "/jobs", {"spec": spec(name, tmp / "out", steps), "options": options}
+                user, "POST", "/jobs", {"spec": spec(name, srv.outputs, steps), "options": options}
             )
             ids[name] = (user, answer["id"])
         # each job is driven by the controller its submission started; wait for all to end
@@ -243,7 +251,7 @@ def test_job_page_draws_the_preemption_and_the_resume_step(browser: Browser, ser
 def test_savings_by_team_provider_and_instance_type(browser: Browser, server: Server) -> None:
     sign_in(browser, server, "root")  # an admin sees every team
     page = browser.page
-    assert page.locator("table#jobs tbody tr").count() == 3
+    assert page.locator("table#jobs tbody tr").count() == len(server.call("root", "GET", "/jobs")) == 3
     page.click("a[data-nav=savings]")
     for group, keys in (("team", {"vision", "nlp"}), ("provider", {"local"}), ("instance_type", {"local"})):
         page.select_option("#group-by", group)
@@ -276,6 +284,22 @@ def test_a_wrong_token_is_refused_on_the_form(browser: Browser, server: Server) 
     assert page.locator("table#jobs").count() == 0
     # the browser reports the 401 answer itself; nothing else went wrong
     assert all("401" in error for error in browser.errors), browser.errors
+
+
+def test_a_running_job_is_followed_until_it_ends(browser: Browser, server: Server) -> None:
+    """The page refreshes a job that has not ended: its state and attempts appear without a reload.
+    (Last in this module: it adds a job to the ones the tests above count.)"""
+    body = {"spec": spec("live", server.outputs, 100)}
+    job_id = server.call("bo", "POST", "/jobs", body)["id"]
+    sign_in(browser, server, "bo")
+    page = browser.page
+    page.goto(f"{server.url}/#/job/{job_id}")
+    first = page.wait_for_selector("h1 .state").get_attribute("data-state")
+    assert first not in TERMINAL  # 100 steps of 0.05 s: it cannot have ended yet
+    page.wait_for_selector("h1 .state[data-state=SUCCEEDED]", timeout=120_000)
+    page.wait_for_selector('svg#timeline g.attempt[data-attempt="1"][data-state=SUCCEEDED]')
+    assert server.call("bo", "GET", f"/jobs/{job_id}")["state"] == "SUCCEEDED"
+    assert browser.errors == []
 
 
 def money(value: float) -> str:

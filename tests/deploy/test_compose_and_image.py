@@ -64,6 +64,19 @@ def test_both_use_the_same_store_url_pointing_at_the_postgres_service() -> None:
     assert postgres["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
 
 
+def test_server_and_controller_share_one_volume_for_multispots_folders() -> None:
+    services = compose()["services"]
+    volumes = {}
+    for name in ("server", "controller"):
+        env = services[name]["environment"]
+        (mount,) = services[name]["volumes"]
+        source, target = mount.split(":")
+        assert env["MULTISPOT_HOME"].startswith(target + "/")
+        assert env["MULTISPOT_SERVER_CODE"].startswith(target + "/")
+        volumes[name] = source
+    assert volumes["server"] == volumes["controller"]
+
+
 def test_named_volumes_are_declared() -> None:
     data = compose()
     for service in data["services"].values():
@@ -79,6 +92,8 @@ def test_the_image_runs_multispot_as_the_non_root_user_the_manifests_expect() ->
     assert re.search(r"""pip install "\.\[\$\{EXTRAS\}\]\"""", dockerfile)
     assert re.search(r"^ARG EXTRAS=server\b", dockerfile, re.M)
     assert re.search(r"^USER 10001:10001$", dockerfile, re.M)
+    # the folders the deployments mount over exist, owned by that user, for a volume that copies them
+    assert re.search(r"install -d -o 10001 -g 10001 -m 0700 /data /data/home /data/code", dockerfile)
     assert re.search(r'^ENTRYPOINT \["multispot"\]$', dockerfile, re.M)
     # what the image copies must exist (a renamed folder breaks the build)
     for source in re.findall(r"^COPY (\S+(?: \S+)*) \S+$", dockerfile, re.M):

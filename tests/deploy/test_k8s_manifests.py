@@ -105,9 +105,10 @@ def test_pods_run_as_non_root_with_limits_and_a_writable_home(deployment: str) -
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert {"cpu", "memory"} <= container["resources"]["requests"].keys()
         assert {"cpu", "memory"} <= container["resources"]["limits"].keys()
-        # a read-only root: MULTISPOT_HOME and /tmp must be mounted volumes
-        mounts = {m["mountPath"] for m in container["volumeMounts"]}
-        assert {config["MULTISPOT_HOME"], "/tmp"} <= mounts
+        # a read-only root: multispot's folders and /tmp must be on mounted volumes
+        mounts = [m["mountPath"] for m in container["volumeMounts"]]
+        for path in (config["MULTISPOT_HOME"], config["MULTISPOT_SERVER_CODE"], "/tmp"):
+            assert any(path == m or path.startswith(m.rstrip("/") + "/") for m in mounts), path
     assert spec["serviceAccountName"] == one("ServiceAccount", spec["serviceAccountName"])["metadata"]["name"]
 
 
@@ -125,6 +126,25 @@ def test_the_store_url_comes_from_the_secret_and_every_reference_resolves(deploy
         one("ConfigMap", source["configMapRef"]["name"])
     secret = one("Secret", "multispot")["stringData"]
     assert secret["MULTISPOT_DB"].startswith("postgresql")
+
+
+def test_server_and_controllers_share_the_folder_of_jobs_and_uploaded_code() -> None:
+    """The server writes a job's working folder and its uploaded code; a controller pod submits
+    the job's attempts from them: one ReadWriteMany claim, mounted by both at the same path."""
+    claims = {}
+    for deployment in ("multispot-server", "multispot-controller"):
+        spec = pod_spec(deployment)
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        (container,) = spec["containers"]
+        config = one("ConfigMap", "multispot-config")["data"]
+        for mount in container["volumeMounts"]:
+            if config["MULTISPOT_HOME"].startswith(mount["mountPath"]):
+                claim = volumes[mount["name"]]["persistentVolumeClaim"]["claimName"]
+                claims[deployment] = (claim, mount["mountPath"])
+                assert config["MULTISPOT_SERVER_CODE"].startswith(mount["mountPath"])
+    assert claims["multispot-server"] == claims["multispot-controller"]
+    claim = one("PersistentVolumeClaim", claims["multispot-server"][0])
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
 def test_the_secret_holds_the_store_url_and_no_token() -> None:
