@@ -189,6 +189,31 @@ def test_postgres_restarted_mid_run(team: Team, store: Store, postgres_server: P
     assert listed(team) == dict.fromkeys(job_ids, "SUCCEEDED")
 
 
+def test_a_paused_replica_is_taken_over_after_the_stale_window(team: Team, store: Store) -> None:
+    """A replica that stops answering without dying (as one on another host looks when its node
+    hangs): its jobs are taken over after the default stale window, and when it wakes it is
+    fenced, not a second driver."""
+    job_ids, preempted = submit_jobs(team)
+    wait_for("every job running", lambda: all_in(store, job_ids, JobState.RUNNING), every=0.2)
+    workers = {w.id: w.pid for w in store.workers(STALE_AFTER)}
+    victim = next(o for j in job_ids if (o := store.get_job(j).owner) in workers)
+    held = [j for j in job_ids if store.get_job(j).owner == victim]
+    os.kill(workers[victim], signal.SIGSTOP)
+    try:
+        takeover = wait_for(
+            "the paused replica's jobs to be taken over", lambda: taken_over(store, victim, held)
+        )
+    finally:
+        os.kill(workers[victim], signal.SIGCONT)
+    finish(team, store, job_ids, preempted)
+    kinds = check_each_job(team, store, job_ids, preempted)
+    assert kinds["fenced"] >= 1, f"the woken replica was not fenced: {team.log('controller')}"
+    print(
+        f"\nteam deployment: a replica paused (SIGSTOP) -> its {len(held)} jobs taken over after "
+        f"{takeover:.1f}s (stale window {STALE_AFTER:g}s)"
+    )
+
+
 def test_jobs_per_minute_with_the_server_in_the_path(team: Team, store: Store) -> None:
     team.gate.touch()  # nothing to wait for: the jobs run straight through
     started = time.monotonic()
