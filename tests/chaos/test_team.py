@@ -122,6 +122,14 @@ def test_the_walkthrough_with_a_replica_killed_mid_run(team: Team, store: Store)
         status = json.loads(team.cli("status", job_id, "-o", "json").stdout)
         assert status["state"] == "SUCCEEDED"
         assert status["attempts"][0]["state"] == "PREEMPTED"
+    # `multispot login` instead of the variables: the same answer; after logout, the local store
+    laptop = team.root / "laptop"
+    laptop.mkdir()
+    team.cli("login", team.url, "--token", team.token, home=laptop)
+    rows = json.loads(team.cli("list", "-n", "100", "-o", "json", home=laptop).stdout)
+    assert {row["id"]: row["state"] for row in rows} == dict.fromkeys(job_ids, "SUCCEEDED")
+    team.cli("logout", home=laptop)
+    assert json.loads(team.cli("list", "-o", "json", home=laptop).stdout) == []
     check_dashboard_lists(team, job_ids)
     print(
         f"\nteam e2e (Postgres, server, 3 replicas): {JOBS} jobs in {seconds:.1f}s "

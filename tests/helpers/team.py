@@ -171,17 +171,23 @@ class Team:
 
     # ------------------------------------------------------------------ a person's side
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """``multispot ARGS`` on the person's machine: MULTISPOT_SERVER and MULTISPOT_TOKEN set."""
-        env = dict(
-            os.environ,
-            MULTISPOT_HOME=str(self.client_home),
-            MULTISPOT_SERVER=self.url,
-            MULTISPOT_TOKEN=self.token,
-        )
-        env.pop("MULTISPOT_DB", None)
+    def cli(
+        self, *args: str, check: bool = True, home: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``multispot ARGS`` on the person's machine: MULTISPOT_SERVER and MULTISPOT_TOKEN set;
+        with ``home``, neither (as after ``multispot login``, which keeps them in that home)."""
+        env = dict(os.environ, MULTISPOT_HOME=str(home or self.client_home))
+        for name in ("MULTISPOT_DB", "MULTISPOT_SERVER", "MULTISPOT_TOKEN"):
+            env.pop(name, None)
+        if home is None:
+            env.update(MULTISPOT_SERVER=self.url, MULTISPOT_TOKEN=self.token)
         done = subprocess.run(
-            [MULTISPOT, *args], capture_output=True, text=True, env=env, cwd=self.client_home, timeout=120
+            [MULTISPOT, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=home or self.client_home,
+            timeout=120,
         )
         if check:
             assert done.returncode == 0, f"multispot {' '.join(args)}: {done.stdout}{done.stderr}"
