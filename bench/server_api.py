@@ -1,8 +1,10 @@
 """API latency of ``multispot server``: ``GET /jobs`` (list) and ``GET /jobs/{id}`` (status) under
 concurrent clients, against ``GET /health`` (no store, no token) in the same run.
 
-A real server (``multispot server``, uvicorn, one process) on loopback over a SQLite store that
-holds ``--jobs`` ended jobs of one team (written straight into the store before the server
+A real server (``multispot server``, uvicorn, one process) on loopback over a job store
+(``--db``: a SQLite file, the default; ``postgres``: a throwaway PostgreSQL server made from the
+OS's binaries, as the tests make it; or a ``postgresql://`` URL of an empty database) that holds
+ended jobs of one team (written straight into the store before the server
 starts, so no job runs during the measurement). Each client is a thread with its own keep-alive-less
 ``urllib`` requests, alternating list and status; p50/p95 per endpoint and the request rate.
 Goal: status p95 ≤ 100 ms with 8 concurrent clients.
@@ -10,6 +12,7 @@ Goal: status p95 ≤ 100 ms with 8 concurrent clients.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import threading
@@ -21,15 +24,15 @@ import common
 
 sys.path.insert(0, str(common.REPO / "tests"))
 from helpers.multispot_server import Server, start
+from helpers.postgres import PostgresServer, postgres_bin
 
 from multispot.status import JobState
 from multispot.store import JobRecord, new_job_id, open_store
 
 
-def seed(home: Path, jobs: int) -> list[str]:
+def seed(url: str, home: Path, jobs: int) -> list[str]:
     """``jobs`` ended jobs of team-a, straight into the store (no job runs while we measure)."""
-    home.mkdir(parents=True, exist_ok=True)
-    store = open_store(f"sqlite:///{home / 'jobs.sqlite'}")
+    store = open_store(url)
     ids = []
     for n in range(jobs):
         job_id = new_job_id(f"bench{n}")
@@ -89,17 +92,52 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
 
 
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default="sqlite",
+        help="sqlite (a file, default) | postgres (a throwaway local server) | postgresql://… (empty database)",
+    )
+
+
+def store_url(choice: str, home: Path) -> tuple[str, PostgresServer | None]:
+    """The store's URL, and the PostgreSQL server started for it (to stop afterwards)."""
+    if choice == "sqlite":
+        return f"sqlite:///{home / 'jobs.sqlite'}", None
+    if choice != "postgres":
+        return choice, None
+    bindir = postgres_bin()
+    if bindir is None:
+        sys.exit("--db postgres: PostgreSQL's initdb/pg_ctl not found (apt-get install postgresql)")
+    pg = PostgresServer(bindir)
+    pg.start()
+    return pg.new_database(), pg
+
+
 def main() -> None:
-    args = common.parse_args(__doc__ or "")
+    args = common.parse_args(__doc__ or "", options)
     jobs, per_client = (50, 5) if args.quick else (200, 20)
     levels = (1, 8) if args.quick else (1, 8, 32)
     common.print_machine()
     root = common.bench_dir("server")
-    ids = seed(root / "home", jobs)
-    server = start(root / "home", {"alice": ("team-a", False)})
+    home = root / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    url, pg = store_url(args.db, home)
+    try:
+        measure(url, home, jobs, per_client, levels, "PostgreSQL" if url.startswith("postgres") else "SQLite")
+    finally:
+        if pg is not None:
+            pg.close()
+
+
+def measure(url: str, home: Path, jobs: int, per_client: int, levels: tuple[int, ...], kind: str) -> None:
+    ids = seed(url, home, jobs)
+    server = start(home, {"alice": ("team-a", False)}, db=url)
     try:
         get(server, "/api/v1/jobs?limit=20", server.tokens["alice"])  # warm-up
-        common.heading(f"multispot server: {jobs} jobs in the store, {per_client} rounds per client")
+        common.heading(
+            f"multispot server on {kind}: {jobs} jobs in the store, {per_client} rounds per client"
+        )
         rows = []
         status_p95_at_8 = None
         for clients in levels:

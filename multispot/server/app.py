@@ -13,6 +13,7 @@ share between threads: SQLite's handle takes turns on its one connection, Postgr
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -36,6 +37,10 @@ from multispot.store import home, open_store
 from multispot.store.base import DEFAULT_TEAM
 
 API = "/api/v1"
+# How long one request waits for a lost database before answering 503: well inside the client's
+# 60 s, so a person reads "the job store … unreachable", not "cannot reach the server" after a
+# minute (the store's own default, 120 s, suits controllers that must ride out a failover).
+STORE_RECONNECT_WAIT = 10.0
 MAX_JSON_BYTES = 1 << 20  # a job spec is a few KiB (the spec loader refuses more than 1 MiB)
 MAX_LIMIT = 1000
 
@@ -479,10 +484,22 @@ def audit_log(
 # --------------------------------------------------------------------------- the application
 
 
+def _answer_soon_while_the_database_is_down(store: StoreProtocol) -> None:
+    if os.environ.get("MULTISPOT_STORE_RECONNECT_WAIT"):
+        return  # the operator chose
+    try:
+        from multispot.store.postgres import PostgresStore
+    except ImportError:  # no Postgres driver: not a Postgres store either
+        return
+    if isinstance(store, PostgresStore):
+        store.reconnect_wait = min(store.reconnect_wait, STORE_RECONNECT_WAIT)
+
+
 def create_app(store_url: str | None = None) -> FastAPI:
     """The server on the job store at ``store_url`` (default: ``$MULTISPOT_DB``, else the SQLite
     store under ``$MULTISPOT_HOME``), with the dashboard mounted when it is installed."""
     store = open_store(store_url)  # now: a bad URL fails at start, not at the first request
+    _answer_soon_while_the_database_is_down(store)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
