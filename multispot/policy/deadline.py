@@ -355,7 +355,14 @@ class DeadlineAware(TickPolicy):
         elif ctx.current is not None and up:
             mode = _SPOT
         choices = state.actions(mode, 1 if up else 0)
-        return min(choices, key=choices.__getitem__) if choices else None
+        if not choices:
+            return None
+        best = min(choices, key=choices.__getitem__)
+        # a tie (to rounding) keeps what runs now: a switch the model cannot price is no gain
+        keep = {_NOTHING: "idle", _SPOT: "spot", _OD: "on-demand"}[mode]
+        if keep in choices and choices[keep] <= choices[best] * (1 + 1e-9) + 1e-12:
+            return keep
+        return best
 
     def cheaper_pool(self, ctx: PolicyContext, pools: list[Placement]) -> Placement | None:
         """A running spot attempt moves to a cheaper pool with capacity when that pool's expected
@@ -396,52 +403,111 @@ def _key_of(model: Pool, unit: float) -> tuple[float, float]:
     return tuple(2.0 ** (round(16 * math.log2(max(x, 1e-3) / unit)) / 16) for x in (model.up, model.down))
 
 
+@dataclass(frozen=True)
+class _Chain:
+    """The pool's chain over one unit, from its mean up-time and gap in units (``U``, ``G``).
+
+    An idle job sees only where the chain is at the next unit: up again with probability
+    ``stay_up = f + (1 − f)e^(−1/τ)`` when up, ``come_up = f(1 − e^(−1/τ))`` when down
+    (``f = U/(U + G)``, ``τ = UG/(U + G)``). A *running* spot attempt needs more than that: it
+    is preempted by any drop inside the unit, even one the pool recovers from before the unit
+    ends, so it survives the unit with probability ``survive = e^(−1/U)`` only; when it does
+    not, the pool is up at the unit's end with probability ``back``, and the attempt ran (and
+    was billed, and progressed) for the expected time to the drop, a fraction ``ran`` of the
+    unit. Taking the two-point probability for a running attempt (as an earlier version did)
+    overstates how long spot runs in pools whose stretches last a few units."""
+
+    stay_up: float
+    come_up: float
+    survive: float
+    back: float  # P(up at the unit's end | the attempt dropped inside it)
+    used: float  # expected fraction of the unit a spot attempt started up runs (and is billed)
+    ran: float  # the same, given that it dropped inside the unit
+
+    @classmethod
+    def of(cls, up: float, down: float) -> _Chain:
+        f = up / (up + down)
+        decay = math.exp(-(up + down) / (up * down))
+        stay_up = f + (1 - f) * decay
+        survive = math.exp(-1.0 / up)
+        used = up * (1.0 - survive)  # E[min(X, 1)] for an exponential stretch X of mean U
+        dropped = 1.0 - survive
+        back = (stay_up - survive) / dropped if dropped > 0 else 0.0
+        ran = (used - survive) / dropped if dropped > 0 else 0.0
+        return cls(stay_up, f * (1 - decay), survive, min(1.0, max(0.0, back)), used, min(1.0, max(0.0, ran)))
+
+
+def _action_values(prev: Any, chain: _Chain, mode: int, a: int, p_s: float, p_od: float) -> dict[str, Any]:
+    """The expected cost of each action for one unit (one vector over the work left), from the
+    next unit's values ``prev[mode, up, q]``: ``idle``, ``on-demand`` and, when spot is up
+    (``a``), ``spot``. Running on the mode it is already in progresses one unit; a start or a
+    switch pays the unit without progress."""
+    import numpy as np
+
+    inf = np.inf
+    p_up = chain.stay_up if a else chain.come_up
+
+    def next_of(m: int) -> Any:
+        return p_up * prev[m, 1] + (1 - p_up) * prev[m, 0]
+
+    def advance(v: Any) -> Any:  # progress one unit: the value at one unit less of work
+        out = np.full(v.shape, inf)
+        out[1:] = v[:-1]
+        out[0] = 0.0
+        return out
+
+    od = next_of(_OD)
+    out = {"idle": next_of(_NOTHING), "on-demand": p_od + (advance(od) if mode == _OD else od)}
+    if a == 1:
+        lost = chain.back * prev[_NOTHING, 1] + (1 - chain.back) * prev[_NOTHING, 0]
+        kept = chain.survive * prev[_SPOT, 1]
+        if mode == _SPOT:  # running: progress for the time it runs (all of the unit if it survives)
+            # it progressed for the time it ran: a fraction ``ran`` of a unit in expectation. Where
+            # losing that fraction would leave no time to finish (an infinite cost), the real loss
+            # is under one unit, which the safety net's margin absorbs: count the unit as done.
+            done = advance(lost)
+            mix = chain.ran * done + (1 - chain.ran) * lost
+            partial = np.where(np.isfinite(mix), mix, done)
+            spot = chain.survive * advance(prev[_SPOT, 1]) + (1 - chain.survive) * partial
+        else:  # a start: the unit is the restart, no progress either way
+            spot = kept + (1 - chain.survive) * lost
+        out["spot"] = p_s * chain.used + spot
+    return out
+
+
 @lru_cache(maxsize=8)
 def _solve(key: tuple[float, float], horizon: int, total: int, p_s: float, p_od: float) -> Any:
     """Expected cost-to-go ``V[steps, mode, up, q]`` of the job's decision process, by backward
     induction: ``steps`` units of time left, ``q`` units of work left, ``mode`` where it runs
     (nothing, spot, on-demand; a start or a switch costs one unit without progress), ``up``
-    whether spot has capacity. ``key`` is (mean up, mean gap) in units. A unit's capacity
-    follows the chain: up again after a unit with probability ``f + (1 − f)e^(−1/τ)`` when up,
-    ``f(1 − e^(−1/τ))`` when down (``τ = UG/(U + G)``). Missing the deadline costs infinity."""
+    whether spot has capacity. ``key`` is (mean up, mean gap) in units; the chain is
+    ``_Chain``'s. Missing the deadline costs infinity."""
     import numpy as np
 
-    up, down = key
-    f = up / (up + down)
-    decay = math.exp(-(up + down) / (up * down))
-    stay_up = f + (1 - f) * decay  # P(up next | up)
-    come_up = f * (1 - decay)  # P(up next | down)
-    inf = np.inf
-    values = np.full((horizon + 1, 3, 2, total + 1), inf)
+    chain = _Chain.of(*key)
+    values = np.full((horizon + 1, 3, 2, total + 1), np.inf)
     values[:, :, :, 0] = 0.0
     for steps in range(1, horizon + 1):
         prev = values[steps - 1]
-        for a, p_up in ((0, come_up), (1, stay_up)):
-            idle = p_up * prev[_NOTHING, 1] + (1 - p_up) * prev[_NOTHING, 0]
-            od = p_up * prev[_OD, 1] + (1 - p_up) * prev[_OD, 0]
-            spot = p_up * prev[_SPOT, 1] + (1 - p_up) * prev[_NOTHING, 0]
-            start_od = p_od + od
-            run_od = np.full(total + 1, inf)
-            run_od[1:] = p_od + od[:-1]
-            row = values[steps]
-            row[_NOTHING, a] = np.minimum(idle, start_od)
-            row[_OD, a] = np.minimum(idle, run_od)
-            if a == 1:
-                start_spot = p_s + spot
-                run_spot = np.full(total + 1, inf)
-                run_spot[1:] = p_s + spot[:-1]
-                row[_NOTHING, a] = np.minimum(row[_NOTHING, a], start_spot)
-                row[_OD, a] = np.minimum(row[_OD, a], start_spot)
-                row[_SPOT, a] = np.minimum(np.minimum(idle, run_spot), start_od)
+        row = values[steps]
+        for a in (0, 1):
+            for mode in (_NOTHING, _SPOT, _OD):
+                if mode == _SPOT and a == 0:
+                    continue  # a spot attempt is never running while spot is down
+                choices = _action_values(prev, chain, mode, a, p_s, p_od)
+                best = choices["idle"]
+                for v in choices.values():
+                    best = np.minimum(best, v)
+                row[mode, a] = best
             row[:, a, 0] = 0.0
-    return values, stay_up, come_up
+    return values, chain
 
 
 @dataclass(frozen=True)
 class _State:
     """Where the job stands in its solved decision process (units of ``unit`` seconds)."""
 
-    solved: Any  # (V[steps, mode, up, q], P(up next | up), P(up next | down))
+    solved: Any  # (V[steps, mode, up, q], the chain)
     steps: int  # units of time left
     q: int  # units of work left
     p_s: float  # USD per unit
@@ -450,21 +516,11 @@ class _State:
 
     def actions(self, mode: int, a: int) -> dict[str, float]:
         """The expected cost of each action now, in mode ``mode`` with spot up (``a``) or not."""
-        values, stay_up, come_up = self.solved
+        values, chain = self.solved
         if self.steps <= 0:
             return {}
-        prev = values[self.steps - 1]
-        p_up = stay_up if a else come_up
-        q = self.q
-
-        def expect(m: int, work: int) -> float:
-            return float(p_up * prev[m, 1, work] + (1 - p_up) * prev[m, 0, work])
-
-        out = {"idle": expect(_NOTHING, q), "on-demand": self.p_od + expect(_OD, q - 1 if mode == _OD else q)}
-        if a == 1:
-            work = q - 1 if mode == _SPOT else q
-            out["spot"] = self.p_s + float(p_up * prev[_SPOT, 1, work] + (1 - p_up) * prev[_NOTHING, 0, work])
-        return out
+        choices = _action_values(values[self.steps - 1], chain, mode, a, self.p_s, self.p_od)
+        return {k: float(v[self.q]) for k, v in choices.items()}
 
 
 @dataclass(frozen=True)
