@@ -313,10 +313,20 @@ class DeadlineAware(TickPolicy):
         has not been seen). None while nothing has been seen long enough to estimate."""
         if ctx.any_stats is not None:
             return Pool.estimate(ctx.any_stats)
-        stats = ctx.stats if ctx.stats is not None else stats_from_attempts(ctx.attempts, ctx.now)
+        stats = self.seen(ctx)
         pools = [c for c in self.allowed(ctx) if c.market == "spot"]
         known = [m for m in (Pool.estimate(stats[p]) for p in pools if p in stats) if m is not None]
         return max(known, key=lambda m: (m.fraction, m.up)) if known else None
+
+    def seen(self, ctx: PolicyContext) -> dict[Placement, PoolStats]:
+        """The evidence per spot pool: what this run has seen (the trace so far, or live the
+        job's own attempts) added to the job store's history of the pool (``ctx.history``), the
+        prior evidence: for a two-state chain the two are additive."""
+        from multispot.policy.history import merge
+
+        own = ctx.stats if ctx.stats is not None else stats_from_attempts(ctx.attempts, ctx.now)
+        prior = ctx.history or {}
+        return {p: merge(own.get(p), prior.get(p)) for p in {*own, *prior}}
 
     def programme(self, ctx: PolicyContext, model: Pool | None) -> _State | None:
         """The solved decision process and where the job stands in it, or None when it does not
@@ -371,7 +381,7 @@ class DeadlineAware(TickPolicy):
         here = ctx.current
         if here is None or here.price_per_hour is None or not self.can_enter_spot(ctx):
             return None
-        stats = ctx.stats if ctx.stats is not None else stats_from_attempts(ctx.attempts, ctx.now)
+        stats = self.seen(ctx)
         state = self.programme(ctx, self.model(ctx))
         restart = 0.0
         if state is not None and state.q > 0:
@@ -589,26 +599,13 @@ class Pool:
 
 
 def stats_from_attempts(attempts: list[Attempt], now: float) -> dict[Placement, PoolStats]:
-    """Live, what the job's own attempts say of each spot pool: a stretch with capacity from each
-    start to its end, a gap from each preemption or refusal to the next start there (or now)."""
-    out: dict[Placement, list[float]] = {}
-    for i, a in enumerate(attempts):
-        if a.placement.market != "spot":
-            continue
-        c = out.setdefault(a.placement, [0.0, 0.0, 0.0, 0.0])  # seconds, up, runs, gaps
-        if a.started is not None:
-            up = max(0.0, (a.ended if a.ended is not None else now) - a.started)
-            c[0] += up
-            c[1] += up
-            c[2] += 1
-        if a.state in (JobState.PREEMPTED, JobState.NO_CAPACITY) and a.ended is not None:
-            later = [
-                b.started or b.submitted for b in attempts[i + 1 :] if _key(b.placement) == _key(a.placement)
-            ]
-            back = next((t for t in later if t is not None), now)
-            c[0] += max(0.0, back - a.ended)
-            c[3] += 1
-    return {p: PoolStats(c[0], c[1], int(c[2]), int(c[3])) for p, c in out.items()}
+    """Live, what the job's own attempts say of each spot pool up to ``now``: a stretch with
+    capacity from each start to its end, a gap from each preemption or refusal to the next start
+    there, censored as ``multispot.policy.history.observed`` says."""
+    from multispot.policy.history import observed, pool_key
+
+    seen = observed(attempts, now)
+    return {a.placement: seen[pool_key(a.placement)] for a in attempts if pool_key(a.placement) in seen}
 
 
 def estimate_progress(attempts: list[Attempt]) -> float:
