@@ -349,9 +349,14 @@ class DeadlineAware(TickPolicy):
         # a restart under way is sunk: count it as running, with its rest taken from the time left
         pending = ctx.overhead_left if ctx.current is not None else 0.0
         left = deadline - ctx.now - ctx.at_risk - pending
-        steps = min(horizon, max(0, math.floor(left / unit)))
-        q = min(total, max(0, math.ceil((need or 0.0) / unit - 1e-9)))
-        return _State(solved, steps, q, p_s, p_od, unit)
+        # The grid is whole units; the job stands between grid points. Work is rounded to the
+        # nearest unit and the time left shifted by the same amount, so the slack is exact, and
+        # the values are interpolated in time (rounding both down, as an earlier version did,
+        # took up to two units off the slack and bought on-demand too early).
+        work_left = (need or 0.0) / unit
+        q = min(total, max(0, round(work_left)))
+        at = min(float(horizon), max(0.0, left / unit - (work_left - q)))
+        return _State(solved, at, q, p_s, p_od, unit, ctx.step / unit)
 
     def best_action(self, ctx: PolicyContext, model: Pool | None, up: bool) -> str | None:
         """``idle``, ``spot`` or ``on-demand``: the action of least expected cost-to-go, or None
@@ -433,6 +438,8 @@ class _Chain:
     back: float  # P(up at the unit's end | the attempt dropped inside it)
     used: float  # expected fraction of the unit a spot attempt started up runs (and is billed)
     ran: float  # the same, given that it dropped inside the unit
+    f: float  # long-run fraction up
+    tau: float  # relaxation time of the chain, units
 
     @classmethod
     def of(cls, up: float, down: float) -> _Chain:
@@ -444,7 +451,21 @@ class _Chain:
         dropped = 1.0 - survive
         back = (stay_up - survive) / dropped if dropped > 0 else 0.0
         ran = (used - survive) / dropped if dropped > 0 else 0.0
-        return cls(stay_up, f * (1 - decay), survive, min(1.0, max(0.0, back)), used, min(1.0, max(0.0, ran)))
+        return cls(
+            stay_up,
+            f * (1 - decay),
+            survive,
+            min(1.0, max(0.0, back)),
+            used,
+            min(1.0, max(0.0, ran)),
+            f,
+            up * down / (up + down),
+        )
+
+    def after(self, t: float, up: int) -> float:
+        """P(up ``t`` units from now | up now or not)."""
+        decay = math.exp(-t / self.tau)
+        return self.f + (1 - self.f) * decay if up else self.f * (1 - decay)
 
 
 def _action_values(prev: Any, chain: _Chain, mode: int, a: int, p_s: float, p_od: float) -> dict[str, Any]:
@@ -518,19 +539,62 @@ class _State:
     """Where the job stands in its solved decision process (units of ``unit`` seconds)."""
 
     solved: Any  # (V[steps, mode, up, q], the chain)
-    steps: int  # units of time left
+    at: float  # units of time left (between grid points)
     q: int  # units of work left
     p_s: float  # USD per unit
     p_od: float
     unit: float
+    tick: float = 1.0  # units until the policy is asked again
+
+    @property
+    def steps(self) -> int:
+        return math.floor(self.at)
 
     def actions(self, mode: int, a: int) -> dict[str, float]:
-        """The expected cost of each action now, in mode ``mode`` with spot up (``a``) or not."""
+        """The expected cost of each action now, in mode ``mode`` with spot up (``a``) or not:
+        interpolated between the grid's whole units of time. Idling is for one tick only (the
+        policy decides again then), which the grid's whole unit would overprice."""
         values, chain = self.solved
-        if self.steps <= 0:
+        lo, w = self.steps, self.at - self.steps
+        if lo <= 0:
             return {}
-        choices = _action_values(values[self.steps - 1], chain, mode, a, self.p_s, self.p_od)
+        out = self._grid(lo, mode, a)
+        if w > 0 and lo + 1 < len(values):
+            hi = self._grid(lo + 1, mode, a)
+            out = {k: _mix(v, hi[k], w) for k, v in out.items()}
+        if self.tick < 1.0:
+            p_up = chain.after(self.tick, a)
+            later = self.at - self.tick
+            out["idle"] = p_up * self._value(_NOTHING, 1, later) + (1 - p_up) * self._value(
+                _NOTHING, 0, later
+            )
+        return out
+
+    def _grid(self, steps: int, mode: int, a: int) -> dict[str, float]:
+        values, chain = self.solved
+        choices = _action_values(values[steps - 1], chain, mode, a, self.p_s, self.p_od)
         return {k: float(v[self.q]) for k, v in choices.items()}
+
+    def _value(self, mode: int, up: int, at: float) -> float:
+        """The optimal expected cost-to-go at ``at`` units of time left, interpolated."""
+        values, _ = self.solved
+        if at < 0:
+            return math.inf
+        lo = min(math.floor(at), len(values) - 1)
+        here = float(values[lo, mode, up, self.q])
+        if lo + 1 >= len(values):
+            return here
+        return _mix(here, float(values[lo + 1, mode, up, self.q]), at - lo)
+
+
+def _mix(a: float, b: float, w: float) -> float:
+    """``a`` at a whole unit, ``b`` one unit later, ``w`` of the way: linear (infinite if ``a``
+    is and ``w`` < 1: more time never costs more, so only ``a`` can be)."""
+    if w <= 0:
+        return a
+    if w >= 1:
+        return b
+    return math.inf if math.isinf(a) else (1 - w) * a + w * b
 
 
 @dataclass(frozen=True)

@@ -158,9 +158,9 @@ def test_deadline_aware_weighs_waiting_against_on_demand_by_the_gaps_it_has_seen
     short_gaps = seen(0.5, 0.1 * H)  # gaps of 6 min
     # plenty of slack: waiting is cheap whatever the pool (on-demand can still be bought later)
     assert where(da.decide(with_stats(ctx(available=set()), long_gaps))) == "idle"
-    # 18 min of slack (greedy still waits: it needs only one restart of 5 min): with gaps of 9h
+    # 12 min of slack (greedy still waits: it needs only one restart of 5 min): with gaps of 9h
     # the rest of the slack is worth more as room to go back to spot; with 6-min gaps, wait
-    late = ctx(now=9.7 * H, available=set())
+    late = ctx(now=9.8 * H, available=set())
     assert where(GreedySpot().decide(late)) == "idle"
     assert where(da.decide(with_stats(late, long_gaps))) == "od"
     assert where(da.decide(with_stats(late, short_gaps))) == "idle"

@@ -107,10 +107,10 @@ def ctx(**fields: Any) -> PolicyContext:
 
 
 def test_deadline_aware_learns_a_pool_from_the_store_before_its_first_attempt() -> None:
-    # live, 18 min of slack, nothing running, A just refused: greedy waits for A (it needs one
+    # live, 12 min of slack, nothing running, A just refused: greedy waits for A (it needs one
     # restart of 5 min). Without history deadline-aware knows nothing of A either and waits too.
-    refused = [Attempt("j", 1, A, JobState.NO_CAPACITY, submitted=9.7 * H - 10, ended=9.7 * H - 10)]
-    late = ctx(now=9.7 * H, attempts=refused)
+    refused = [Attempt("j", 1, A, JobState.NO_CAPACITY, submitted=9.8 * H - 10, ended=9.8 * H - 10)]
+    late = ctx(now=9.8 * H, attempts=refused)
     assert GreedySpot().decide(late).idle
     da = DeadlineAware()
     assert da.decide(late).idle
