@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -310,13 +310,52 @@ class DeadlineAware(TickPolicy):
     def model(self, ctx: PolicyContext) -> Pool | None:
         """The allowed spot pools as one: from what was seen of "some pool has capacity" when
         known (the simulator), else the best single pool (no diversification is assumed that
-        has not been seen). None while nothing has been seen long enough to estimate."""
-        if ctx.any_stats is not None:
-            return Pool.estimate(ctx.any_stats)
+        has not been seen). None while nothing has been seen long enough to estimate. With
+        several pools, a running attempt still ends when *its* pool drops: ``run`` is the mean
+        stretch of the pool the job would run on (``runner``)."""
         stats = self.seen(ctx)
+        if ctx.any_stats is not None:
+            joint = Pool.estimate(ctx.any_stats)
+            runner = self.runner(ctx)
+            own = Pool.estimate(stats[runner]) if runner is not None and runner in stats else None
+            if joint is None or own is None or not 0 < own.up < joint.up:
+                return joint
+            return replace(joint, run=own.up)
         pools = [c for c in self.allowed(ctx) if c.market == "spot"]
         known = [m for m in (Pool.estimate(stats[p]) for p in pools if p in stats) if m is not None]
         return max(known, key=lambda m: (m.fraction, m.up)) if known else None
+
+    def runner(self, ctx: PolicyContext) -> Placement | None:
+        """The spot pool the job runs on now, else the one it would start on: of those with
+        capacity now (all allowed, when none has), the least expected price per useful hour."""
+        pools = self.spot_pools(ctx)
+        if ctx.current is not None and ctx.current in pools:
+            return ctx.current
+        pools = pools or [c for c in self.allowed(ctx) if c.market == "spot"]
+        return min(pools, key=lambda p: self.per_useful_hour(ctx, p)) if pools else None
+
+    def per_useful_hour(self, ctx: PolicyContext, p: Placement) -> float:
+        """The price of an hour of progress on pool ``p``: a start pays the restart ``d`` and an
+        exponential stretch of mean ``U`` then runs ``U·e^(−d/U)`` useful, so per useful hour
+        ``price·e^(d/U)`` (the price itself for a pool never seen to drop)."""
+        stats = self.seen(ctx)
+        m = Pool.estimate(stats[p]) if p in stats else None
+        price = _price(p) * p.count
+        if m is None or m.up == math.inf:
+            return price
+        if m.up <= 0:
+            return math.inf
+        return price * math.exp(min(self.overhead(ctx) / m.up, 700.0))
+
+    def pick_spot(self, ctx: PolicyContext, pools: list[Placement]) -> Placement:
+        """The current pool if it still runs, else the cheapest per useful hour (``per_useful_hour``:
+        a cheap pool whose stretches barely outlast a restart is not cheap), away from the one
+        that just preempted."""
+        if ctx.current is not None and ctx.current in pools:
+            return ctx.current
+        last = next((a.placement for a in reversed(ctx.attempts) if a.state is JobState.PREEMPTED), None)
+        choices = [p for p in pools if last is None or _key(p) != _key(last)] or pools
+        return min(choices, key=lambda p: self.per_useful_hour(ctx, p))
 
     def seen(self, ctx: PolicyContext) -> dict[Placement, PoolStats]:
         """The evidence per spot pool: what this run has seen (the trace so far, or live the
@@ -340,7 +379,13 @@ class DeadlineAware(TickPolicy):
         if deadline is None or work is None or od is None or od.price_per_hour is None or not spot:
             return None
         unit = max(self.overhead(ctx), ctx.step)
-        p_s = min(_price(c) * c.count for c in spot) * unit / 3600.0
+        runner = self.runner(ctx)
+        price = (
+            _price(runner) * runner.count
+            if runner is not None and runner.price_per_hour is not None
+            else None
+        )
+        p_s = (price if price is not None else min(_price(c) * c.count for c in spot)) * unit / 3600.0
         p_od = od.price_per_hour * od.count * unit / 3600.0
         horizon = max(1, math.ceil((deadline - ctx.submitted_at) / unit))
         total = max(1, math.ceil(work / unit))
@@ -412,10 +457,14 @@ class DeadlineAware(TickPolicy):
 _NOTHING, _SPOT, _OD = 0, 1, 2
 
 
-def _key_of(model: Pool, unit: float) -> tuple[float, float]:
+def _key_of(model: Pool, unit: float) -> tuple[float, float, float]:
     """The model on a log grid of 1/16 octave (about 4 %): nearby estimates share one solution
     (the estimates move a little at every refresh; a 4 % change moves no decision much)."""
-    return tuple(2.0 ** (round(16 * math.log2(max(x, 1e-3) / unit)) / 16) for x in (model.up, model.down))
+    run = model.up if model.run is None else model.run
+    up, down, stretch = (
+        2.0 ** (round(16 * math.log2(max(x, 1e-3) / unit)) / 16) for x in (model.up, model.down, run)
+    )
+    return up, down, stretch
 
 
 @dataclass(frozen=True)
@@ -442,12 +491,15 @@ class _Chain:
     tau: float  # relaxation time of the chain, units
 
     @classmethod
-    def of(cls, up: float, down: float) -> _Chain:
+    def of(cls, up: float, down: float, run: float | None = None) -> _Chain:
+        """``run``: the mean stretch of the pool a spot attempt runs on, when the job sees several
+        pools as one (``up`` is then "some pool has capacity", and an attempt ends sooner)."""
         f = up / (up + down)
         decay = math.exp(-(up + down) / (up * down))
         stay_up = f + (1 - f) * decay
-        survive = math.exp(-1.0 / up)
-        used = up * (1.0 - survive)  # E[min(X, 1)] for an exponential stretch X of mean U
+        run = up if run is None else min(run, up)
+        survive = math.exp(-1.0 / run)
+        used = run * (1.0 - survive)  # E[min(X, 1)] for an exponential stretch X of mean ``run``
         dropped = 1.0 - survive
         back = (stay_up - survive) / dropped if dropped > 0 else 0.0
         ran = (used - survive) / dropped if dropped > 0 else 0.0
@@ -507,11 +559,12 @@ def _action_values(prev: Any, chain: _Chain, mode: int, a: int, p_s: float, p_od
 
 
 @lru_cache(maxsize=8)
-def _solve(key: tuple[float, float], horizon: int, total: int, p_s: float, p_od: float) -> Any:
+def _solve(key: tuple[float, float, float], horizon: int, total: int, p_s: float, p_od: float) -> Any:
     """Expected cost-to-go ``V[steps, mode, up, q]`` of the job's decision process, by backward
     induction: ``steps`` units of time left, ``q`` units of work left, ``mode`` where it runs
     (nothing, spot, on-demand; a start or a switch costs one unit without progress), ``up``
-    whether spot has capacity. ``key`` is (mean up, mean gap) in units; the chain is
+    whether spot has capacity. ``key`` is (mean up, mean gap, mean stretch of the pool it runs
+    on) in units; the chain is
     ``_Chain``'s. Missing the deadline costs infinity."""
     import numpy as np
 
@@ -603,6 +656,7 @@ class Pool:
 
     up: float
     down: float
+    run: float | None = None  # several pools as one: the mean stretch of the one the job runs on
 
     @property
     def fraction(self) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -270,3 +271,30 @@ def test_the_controller_and_the_simulator_ask_the_same_object(
     trace.write_text(json.dumps({"metadata": {"gap_seconds": 600}, "data": [1] * 20}))
     simulate(spec, [str(trace)], policies=[name], optimum=False)
     assert asked == ["controller", "simulator"]
+
+
+def test_deadline_aware_starts_on_the_pool_cheapest_per_useful_hour() -> None:
+    # B is 20 % cheaper but its stretches (6 min) barely outlast a restart (5 min): an hour of
+    # progress there costs 0.8·e^(5/6) ≈ 1.84, on A (10-hour stretches) about 1.0
+    da = DeadlineAware()
+    c = replace(ctx(available={A, B}), stats={A: seen(0.9, 10 * H), B: seen(0.5, 0.1 * H)})
+    assert where(GreedySpot().decide(c)) == "b"
+    assert where(da.decide(c)) == "a"
+    assert da.per_useful_hour(c, B) == pytest.approx(0.8 * math.exp(300 / (0.1 * H)), rel=0.01)
+    # the same pools with equal stretches: the cheaper one
+    even = replace(c, stats={A: seen(0.9, 10 * H), B: seen(0.9, 10 * H)})
+    assert where(da.decide(even)) == "b"
+
+
+def test_several_pools_as_one_keep_the_running_pools_stretch() -> None:
+    from multispot.policy.deadline import _Chain
+
+    # some pool up for hours, but the attempt runs on a pool whose stretches last 10 min: it
+    # survives a 5-min unit with e^(-1/2), not with the joint pool's e^(-1/24)
+    da = DeadlineAware()
+    c = replace(ctx(current=B, available={B}), stats={B: seen(0.5, 600.0)}, any_stats=seen(0.9, 2 * H))
+    model = da.model(c)
+    assert model is not None and model.run == pytest.approx(600.0, rel=0.01)
+    chain = _Chain.of(model.up / 300, model.down / 300, model.run / 300)
+    assert chain.survive == pytest.approx(math.exp(-0.5), rel=0.02)
+    assert chain.stay_up > chain.survive  # another pool is likely up when it drops
