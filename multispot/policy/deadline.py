@@ -396,11 +396,13 @@ class DeadlineAware(TickPolicy):
         left = deadline - ctx.now - ctx.at_risk - pending
         # The grid is whole units; the job stands between grid points. Work is rounded to the
         # nearest unit and the time left shifted by the same amount, so the slack is exact, and
-        # the values are interpolated in time (rounding both down, as an earlier version did,
-        # took up to two units off the slack and bought on-demand too early).
+        # the values are interpolated in time. One tick is kept back: the guards that act on the
+        # plan (``forced``, ``can_enter_spot``) need a tick more than the programme's restarts,
+        # and a plan that counts on that tick (wait, buy on-demand at the last unit, go back to
+        # spot with two units left) is one the guards will not carry out.
         work_left = (need or 0.0) / unit
         q = min(total, max(0, round(work_left)))
-        at = min(float(horizon), max(0.0, left / unit - (work_left - q)))
+        at = min(float(horizon), max(0.0, (left - ctx.step) / unit - (work_left - q)))
         return _State(solved, at, q, p_s, p_od, unit, ctx.step / unit)
 
     def best_action(self, ctx: PolicyContext, model: Pool | None, up: bool) -> str | None:
