@@ -298,3 +298,20 @@ def test_several_pools_as_one_keep_the_running_pools_stretch() -> None:
     chain = _Chain.of(model.up / 300, model.down / 300, model.run / 300)
     assert chain.survive == pytest.approx(math.exp(-0.5), rel=0.02)
     assert chain.stay_up > chain.survive  # another pool is likely up when it drops
+
+
+def test_a_running_attempt_survives_a_unit_only_without_a_drop_in_it() -> None:
+    from multispot.policy.deadline import _Chain
+
+    # stretches of 10/3 units, gaps of 10/9 (a=0.75 at 10-min stretches, 3-min units): the pool
+    # is up again at the unit's end with ~0.83, but an attempt outlives the unit only with e^(-0.3)
+    c = _Chain.of(10 / 3, 10 / 9)
+    assert c.survive == pytest.approx(math.exp(-0.3))
+    assert c.stay_up > c.survive + 0.05
+    # the attempt's expected share of the unit splits into survived and dropped parts
+    assert c.used == pytest.approx(c.survive + (1 - c.survive) * c.ran)
+    assert c.stay_up == pytest.approx(c.survive + (1 - c.survive) * c.back)
+    assert c.used == pytest.approx((10 / 3) * (1 - math.exp(-0.3)))
+    # the chain after a fraction of a unit tends to the long-run fraction from either state
+    assert c.after(0.0, 1) == pytest.approx(1.0) and c.after(0.0, 0) == pytest.approx(0.0)
+    assert c.after(1e6, 1) == pytest.approx(0.75) and c.after(1e6, 0) == pytest.approx(0.75)
