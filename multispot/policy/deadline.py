@@ -573,19 +573,33 @@ def _solve(key: tuple[float, float, float], horizon: int, total: int, p_s: float
     chain = _Chain.of(*key)
     values = np.full((horizon + 1, 3, 2, total + 1), np.inf)
     values[:, :, :, 0] = 0.0
+    c = chain
+    zero = np.zeros(1)
+
+    def advance(v: Any) -> Any:  # one unit of progress: the value at one unit less of work
+        return np.concatenate((zero, v[:-1]))
+
+    # ``_action_values`` for every (mode, up) at once, sharing the vectors they have in common
+    # (``tests/unit/test_policies.py`` checks the two agree)
     for steps in range(1, horizon + 1):
-        prev = values[steps - 1]
-        row = values[steps]
-        for a in (0, 1):
-            for mode in (_NOTHING, _SPOT, _OD):
-                if mode == _SPOT and a == 0:
-                    continue  # a spot attempt is never running while spot is down
-                choices = _action_values(prev, chain, mode, a, p_s, p_od)
-                best = choices["idle"]
-                for v in choices.values():
-                    best = np.minimum(best, v)
-                row[mode, a] = best
-            row[:, a, 0] = 0.0
+        prev, row = values[steps - 1], values[steps]
+        lost = c.back * prev[_NOTHING, 1] + (1 - c.back) * prev[_NOTHING, 0]
+        done = advance(lost)
+        mix = c.ran * done + (1 - c.ran) * lost
+        partial = np.where(np.isfinite(mix), mix, done)
+        spot_start = p_s * c.used + c.survive * prev[_SPOT, 1] + (1 - c.survive) * lost
+        spot_run = p_s * c.used + c.survive * advance(prev[_SPOT, 1]) + (1 - c.survive) * partial
+        for a, p_up in ((0, c.come_up), (1, c.stay_up)):
+            idle = p_up * prev[_NOTHING, 1] + (1 - p_up) * prev[_NOTHING, 0]
+            od = p_up * prev[_OD, 1] + (1 - p_up) * prev[_OD, 0]
+            start_od = np.minimum(idle, p_od + od)
+            row[_NOTHING, a] = start_od
+            row[_OD, a] = np.minimum(idle, p_od + advance(od))
+            if a == 1:
+                row[_NOTHING, 1] = np.minimum(start_od, spot_start)
+                row[_OD, 1] = np.minimum(row[_OD, 1], spot_start)
+                row[_SPOT, 1] = np.minimum(start_od, spot_run)
+        row[:, :, 0] = 0.0
     return values, chain
 
 

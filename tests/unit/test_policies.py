@@ -315,3 +315,20 @@ def test_a_running_attempt_survives_a_unit_only_without_a_drop_in_it() -> None:
     # the chain after a fraction of a unit tends to the long-run fraction from either state
     assert c.after(0.0, 1) == pytest.approx(1.0) and c.after(0.0, 0) == pytest.approx(0.0)
     assert c.after(1e6, 1) == pytest.approx(0.75) and c.after(1e6, 0) == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("key", [(10 / 3, 10 / 9, 10 / 3), (20.0, 2.2, 5.0), (1.2, 1.2, 1.2)])
+def test_the_solved_programme_is_the_least_of_its_actions(key: tuple[float, float, float]) -> None:
+    """``_solve`` shares vectors between states for speed; each state's value must still be the
+    least of ``_action_values`` (the definition ``_State.actions`` decides with)."""
+    import numpy as np
+
+    from multispot.policy.deadline import _action_values, _solve
+
+    values, chain = _solve(key, 60, 30, 0.05, 0.15)
+    for steps in range(1, 61):
+        for mode, up in ((0, 0), (0, 1), (1, 1), (2, 0), (2, 1)):
+            choices = _action_values(values[steps - 1], chain, mode, up, 0.05, 0.15)
+            least = np.minimum.reduce(list(choices.values()))
+            least[0] = 0.0
+            assert np.allclose(values[steps, mode, up], least, rtol=1e-12, atol=1e-12)
