@@ -32,6 +32,7 @@ from multispot.job import Job
 from multispot.plan import candidates
 from multispot.policy import PolicyContext
 from multispot.policy.deadline import estimate_progress, estimate_spent
+from multispot.policy.history import HistoryReader
 from multispot.provider import Drainable, LaunchContext
 from multispot.status import Attempt, JobState, Placement, ProviderStatus
 from multispot.store import JobRecord, Store, home, open_store, owner_id
@@ -64,6 +65,7 @@ class Controller:
         self._cancel_sent: set[int] = set()
         self._not_before = 0.0
         self._next_consult = 0.0
+        self._history = HistoryReader(self.store, job_id)  # the store's past attempts, per pool
 
     # ----------------------------------------------------------------- loop
 
@@ -184,10 +186,11 @@ class Controller:
             # What a move now would keep: the runtime saves on the notice (as the simulator assumes).
             progress += max(0.0, now - running.started - overhead)
             overhead_left = max(0.0, overhead - (now - running.started))
+        candidates = record_candidates(job, record)
         return PolicyContext(
             job,
             attempts,
-            record_candidates(job, record),
+            candidates,
             now,
             record.created,
             progress=progress,
@@ -197,6 +200,7 @@ class Controller:
             restart_overhead=job.spot.restart_overhead,
             step=max(self.poll_interval, 1.0),
             spent=estimate_spent(attempts, now),
+            history=self._history.prior(candidates, now),
         )
 
     def _consult(self, record: JobRecord, job: Job) -> None:

@@ -41,6 +41,7 @@ class PolicyContext:
     at_risk: float = 0.0  # seconds of progress a preemption of the current attempt would lose
     stats: dict[Placement, PoolStats] | None = None  # availability seen so far, per spot placement
     any_stats: PoolStats | None = None  # the same for "some spot placement has capacity", if known
+    history: dict[Placement, PoolStats] | None = None  # live: the job store's past attempts per pool
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -310,13 +310,62 @@ class DeadlineAware(TickPolicy):
     def model(self, ctx: PolicyContext) -> Pool | None:
         """The allowed spot pools as one: from what was seen of "some pool has capacity" when
         known (the simulator), else the best single pool (no diversification is assumed that
-        has not been seen). None while nothing has been seen long enough to estimate."""
+        has not been seen). None while nothing has been seen long enough to estimate. With
+        several pools, a running attempt still ends when *its* pool drops: ``run`` is the mean
+        stretch of the pool the job would run on (``runner``)."""
+        stats = self.seen(ctx)
         if ctx.any_stats is not None:
-            return Pool.estimate(ctx.any_stats)
-        stats = ctx.stats if ctx.stats is not None else stats_from_attempts(ctx.attempts, ctx.now)
+            joint = Pool.estimate(ctx.any_stats)
+            runner = self.runner(ctx)
+            own = Pool.estimate(stats[runner]) if runner is not None and runner in stats else None
+            if joint is None or own is None or not 0 < own.up < joint.up:
+                return joint
+            return replace(joint, run=own.up)
         pools = [c for c in self.allowed(ctx) if c.market == "spot"]
         known = [m for m in (Pool.estimate(stats[p]) for p in pools if p in stats) if m is not None]
         return max(known, key=lambda m: (m.fraction, m.up)) if known else None
+
+    def runner(self, ctx: PolicyContext) -> Placement | None:
+        """The spot pool the job runs on now, else the one it would start on: of those with
+        capacity now (all allowed, when none has), the least expected price per useful hour."""
+        pools = self.spot_pools(ctx)
+        if ctx.current is not None and ctx.current in pools:
+            return ctx.current
+        pools = pools or [c for c in self.allowed(ctx) if c.market == "spot"]
+        return min(pools, key=lambda p: self.per_useful_hour(ctx, p)) if pools else None
+
+    def per_useful_hour(self, ctx: PolicyContext, p: Placement) -> float:
+        """The price of an hour of progress on pool ``p``: a start pays the restart ``d`` and an
+        exponential stretch of mean ``U`` then runs ``U·e^(−d/U)`` useful, so per useful hour
+        ``price·e^(d/U)`` (the price itself for a pool never seen to drop)."""
+        stats = self.seen(ctx)
+        m = Pool.estimate(stats[p]) if p in stats else None
+        price = _price(p) * p.count
+        if m is None or m.up == math.inf:
+            return price
+        if m.up <= 0:
+            return math.inf
+        return price * math.exp(min(self.overhead(ctx) / m.up, 700.0))
+
+    def pick_spot(self, ctx: PolicyContext, pools: list[Placement]) -> Placement:
+        """The current pool if it still runs, else the cheapest per useful hour (``per_useful_hour``:
+        a cheap pool whose stretches barely outlast a restart is not cheap), away from the one
+        that just preempted."""
+        if ctx.current is not None and ctx.current in pools:
+            return ctx.current
+        last = next((a.placement for a in reversed(ctx.attempts) if a.state is JobState.PREEMPTED), None)
+        choices = [p for p in pools if last is None or _key(p) != _key(last)] or pools
+        return min(choices, key=lambda p: self.per_useful_hour(ctx, p))
+
+    def seen(self, ctx: PolicyContext) -> dict[Placement, PoolStats]:
+        """The evidence per spot pool: what this run has seen (the trace so far, or live the
+        job's own attempts) added to the job store's history of the pool (``ctx.history``), the
+        prior evidence: for a two-state chain the two are additive."""
+        from multispot.policy.history import merge
+
+        own = ctx.stats if ctx.stats is not None else stats_from_attempts(ctx.attempts, ctx.now)
+        prior = ctx.history or {}
+        return {p: merge(own.get(p), prior.get(p)) for p in {*own, *prior}}
 
     def programme(self, ctx: PolicyContext, model: Pool | None) -> _State | None:
         """The solved decision process and where the job stands in it, or None when it does not
@@ -330,7 +379,13 @@ class DeadlineAware(TickPolicy):
         if deadline is None or work is None or od is None or od.price_per_hour is None or not spot:
             return None
         unit = max(self.overhead(ctx), ctx.step)
-        p_s = min(_price(c) * c.count for c in spot) * unit / 3600.0
+        runner = self.runner(ctx)
+        price = (
+            _price(runner) * runner.count
+            if runner is not None and runner.price_per_hour is not None
+            else None
+        )
+        p_s = (price if price is not None else min(_price(c) * c.count for c in spot)) * unit / 3600.0
         p_od = od.price_per_hour * od.count * unit / 3600.0
         horizon = max(1, math.ceil((deadline - ctx.submitted_at) / unit))
         total = max(1, math.ceil(work / unit))
@@ -339,9 +394,16 @@ class DeadlineAware(TickPolicy):
         # a restart under way is sunk: count it as running, with its rest taken from the time left
         pending = ctx.overhead_left if ctx.current is not None else 0.0
         left = deadline - ctx.now - ctx.at_risk - pending
-        steps = min(horizon, max(0, math.floor(left / unit)))
-        q = min(total, max(0, math.ceil((need or 0.0) / unit - 1e-9)))
-        return _State(solved, steps, q, p_s, p_od, unit)
+        # The grid is whole units; the job stands between grid points. Work is rounded to the
+        # nearest unit and the time left shifted by the same amount, so the slack is exact, and
+        # the values are interpolated in time. One tick is kept back: the guards that act on the
+        # plan (``forced``, ``can_enter_spot``) need a tick more than the programme's restarts,
+        # and a plan that counts on that tick (wait, buy on-demand at the last unit, go back to
+        # spot with two units left) is one the guards will not carry out.
+        work_left = (need or 0.0) / unit
+        q = min(total, max(0, round(work_left)))
+        at = min(float(horizon), max(0.0, (left - ctx.step) / unit - (work_left - q)))
+        return _State(solved, at, q, p_s, p_od, unit, ctx.step / unit)
 
     def best_action(self, ctx: PolicyContext, model: Pool | None, up: bool) -> str | None:
         """``idle``, ``spot`` or ``on-demand``: the action of least expected cost-to-go, or None
@@ -355,7 +417,14 @@ class DeadlineAware(TickPolicy):
         elif ctx.current is not None and up:
             mode = _SPOT
         choices = state.actions(mode, 1 if up else 0)
-        return min(choices, key=choices.__getitem__) if choices else None
+        if not choices:
+            return None
+        best = min(choices, key=choices.__getitem__)
+        # a tie (to rounding) keeps what runs now: a switch the model cannot price is no gain
+        keep = {_NOTHING: "idle", _SPOT: "spot", _OD: "on-demand"}[mode]
+        if keep in choices and choices[keep] <= choices[best] * (1 + 1e-9) + 1e-12:
+            return keep
+        return best
 
     def cheaper_pool(self, ctx: PolicyContext, pools: list[Placement]) -> Placement | None:
         """A running spot attempt moves to a cheaper pool with capacity when that pool's expected
@@ -364,7 +433,7 @@ class DeadlineAware(TickPolicy):
         here = ctx.current
         if here is None or here.price_per_hour is None or not self.can_enter_spot(ctx):
             return None
-        stats = ctx.stats if ctx.stats is not None else stats_from_attempts(ctx.attempts, ctx.now)
+        stats = self.seen(ctx)
         state = self.programme(ctx, self.model(ctx))
         restart = 0.0
         if state is not None and state.q > 0:
@@ -390,81 +459,211 @@ class DeadlineAware(TickPolicy):
 _NOTHING, _SPOT, _OD = 0, 1, 2
 
 
-def _key_of(model: Pool, unit: float) -> tuple[float, float]:
+def _key_of(model: Pool, unit: float) -> tuple[float, float, float]:
     """The model on a log grid of 1/16 octave (about 4 %): nearby estimates share one solution
     (the estimates move a little at every refresh; a 4 % change moves no decision much)."""
-    return tuple(2.0 ** (round(16 * math.log2(max(x, 1e-3) / unit)) / 16) for x in (model.up, model.down))
+    run = model.up if model.run is None else model.run
+    up, down, stretch = (
+        2.0 ** (round(16 * math.log2(max(x, 1e-3) / unit)) / 16) for x in (model.up, model.down, run)
+    )
+    return up, down, stretch
+
+
+@dataclass(frozen=True)
+class _Chain:
+    """The pool's chain over one unit, from its mean up-time and gap in units (``U``, ``G``).
+
+    An idle job sees only where the chain is at the next unit: up again with probability
+    ``stay_up = f + (1 − f)e^(−1/τ)`` when up, ``come_up = f(1 − e^(−1/τ))`` when down
+    (``f = U/(U + G)``, ``τ = UG/(U + G)``). A *running* spot attempt needs more than that: it
+    is preempted by any drop inside the unit, even one the pool recovers from before the unit
+    ends, so it survives the unit with probability ``survive = e^(−1/U)`` only; when it does
+    not, the pool is up at the unit's end with probability ``back``, and the attempt ran (and
+    was billed, and progressed) for the expected time to the drop, a fraction ``ran`` of the
+    unit. Taking the two-point probability for a running attempt (as an earlier version did)
+    overstates how long spot runs in pools whose stretches last a few units."""
+
+    stay_up: float
+    come_up: float
+    survive: float
+    back: float  # P(up at the unit's end | the attempt dropped inside it)
+    used: float  # expected fraction of the unit a spot attempt started up runs (and is billed)
+    ran: float  # the same, given that it dropped inside the unit
+    f: float  # long-run fraction up
+    tau: float  # relaxation time of the chain, units
+
+    @classmethod
+    def of(cls, up: float, down: float, run: float | None = None) -> _Chain:
+        """``run``: the mean stretch of the pool a spot attempt runs on, when the job sees several
+        pools as one (``up`` is then "some pool has capacity", and an attempt ends sooner)."""
+        f = up / (up + down)
+        decay = math.exp(-(up + down) / (up * down))
+        stay_up = f + (1 - f) * decay
+        run = up if run is None else min(run, up)
+        survive = math.exp(-1.0 / run)
+        used = run * (1.0 - survive)  # E[min(X, 1)] for an exponential stretch X of mean ``run``
+        dropped = 1.0 - survive
+        back = (stay_up - survive) / dropped if dropped > 0 else 0.0
+        ran = (used - survive) / dropped if dropped > 0 else 0.0
+        return cls(
+            stay_up,
+            f * (1 - decay),
+            survive,
+            min(1.0, max(0.0, back)),
+            used,
+            min(1.0, max(0.0, ran)),
+            f,
+            up * down / (up + down),
+        )
+
+    def after(self, t: float, up: int) -> float:
+        """P(up ``t`` units from now | up now or not)."""
+        decay = math.exp(-t / self.tau)
+        return self.f + (1 - self.f) * decay if up else self.f * (1 - decay)
+
+
+def _action_values(prev: Any, chain: _Chain, mode: int, a: int, p_s: float, p_od: float) -> dict[str, Any]:
+    """The expected cost of each action for one unit (one vector over the work left), from the
+    next unit's values ``prev[mode, up, q]``: ``idle``, ``on-demand`` and, when spot is up
+    (``a``), ``spot``. Running on the mode it is already in progresses one unit; a start or a
+    switch pays the unit without progress."""
+    import numpy as np
+
+    inf = np.inf
+    p_up = chain.stay_up if a else chain.come_up
+
+    def next_of(m: int) -> Any:
+        return p_up * prev[m, 1] + (1 - p_up) * prev[m, 0]
+
+    def advance(v: Any) -> Any:  # progress one unit: the value at one unit less of work
+        out = np.full(v.shape, inf)
+        out[1:] = v[:-1]
+        out[0] = 0.0
+        return out
+
+    od = next_of(_OD)
+    out = {"idle": next_of(_NOTHING), "on-demand": p_od + (advance(od) if mode == _OD else od)}
+    if a == 1:
+        lost = chain.back * prev[_NOTHING, 1] + (1 - chain.back) * prev[_NOTHING, 0]
+        kept = chain.survive * prev[_SPOT, 1]
+        if mode == _SPOT:  # running: progress for the time it runs (all of the unit if it survives)
+            # it progressed for the time it ran: a fraction ``ran`` of a unit in expectation. Where
+            # losing that fraction would leave no time to finish (an infinite cost), the real loss
+            # is under one unit, which the safety net's margin absorbs: count the unit as done.
+            done = advance(lost)
+            mix = chain.ran * done + (1 - chain.ran) * lost
+            partial = np.where(np.isfinite(mix), mix, done)
+            spot = chain.survive * advance(prev[_SPOT, 1]) + (1 - chain.survive) * partial
+        else:  # a start: the unit is the restart, no progress either way
+            spot = kept + (1 - chain.survive) * lost
+        out["spot"] = p_s * chain.used + spot
+    return out
 
 
 @lru_cache(maxsize=8)
-def _solve(key: tuple[float, float], horizon: int, total: int, p_s: float, p_od: float) -> Any:
+def _solve(key: tuple[float, float, float], horizon: int, total: int, p_s: float, p_od: float) -> Any:
     """Expected cost-to-go ``V[steps, mode, up, q]`` of the job's decision process, by backward
     induction: ``steps`` units of time left, ``q`` units of work left, ``mode`` where it runs
     (nothing, spot, on-demand; a start or a switch costs one unit without progress), ``up``
-    whether spot has capacity. ``key`` is (mean up, mean gap) in units. A unit's capacity
-    follows the chain: up again after a unit with probability ``f + (1 − f)e^(−1/τ)`` when up,
-    ``f(1 − e^(−1/τ))`` when down (``τ = UG/(U + G)``). Missing the deadline costs infinity."""
+    whether spot has capacity. ``key`` is (mean up, mean gap, mean stretch of the pool it runs
+    on) in units; the chain is
+    ``_Chain``'s. Missing the deadline costs infinity."""
     import numpy as np
 
-    up, down = key
-    f = up / (up + down)
-    decay = math.exp(-(up + down) / (up * down))
-    stay_up = f + (1 - f) * decay  # P(up next | up)
-    come_up = f * (1 - decay)  # P(up next | down)
-    inf = np.inf
-    values = np.full((horizon + 1, 3, 2, total + 1), inf)
+    chain = _Chain.of(*key)
+    values = np.full((horizon + 1, 3, 2, total + 1), np.inf)
     values[:, :, :, 0] = 0.0
+    c = chain
+    zero = np.zeros(1)
+
+    def advance(v: Any) -> Any:  # one unit of progress: the value at one unit less of work
+        return np.concatenate((zero, v[:-1]))
+
+    # ``_action_values`` for every (mode, up) at once, sharing the vectors they have in common
+    # (``tests/unit/test_policies.py`` checks the two agree)
     for steps in range(1, horizon + 1):
-        prev = values[steps - 1]
-        for a, p_up in ((0, come_up), (1, stay_up)):
+        prev, row = values[steps - 1], values[steps]
+        lost = c.back * prev[_NOTHING, 1] + (1 - c.back) * prev[_NOTHING, 0]
+        done = advance(lost)
+        mix = c.ran * done + (1 - c.ran) * lost
+        partial = np.where(np.isfinite(mix), mix, done)
+        spot_start = p_s * c.used + c.survive * prev[_SPOT, 1] + (1 - c.survive) * lost
+        spot_run = p_s * c.used + c.survive * advance(prev[_SPOT, 1]) + (1 - c.survive) * partial
+        for a, p_up in ((0, c.come_up), (1, c.stay_up)):
             idle = p_up * prev[_NOTHING, 1] + (1 - p_up) * prev[_NOTHING, 0]
             od = p_up * prev[_OD, 1] + (1 - p_up) * prev[_OD, 0]
-            spot = p_up * prev[_SPOT, 1] + (1 - p_up) * prev[_NOTHING, 0]
-            start_od = p_od + od
-            run_od = np.full(total + 1, inf)
-            run_od[1:] = p_od + od[:-1]
-            row = values[steps]
-            row[_NOTHING, a] = np.minimum(idle, start_od)
-            row[_OD, a] = np.minimum(idle, run_od)
+            start_od = np.minimum(idle, p_od + od)
+            row[_NOTHING, a] = start_od
+            row[_OD, a] = np.minimum(idle, p_od + advance(od))
             if a == 1:
-                start_spot = p_s + spot
-                run_spot = np.full(total + 1, inf)
-                run_spot[1:] = p_s + spot[:-1]
-                row[_NOTHING, a] = np.minimum(row[_NOTHING, a], start_spot)
-                row[_OD, a] = np.minimum(row[_OD, a], start_spot)
-                row[_SPOT, a] = np.minimum(np.minimum(idle, run_spot), start_od)
-            row[:, a, 0] = 0.0
-    return values, stay_up, come_up
+                row[_NOTHING, 1] = np.minimum(start_od, spot_start)
+                row[_OD, 1] = np.minimum(row[_OD, 1], spot_start)
+                row[_SPOT, 1] = np.minimum(start_od, spot_run)
+        row[:, :, 0] = 0.0
+    return values, chain
 
 
 @dataclass(frozen=True)
 class _State:
     """Where the job stands in its solved decision process (units of ``unit`` seconds)."""
 
-    solved: Any  # (V[steps, mode, up, q], P(up next | up), P(up next | down))
-    steps: int  # units of time left
+    solved: Any  # (V[steps, mode, up, q], the chain)
+    at: float  # units of time left (between grid points)
     q: int  # units of work left
     p_s: float  # USD per unit
     p_od: float
     unit: float
+    tick: float = 1.0  # units until the policy is asked again
+
+    @property
+    def steps(self) -> int:
+        return math.floor(self.at)
 
     def actions(self, mode: int, a: int) -> dict[str, float]:
-        """The expected cost of each action now, in mode ``mode`` with spot up (``a``) or not."""
-        values, stay_up, come_up = self.solved
-        if self.steps <= 0:
+        """The expected cost of each action now, in mode ``mode`` with spot up (``a``) or not:
+        interpolated between the grid's whole units of time. Idling is for one tick only (the
+        policy decides again then), which the grid's whole unit would overprice."""
+        values, chain = self.solved
+        lo, w = self.steps, self.at - self.steps
+        if lo <= 0:
             return {}
-        prev = values[self.steps - 1]
-        p_up = stay_up if a else come_up
-        q = self.q
-
-        def expect(m: int, work: int) -> float:
-            return float(p_up * prev[m, 1, work] + (1 - p_up) * prev[m, 0, work])
-
-        out = {"idle": expect(_NOTHING, q), "on-demand": self.p_od + expect(_OD, q - 1 if mode == _OD else q)}
-        if a == 1:
-            work = q - 1 if mode == _SPOT else q
-            out["spot"] = self.p_s + float(p_up * prev[_SPOT, 1, work] + (1 - p_up) * prev[_NOTHING, 0, work])
+        out = self._grid(lo, mode, a)
+        if w > 0 and lo + 1 < len(values):
+            hi = self._grid(lo + 1, mode, a)
+            out = {k: _mix(v, hi[k], w) for k, v in out.items()}
+        if self.tick < 1.0:
+            p_up = chain.after(self.tick, a)
+            later = self.at - self.tick
+            out["idle"] = p_up * self._value(_NOTHING, 1, later) + (1 - p_up) * self._value(
+                _NOTHING, 0, later
+            )
         return out
+
+    def _grid(self, steps: int, mode: int, a: int) -> dict[str, float]:
+        values, chain = self.solved
+        choices = _action_values(values[steps - 1], chain, mode, a, self.p_s, self.p_od)
+        return {k: float(v[self.q]) for k, v in choices.items()}
+
+    def _value(self, mode: int, up: int, at: float) -> float:
+        """The optimal expected cost-to-go at ``at`` units of time left, interpolated."""
+        values, _ = self.solved
+        if at < 0:
+            return math.inf
+        lo = min(math.floor(at), len(values) - 1)
+        here = float(values[lo, mode, up, self.q])
+        if lo + 1 >= len(values):
+            return here
+        return _mix(here, float(values[lo + 1, mode, up, self.q]), at - lo)
+
+
+def _mix(a: float, b: float, w: float) -> float:
+    """``a`` at a whole unit, ``b`` one unit later, ``w`` of the way: linear (infinite if ``a``
+    is and ``w`` < 1: more time never costs more, so only ``a`` can be)."""
+    if w <= 0:
+        return a
+    if w >= 1:
+        return b
+    return math.inf if math.isinf(a) else (1 - w) * a + w * b
 
 
 @dataclass(frozen=True)
@@ -473,6 +672,7 @@ class Pool:
 
     up: float
     down: float
+    run: float | None = None  # several pools as one: the mean stretch of the one the job runs on
 
     @property
     def fraction(self) -> float:
@@ -533,26 +733,13 @@ class Pool:
 
 
 def stats_from_attempts(attempts: list[Attempt], now: float) -> dict[Placement, PoolStats]:
-    """Live, what the job's own attempts say of each spot pool: a stretch with capacity from each
-    start to its end, a gap from each preemption or refusal to the next start there (or now)."""
-    out: dict[Placement, list[float]] = {}
-    for i, a in enumerate(attempts):
-        if a.placement.market != "spot":
-            continue
-        c = out.setdefault(a.placement, [0.0, 0.0, 0.0, 0.0])  # seconds, up, runs, gaps
-        if a.started is not None:
-            up = max(0.0, (a.ended if a.ended is not None else now) - a.started)
-            c[0] += up
-            c[1] += up
-            c[2] += 1
-        if a.state in (JobState.PREEMPTED, JobState.NO_CAPACITY) and a.ended is not None:
-            later = [
-                b.started or b.submitted for b in attempts[i + 1 :] if _key(b.placement) == _key(a.placement)
-            ]
-            back = next((t for t in later if t is not None), now)
-            c[0] += max(0.0, back - a.ended)
-            c[3] += 1
-    return {p: PoolStats(c[0], c[1], int(c[2]), int(c[3])) for p, c in out.items()}
+    """Live, what the job's own attempts say of each spot pool up to ``now``: a stretch with
+    capacity from each start to its end, a gap from each preemption or refusal to the next start
+    there, censored as ``multispot.policy.history.observed`` says."""
+    from multispot.policy.history import observed, pool_key
+
+    seen = observed(attempts, now)
+    return {a.placement: seen[pool_key(a.placement)] for a in attempts if pool_key(a.placement) in seen}
 
 
 def estimate_progress(attempts: list[Attempt]) -> float:

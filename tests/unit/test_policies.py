@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -158,14 +159,17 @@ def test_deadline_aware_weighs_waiting_against_on_demand_by_the_gaps_it_has_seen
     short_gaps = seen(0.5, 0.1 * H)  # gaps of 6 min
     # plenty of slack: waiting is cheap whatever the pool (on-demand can still be bought later)
     assert where(da.decide(with_stats(ctx(available=set()), long_gaps))) == "idle"
-    # 18 min of slack (greedy still waits: it needs only one restart of 5 min): with gaps of 9h
+    # 12 min of slack (greedy still waits: it needs only one restart of 5 min): with gaps of 9h
     # the rest of the slack is worth more as room to go back to spot; with 6-min gaps, wait
-    late = ctx(now=9.7 * H, available=set())
+    late = ctx(now=9.8 * H, available=set())
     assert where(GreedySpot().decide(late)) == "idle"
     assert where(da.decide(with_stats(late, long_gaps))) == "od"
     assert where(da.decide(with_stats(late, short_gaps))) == "idle"
-    # back to spot from on-demand early on; late, 6-min stretches no longer pay two restarts
-    assert where(da.decide(with_stats(ctx(now=1 * H, current=OD, available={A}), short_gaps))) == "a"
+    # back to spot from on-demand while hour-long stretches pay the two restarts; stretches of
+    # 6 min (a restart of 5 min leaves about 2.6 min of work each) are not worth leaving it for
+    hours = seen(0.5, 1 * H)
+    assert where(da.decide(with_stats(ctx(now=1 * H, current=OD, available={A}), hours))) in ("a", "b")
+    assert where(da.decide(with_stats(ctx(now=1 * H, current=OD, available={A}), short_gaps))) == "od"
     assert where(da.decide(with_stats(ctx(now=9 * H, current=OD, available={A}), short_gaps))) == "od"
 
 
@@ -193,13 +197,14 @@ def test_pool_estimate_and_supply_follow_the_markov_chain() -> None:
     assert m.fraction == pytest.approx(0.25)
     assert Pool.estimate(PoolStats(H, H, 1, 0)) == Pool(float("inf"), 0.0)  # never down: greedy
     assert Pool.estimate(PoolStats(0.0, 0.0, 0, 0)) is None
-    # live: the job's own attempts: 2h up then preempted, back 1h later, still running
+    # live: the job's own attempts: 2h up then preempted, back 1h later, still running: one drop
+    # and one return seen (the running stretch has not ended: censored)
     attempts = [
         Attempt("j", 1, A, JobState.PREEMPTED, started=0.0, ended=2 * H),
         Attempt("j", 2, A, JobState.RUNNING, started=3 * H),
     ]
     s = stats_from_attempts(attempts, now=4 * H)[A]
-    assert (s.seconds, s.available, s.runs, s.gaps) == (4 * H, 3 * H, 2, 1)
+    assert (s.seconds, s.available, s.runs, s.gaps) == (4 * H, 3 * H, 1, 1)
 
 
 @pytest.mark.parametrize("name", policy.names())
@@ -266,3 +271,64 @@ def test_the_controller_and_the_simulator_ask_the_same_object(
     trace.write_text(json.dumps({"metadata": {"gap_seconds": 600}, "data": [1] * 20}))
     simulate(spec, [str(trace)], policies=[name], optimum=False)
     assert asked == ["controller", "simulator"]
+
+
+def test_deadline_aware_starts_on_the_pool_cheapest_per_useful_hour() -> None:
+    # B is 20 % cheaper but its stretches (6 min) barely outlast a restart (5 min): an hour of
+    # progress there costs 0.8·e^(5/6) ≈ 1.84, on A (10-hour stretches) about 1.0
+    da = DeadlineAware()
+    c = replace(ctx(available={A, B}), stats={A: seen(0.9, 10 * H), B: seen(0.5, 0.1 * H)})
+    assert where(GreedySpot().decide(c)) == "b"
+    assert where(da.decide(c)) == "a"
+    assert da.per_useful_hour(c, B) == pytest.approx(0.8 * math.exp(300 / (0.1 * H)), rel=0.01)
+    # the same pools with equal stretches: the cheaper one
+    even = replace(c, stats={A: seen(0.9, 10 * H), B: seen(0.9, 10 * H)})
+    assert where(da.decide(even)) == "b"
+
+
+def test_several_pools_as_one_keep_the_running_pools_stretch() -> None:
+    from multispot.policy.deadline import _Chain
+
+    # some pool up for hours, but the attempt runs on a pool whose stretches last 10 min: it
+    # survives a 5-min unit with e^(-1/2), not with the joint pool's e^(-1/24)
+    da = DeadlineAware()
+    c = replace(ctx(current=B, available={B}), stats={B: seen(0.5, 600.0)}, any_stats=seen(0.9, 2 * H))
+    model = da.model(c)
+    assert model is not None and model.run == pytest.approx(600.0, rel=0.01)
+    chain = _Chain.of(model.up / 300, model.down / 300, model.run / 300)
+    assert chain.survive == pytest.approx(math.exp(-0.5), rel=0.02)
+    assert chain.stay_up > chain.survive  # another pool is likely up when it drops
+
+
+def test_a_running_attempt_survives_a_unit_only_without_a_drop_in_it() -> None:
+    from multispot.policy.deadline import _Chain
+
+    # stretches of 10/3 units, gaps of 10/9 (a=0.75 at 10-min stretches, 3-min units): the pool
+    # is up again at the unit's end with ~0.83, but an attempt outlives the unit only with e^(-0.3)
+    c = _Chain.of(10 / 3, 10 / 9)
+    assert c.survive == pytest.approx(math.exp(-0.3))
+    assert c.stay_up > c.survive + 0.05
+    # the attempt's expected share of the unit splits into survived and dropped parts
+    assert c.used == pytest.approx(c.survive + (1 - c.survive) * c.ran)
+    assert c.stay_up == pytest.approx(c.survive + (1 - c.survive) * c.back)
+    assert c.used == pytest.approx((10 / 3) * (1 - math.exp(-0.3)))
+    # the chain after a fraction of a unit tends to the long-run fraction from either state
+    assert c.after(0.0, 1) == pytest.approx(1.0) and c.after(0.0, 0) == pytest.approx(0.0)
+    assert c.after(1e6, 1) == pytest.approx(0.75) and c.after(1e6, 0) == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("key", [(10 / 3, 10 / 9, 10 / 3), (20.0, 2.2, 5.0), (1.2, 1.2, 1.2)])
+def test_the_solved_programme_is_the_least_of_its_actions(key: tuple[float, float, float]) -> None:
+    """``_solve`` shares vectors between states for speed; each state's value must still be the
+    least of ``_action_values`` (the definition ``_State.actions`` decides with)."""
+    import numpy as np
+
+    from multispot.policy.deadline import _action_values, _solve
+
+    values, chain = _solve(key, 60, 30, 0.05, 0.15)
+    for steps in range(1, 61):
+        for mode, up in ((0, 0), (0, 1), (1, 1), (2, 0), (2, 1)):
+            choices = _action_values(values[steps - 1], chain, mode, up, 0.05, 0.15)
+            least = np.minimum.reduce(list(choices.values()))
+            least[0] = 0.0
+            assert np.allclose(values[steps, mode, up], least, rtol=1e-12, atol=1e-12)
