@@ -409,10 +409,10 @@ class Run:
     def events(self, after: int = 0) -> list[tuple[int, Event]]:
         return self.store.events(self.id, after)
 
-    def progress(self) -> tuple[int, int | None] | None:
+    def progress(self, record: JobRecord | None = None) -> tuple[int, int | None] | None:
         """(step, total) from the newest committed checkpoint's manifest."""
         try:
-            return CheckpointStore(self.record.checkpoint_uri).progress()
+            return CheckpointStore((record or self.record).checkpoint_uri).progress()
         except (OSError, ValueError):
             return None
 
@@ -500,9 +500,10 @@ class Run:
         """
         return report_for_job(self.store, self.id, measured=measured)
 
-    def to_dict(self) -> dict[str, Any]:
-        record, attempts = self.record, self.attempts
-        progress = self.progress()
+    def to_dict(self, record: JobRecord | None = None) -> dict[str, Any]:
+        """What ``status --output json`` shows; ``record``: the job's row, when just read (a list)."""
+        record, attempts = record or self.record, self.attempts
+        progress = self.progress(record)
         return {
             "id": record.id,
             "name": record.name,
