@@ -4,7 +4,9 @@ A checkpoint checksum guards against accidental corruption (a torn upload, a fli
 writer's bytes), not against an adversary: it has to cost nothing next to the storage, or every
 save and restore runs at the hash's speed instead of the disk's. xxh3-128 hashes at 10+ GB/s on
 one core (about ten times a fast disk and 25 times sha256 here), so it runs inline, as the bytes
-stream, with no thread pool; 128 bits make an accidental collision as unlikely as sha256's.
+stream; 128 bits make an accidental collision as unlikely as sha256's. Large reads and writes hash
+each piece on a helper thread while the next piece moves (``hash_while_moving``), so the checksum
+overlaps the I/O instead of adding to it.
 
 ``sha256-chunked-8MiB`` is the format manifests were written in before (sha256 over the sha256
 digests of each consecutive 8 MiB chunk, hashed on a small thread pool): such manifests are still
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any, Protocol
 
@@ -33,7 +36,13 @@ ALGORITHMS = (XXH3, LEGACY_ALGORITHM)
 ALGORITHM = XXH3 if xxhash is not None else LEGACY_ALGORITHM
 CHUNK = 8 * 1024 * 1024  # the legacy algorithm's chunk (and a good streaming size)
 
+# A read or write this large or larger is moved in pieces of this size, each hashed on a helper
+# thread while the next one moves; smaller ones are hashed on the caller's thread (a thread hop
+# costs more than it saves there).
+PIECE = 4 * 1024 * 1024
+
 _POOL: ThreadPoolExecutor | None = None
+_PIPE: ThreadPoolExecutor | None = None
 
 
 class Hasher(Protocol):
@@ -139,6 +148,46 @@ class ChunkedDigest:
         digests = self._done + [future.result() for future in self._in_flight]
         self._done, self._in_flight = digests, deque()
         return hashlib.sha256(b"".join(digests)).hexdigest()
+
+
+def _pipe() -> ThreadPoolExecutor:
+    global _PIPE
+    if _PIPE is None:
+        _PIPE = ThreadPoolExecutor(max_workers=2, thread_name_prefix="multispot-hash-pipe")
+    return _PIPE
+
+
+def hash_while_moving(digest: Hasher, view: memoryview, move: Callable[[memoryview], int]) -> int:
+    """Move the bytes of ``view`` with ``move`` (a read into the piece it is given, or a write from
+    it; it returns how many bytes it moved, 0 at the end of a file) and feed every byte moved to
+    ``digest``, in order. From two pieces up, each piece is hashed on a helper thread while the next
+    one moves: xxh3 and the file's read or write both let go of the GIL, so on two cores the
+    checksum costs no time next to the I/O. Returns only once every byte moved is hashed: the
+    caller may reuse ``view`` as soon as it returns. Returns the number of bytes moved."""
+    if len(view) < 2 * PIECE:
+        count = move(view)
+        digest.update(view[:count])
+        return count
+    pending: Future[None] | None = None
+    done = 0
+    try:
+        while done < len(view):
+            count = move(view[done : done + PIECE])
+            if not count:
+                break
+            if pending is not None:
+                pending.result()  # hashes stay in order: one piece in flight at a time
+            piece = view[done : done + count]
+            try:
+                pending = _pipe().submit(digest.update, piece)
+            except RuntimeError:  # the interpreter is shutting down (an atexit save): hash right here
+                pending = None
+                digest.update(piece)
+            done += count
+    finally:
+        if pending is not None:
+            pending.result()
+    return done
 
 
 def hasher(algorithm: str = ALGORITHM) -> Hasher:

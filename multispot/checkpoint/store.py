@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from multispot.checkpoint.digest import ALGORITHM, digest_stream, hasher
+from multispot.checkpoint.digest import ALGORITHM, digest_stream, hash_while_moving, hasher
 from multispot.checkpoint.manifest import (
     LATEST,
     MANIFEST,
@@ -63,6 +63,10 @@ T = TypeVar("T")
 
 # Small writes are gathered up to this; larger ones go straight through (hashed inline, no copy).
 WRITE_BUFFER = 1024 * 1024
+# Small on purpose: a reader such as torch.load seeks between records, and every seek throws the
+# buffer away; a large buffer re-read up to a third more of a file than its size. Reads larger
+# than the buffer go straight to the raw reader (which has its own read-ahead on object stores).
+READ_BUFFER = 64 * 1024
 MANIFEST_LIMIT = 64 * 1024 * 1024  # a manifest (or a rank's part) larger than this is no manifest
 HINT_LIMIT = 4096  # LATEST holds one step name
 RECORD_LIMIT = 1024 * 1024  # a side record (what an attempt restored) is a few hundred bytes
@@ -428,9 +432,12 @@ class _HashingWriter(io.RawIOBase):
         if self._cancel is not None and self._cancel.is_set():
             raise SaveAbandoned("checkpoint save abandoned")
         view = memoryview(data).cast("B")
-        self._digest.update(view)  # inline: the checksum runs at many times the storage's speed
-        self._target.write(view)
+        hash_while_moving(self._digest, view, self._write_all)
         return len(view)
+
+    def _write_all(self, piece: memoryview) -> int:
+        self._target.write(piece)
+        return len(piece)
 
     def close(self) -> None:
         if self.closed:
@@ -782,12 +789,19 @@ class _VerifyingReader(io.RawIOBase):
             return 0
         self._fill_gap(self._pos)
         pos = self._pos
-        count = self._raw.readinto(view) or 0
+        if pos == self._frontier:  # reading on from where the checksum is: hash as the bytes arrive
+            count = hash_while_moving(self._hash, view, self._read_into)
+            self._frontier = pos + count
+        else:
+            count = self._raw.readinto(view) or 0
+            self._take(view[:count], pos)
         self._pos = pos + count
-        self._take(view[:count], pos)
         if count == 0 or self._frontier >= self._entry.size:
             self.finish()
         return count
+
+    def _read_into(self, piece: memoryview) -> int:
+        return int(self._raw.readinto(piece) or 0)
 
     def readall(self) -> bytes:
         self._fill_gap(self._pos)
@@ -881,7 +895,7 @@ class RestoredCheckpoint:
     def open(self, name: str) -> IO[bytes]:
         """A binary file; its bytes are hashed as they are read and checked at the end of the file
         or on ``close`` (``ChecksumMismatch``): read it in a ``with`` block."""
-        return io.BufferedReader(self._open_raw(name), buffer_size=CHUNK)
+        return io.BufferedReader(self._open_raw(name), buffer_size=READ_BUFFER)
 
     def read_bytes(self, name: str) -> bytes:
         """The whole file, checked before it is returned."""

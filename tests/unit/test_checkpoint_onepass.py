@@ -229,3 +229,48 @@ def test_torch_load_through_the_reader_and_a_damaged_state_falls_back(file_uri: 
     found = CheckpointStore(file_uri).restore_with(load)
     assert found is not None and found[0].step == 1
     assert all(torch.equal(found[1][k], v) for k, v in state(1).items())
+
+
+def test_large_reads_hashed_in_pieces_on_a_helper_thread_still_catch_one_flipped_byte(
+    ckpt_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read of many pieces (the way torch.load reads a tensor) is hashed piece by piece alongside
+    the I/O; a byte flipped in a middle piece still fails the file, and the good step reads back."""
+    from multispot.checkpoint import digest
+
+    monkeypatch.setattr(digest, "PIECE", 64 * 1024)
+    data = os.urandom(1024 * 1024 + 5)
+    save(ckpt_uri, 1, {"model.bin": data})
+    save(ckpt_uri, 2, {"model.bin": data[::-1]})
+    overwrite(ckpt_uri, f"{step_dir(2)}/model.bin", flipped(data[::-1], 5 * 64 * 1024 + 7))
+    store = CheckpointStore(ckpt_uri)
+
+    def load(restored: Any) -> bytes:
+        buffer = bytearray(len(data))
+        with restored.open("model.bin") as f:
+            assert f.readinto(buffer) == len(data)  # one call: sixteen pieces
+        return bytes(buffer)
+
+    found = store.restore_with(load)
+    assert found is not None and found[0].step == 1 and found[1] == data
+
+
+def test_torch_load_through_the_reader_reads_the_file_about_once(
+    file_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch.load seeks between records; a read buffer that each seek throws away must stay small,
+    or a verified restore reads much more than the file (an 8 MiB buffer read 1.4x the file)."""
+    torch = pytest.importorskip("torch")
+    state = {f"layer{i}": torch.rand(512 * 1024) for i in range(8)}  # 8 tensors of 2 MiB
+    with CheckpointStore(file_uri).writer(1) as writer, writer.open("state.pt") as f:
+        torch.save(state, f)
+    store = CheckpointStore(file_uri)
+    counter = [0]
+    opened = store.open_read
+    monkeypatch.setattr(store, "open_read", lambda path: CountingFile(opened(path), counter))
+    restored = store.restore()
+    with restored.open("state.pt") as f:
+        loaded = torch.load(f, weights_only=True)
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    size = restored.manifest.files["state.pt"].size
+    assert size <= counter[0] <= 1.1 * size, f"read {counter[0]} bytes of a {size}-byte file"
