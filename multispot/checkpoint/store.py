@@ -539,21 +539,35 @@ class CheckpointWriter:
         root = Path(self._staging) if self._staging else self.store.storage.in_place_dir(self._base)
         if root is None or not root.is_dir():
             return
+        todo: list[tuple[str, Path]] = []
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             name = path.relative_to(root).as_posix()
             if name in self._entries or name in claimed or _is_contract_file(name):
                 continue
             check_file_name(name)
-            if not staged:
-                with open(path, "rb+") as f:
-                    os.fsync(f.fileno())
-                    f.seek(0)
-                    size, digest = digest_stream(f, self.algorithm)
-                self.store.storage.mark_written(str(path))
-                self._entries[name] = FileEntry(size, digest)
-                self._prints[name] = self.store.storage.stat(str(path))
-            else:
+            todo.append((name, path))
+        if staged:
+            for name, path in todo:
                 self._upload_staged(name, path)
+            return
+        if not todo:
+            return
+        # A library's save is often many files (a model, an optimizer, a scheduler, RNG states, a
+        # DCP shard per rank): their fsyncs and hashes run side by side, not one file after another.
+        with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
+            entries = list(pool.map(lambda item: self._seal_in_place(item[1]), todo))
+        for (name, path), entry in zip(todo, entries, strict=True):
+            self._entries[name] = entry
+            self._prints[name] = self.store.storage.stat(str(path))
+
+    def _seal_in_place(self, path: Path) -> FileEntry:
+        """fsync a file another library wrote into the step folder, then hash it (from the page cache)."""
+        with open(path, "rb+") as f:
+            os.fsync(f.fileno())
+            f.seek(0)
+            size, digest = digest_stream(f, self.algorithm)
+        self.store.storage.mark_written(str(path))
+        return FileEntry(size, digest)
 
     def _upload_staged(self, name: str, local: Path) -> None:
         """Upload a staged file as it is (hashed in one read, no copy through ``open``)."""
