@@ -13,7 +13,6 @@ share between threads: SQLite's handle takes turns on its one connection, Postgr
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -487,22 +486,11 @@ def audit_log(
 # --------------------------------------------------------------------------- the application
 
 
-def _answer_soon_while_the_database_is_down(store: StoreProtocol) -> None:
-    if os.environ.get("MULTISPOT_STORE_RECONNECT_WAIT"):
-        return  # the operator chose
-    try:
-        from multispot.store.postgres import PostgresStore
-    except ImportError:  # no Postgres driver: not a Postgres store either
-        return
-    if isinstance(store, PostgresStore):
-        store.reconnect_wait = min(store.reconnect_wait, STORE_RECONNECT_WAIT)
-
-
 def create_app(store_url: str | None = None) -> FastAPI:
     """The server on the job store at ``store_url`` (default: ``$MULTISPOT_DB``, else the SQLite
     store under ``$MULTISPOT_HOME``), with the dashboard mounted when it is installed."""
-    store = open_store(store_url)  # now: a bad URL fails at start, not at the first request
-    _answer_soon_while_the_database_is_down(store)
+    # Opened now: a bad URL fails at start, not at the first request.
+    store = open_store(store_url, reconnect_wait=STORE_RECONNECT_WAIT)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -212,9 +212,12 @@ class PostgresStore:
     """The ``Store`` on a PostgreSQL database (``postgresql://user:password@host:port/dbname``)."""
 
     def __init__(self, url: str, reconnect_wait: float | None = None) -> None:
-        if reconnect_wait is None:
-            reconnect_wait = float(os.environ.get("MULTISPOT_STORE_RECONNECT_WAIT") or RECONNECT_WAIT)
-        self.reconnect_wait = reconnect_wait
+        """``reconnect_wait``: seconds to retry a lost database, when the operator has not set
+        ``$MULTISPOT_STORE_RECONNECT_WAIT`` (their choice stands); default 120 s."""
+        chosen = os.environ.get("MULTISPOT_STORE_RECONNECT_WAIT")
+        if chosen:
+            reconnect_wait = float(chosen)
+        self.reconnect_wait = RECONNECT_WAIT if reconnect_wait is None else reconnect_wait
         self._url = driver_url(url)
         self.url = self._url.render_as_string(hide_password=True)  # safe to print
         self._secret = self._url.password if isinstance(self._url.password, str) else None
