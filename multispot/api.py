@@ -343,8 +343,7 @@ def runs(
     if remote is not None:
         return list(remote.runs(limit, states))
     store = store or open_store()
-    records = store.jobs(limit, team=team, states=states)
-    return [Run(record.id, store) for record in records]
+    return [Run(record.id, store, record) for record in store.jobs(limit, team=team, states=states)]
 
 
 def checkpoints(target: str, store: Store | None = None) -> dict[str, Any]:
@@ -383,16 +382,28 @@ def checkpoint_listing(uri: str) -> dict[str, Any]:
     return {"uri": uri, "latest_hint": checkpoints.latest_hint(), "checkpoints": rows}
 
 
+def _progress(record: JobRecord) -> tuple[int, int | None] | None:
+    """(step, total) from the newest committed checkpoint's manifest of the job of ``record``."""
+    try:
+        return CheckpointStore(record.checkpoint_uri).progress()
+    except (OSError, ValueError):
+        return None
+
+
 class Run:
     """A submitted job: its state, attempts, logs, cost; the same thing ``multispot status`` shows."""
 
-    def __init__(self, job_id: str, store: Store | None = None) -> None:
+    def __init__(self, job_id: str, store: Store | None = None, record: JobRecord | None = None) -> None:
+        """``record``: the job's row, when just read (a listing): it answers the first read of
+        ``record`` (``status``, ``to_dict``...) instead of the store; later reads are fresh."""
         self.id = job_id
         self.store = store or open_store()
+        self._record = record
 
     @property
     def record(self) -> JobRecord:
-        return self.store.get_job(self.id)
+        record, self._record = self._record, None  # a listing's row serves once
+        return record if record is not None else self.store.get_job(self.id)
 
     @property
     def job(self) -> Job:
@@ -409,16 +420,18 @@ class Run:
     def events(self, after: int = 0) -> list[tuple[int, Event]]:
         return self.store.events(self.id, after)
 
-    def progress(self, record: JobRecord | None = None) -> tuple[int, int | None] | None:
+    def progress(self) -> tuple[int, int | None] | None:
         """(step, total) from the newest committed checkpoint's manifest."""
-        try:
-            return CheckpointStore((record or self.record).checkpoint_uri).progress()
-        except (OSError, ValueError):
-            return None
+        return _progress(self.record)
 
     def ensure_driven(self) -> bool:
         """Restart the controller if the job is unfinished and nobody drives it."""
-        return ensure_controller(self.store, self.id)
+        if self._record is not None and self._record.state.job_terminal:
+            return False  # the listing's row says finished, and a finished job stays so: no read
+        started = ensure_controller(self.store, self.id)
+        if started:
+            self._record = None  # a controller now changes the row: the next read is fresh
+        return started
 
     def wait(self, timeout: float | None = None, poll: float = 0.5, show: bool = False) -> JobState:
         """Block until the job ends (or ``timeout``); ``show`` prints live progress."""
@@ -500,10 +513,10 @@ class Run:
         """
         return report_for_job(self.store, self.id, measured=measured)
 
-    def to_dict(self, record: JobRecord | None = None) -> dict[str, Any]:
-        """What ``status --output json`` shows; ``record``: the job's row, when just read (a list)."""
-        record, attempts = record or self.record, self.attempts
-        progress = self.progress(record)
+    def to_dict(self) -> dict[str, Any]:
+        """What ``status --output json`` shows."""
+        record, attempts = self.record, self.attempts
+        progress = _progress(record)
         return {
             "id": record.id,
             "name": record.name,

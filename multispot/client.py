@@ -295,12 +295,11 @@ class RemoteRun(Run):
     def job(self) -> Job:
         raise errors.ServerError(f"the spec of {self.id} stays on the server: `multispot status {self.id}`")
 
-    def progress(self, record: JobRecord | None = None) -> tuple[int, int | None] | None:
+    def progress(self) -> tuple[int, int | None] | None:
         shown = self.to_dict()["progress"]
         return None if shown is None else (shown["step"], shown["total_steps"])
 
-    def to_dict(self, record: JobRecord | None = None) -> dict[str, Any]:
-        """The server's answer; a local ``record`` has no meaning here and is ignored."""
+    def to_dict(self) -> dict[str, Any]:
         data = self._data or self.client.call("GET", f"/jobs/{_quote(self.id)}")
         self._data = None  # a listing's row serves once; later reads are fresh
         return dict(data)

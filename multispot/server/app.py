@@ -13,7 +13,6 @@ share between threads: SQLite's handle takes turns on its one connection, Postgr
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -222,14 +221,11 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
     state: Annotated[list[JobState] | None, Query()] = None,
 ) -> list[dict[str, Any]]:
-    records = store.jobs(limit, team=visible_team(user), states=state or None)
-    out = []
-    for record in records:  # each job's row is read once (a round trip each on PostgreSQL)
-        run = api.Run(record.id, store)
-        if not record.state.job_terminal and run.ensure_driven():
-            record = store.get_job(record.id)
-        out.append(run.to_dict(record))
-    return out
+    # Each run holds its listed row: a finished job's is not read again (a round trip on PostgreSQL).
+    runs = api.runs(limit, store, team=visible_team(user), states=state or None)
+    for run in runs:
+        run.ensure_driven()
+    return [run.to_dict() for run in runs]
 
 
 @router.get("/jobs/{ref}")
@@ -487,22 +483,11 @@ def audit_log(
 # --------------------------------------------------------------------------- the application
 
 
-def _answer_soon_while_the_database_is_down(store: StoreProtocol) -> None:
-    if os.environ.get("MULTISPOT_STORE_RECONNECT_WAIT"):
-        return  # the operator chose
-    try:
-        from multispot.store.postgres import PostgresStore
-    except ImportError:  # no Postgres driver: not a Postgres store either
-        return
-    if isinstance(store, PostgresStore):
-        store.reconnect_wait = min(store.reconnect_wait, STORE_RECONNECT_WAIT)
-
-
 def create_app(store_url: str | None = None) -> FastAPI:
     """The server on the job store at ``store_url`` (default: ``$MULTISPOT_DB``, else the SQLite
     store under ``$MULTISPOT_HOME``), with the dashboard mounted when it is installed."""
-    store = open_store(store_url)  # now: a bad URL fails at start, not at the first request
-    _answer_soon_while_the_database_is_down(store)
+    # Opened now: a bad URL fails at start, not at the first request.
+    store = open_store(store_url, reconnect_wait=STORE_RECONNECT_WAIT)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -32,8 +32,13 @@ from multispot.store.sqlite import JobStore, SQLiteStore
 DB_ENV = "MULTISPOT_DB"
 
 
-def open_store(url: str | None = None) -> Store:
-    """The job store at ``url`` (else ``$MULTISPOT_DB``, else SQLite in ``home()``)."""
+def open_store(url: str | None = None, reconnect_wait: float | None = None) -> Store:
+    """The job store at ``url`` (else ``$MULTISPOT_DB``, else SQLite in ``home()``).
+
+    ``reconnect_wait``: how many seconds an operation retries a lost database before it fails
+    (PostgreSQL; a SQLite file has no connection to lose), unless the operator has set
+    ``$MULTISPOT_STORE_RECONNECT_WAIT``; default 120 s, so a controller rides out a failover
+    (the server passes less: a person waiting on a request is better told soon)."""
     url = url or os.environ.get(DB_ENV) or ""
     if not url:
         return SQLiteStore()
@@ -49,7 +54,7 @@ def open_store(url: str | None = None) -> Store:
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
         from multispot.store.postgres import PostgresStore
 
-        store: Store = PostgresStore(url)
+        store: Store = PostgresStore(url, reconnect_wait)
         return store
     raise StoreError(
         f"{DB_ENV} (or --db) {redact_url(url)!r} is not a job store URL: use sqlite:///abs/path or "

@@ -12,12 +12,12 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
-from multispot.errors import MultispotError, StoreError
+from multispot.errors import JobNotFound, MultispotError, StoreError
 from multispot.status import Attempt, JobState
 
 DEFAULT_TEAM = "default"
@@ -25,6 +25,12 @@ DEFAULT_TEAM = "default"
 # stale: otherwise the lease would stay held until the clock caught up.
 FUTURE_SLACK = 1.0
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_Row = TypeVar("_Row")
+# How a backend is asked for rows by a reference (``by_ref``): "id", rows of that id; "name", the
+# newest row of that name (one at most); "prefix", at most two rows whose id is LIKE the value,
+# with ``\`` as the escape character (the reference's own ``%``, ``_`` and ``\`` come escaped).
+RefMatch = Literal["id", "name", "prefix"]
+Select = Callable[[RefMatch, str], Sequence[_Row]]
 
 
 def home_path() -> Path:
@@ -113,6 +119,44 @@ def check_token_hash(token_hash: str) -> None:
             "add_token takes the sha256 hex digest of a token (64 lowercase hex digits), never the "
             "token itself: hashlib.sha256(token.encode()).hexdigest()"
         )
+
+
+def by_ref(ref: str, select: Select[_Row], not_found: MultispotError, ambiguous: MultispotError) -> _Row:
+    """The row ``ref`` names, one rule for every backend and table: the row of that id, else the
+    newest of that name, else the one whose id starts with ``ref`` (``ambiguous`` if several do);
+    ``not_found`` if none. The backend supplies only the queries (``select``, see ``RefMatch``)."""
+    rows = select("id", ref)
+    if not rows:
+        rows = select("name", ref)
+    if not rows:
+        rows = select("prefix", ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        if len(rows) > 1:
+            raise ambiguous
+    if not rows:
+        raise not_found
+    return rows[0]
+
+
+def job_by_ref(ref: str, where: str, select: Select[_Row]) -> _Row:
+    """The row of the job ``ref`` names in the store at ``where`` (see ``by_ref``); JobNotFound if
+    none, or if several ids start with it."""
+    missing = JobNotFound(f"no job {ref!r} in {where}: `multispot list` shows the jobs")
+    return by_ref(ref, select, missing, missing)
+
+
+def group_by_ref(ref: str, select: Select[_Row]) -> _Row:
+    """The row of the sweep or array ``ref`` names (see ``by_ref``); GroupNotFound if none or several."""
+    return by_ref(
+        ref,
+        select,
+        GroupNotFound(f"no sweep or array {ref!r} (multispot sweeps lists them)"),
+        GroupNotFound(f"{ref!r} matches several sweeps/arrays: give more of the id"),
+    )
+
+
+def exists_already(kind: str, id_: str, where: str) -> StoreError:
+    """What creating a job or group of an id taken already raises (``kind``: "job", "sweep or array")."""
+    return StoreError(f"a {kind} {id_!r} exists already in {where}: {kind} ids are unique")
 
 
 @dataclass

@@ -24,7 +24,7 @@ import re
 import socket
 import time
 import typing
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,9 +41,14 @@ from multispot.store.base import (
     GroupNotFound,
     JobRecord,
     Member,
+    RefMatch,
+    Select,
     User,
     WorkerInfo,
     check_token_hash,
+    exists_already,
+    group_by_ref,
+    job_by_ref,
     lease_free,
     new_id,
     owner_alive,
@@ -207,9 +212,12 @@ class PostgresStore:
     """The ``Store`` on a PostgreSQL database (``postgresql://user:password@host:port/dbname``)."""
 
     def __init__(self, url: str, reconnect_wait: float | None = None) -> None:
-        if reconnect_wait is None:
-            reconnect_wait = float(os.environ.get("MULTISPOT_STORE_RECONNECT_WAIT") or RECONNECT_WAIT)
-        self.reconnect_wait = reconnect_wait
+        """``reconnect_wait``: seconds to retry a lost database, when the operator has not set
+        ``$MULTISPOT_STORE_RECONNECT_WAIT`` (their choice stands); default 120 s."""
+        chosen = os.environ.get("MULTISPOT_STORE_RECONNECT_WAIT")
+        if chosen:
+            reconnect_wait = float(chosen)
+        self.reconnect_wait = RECONNECT_WAIT if reconnect_wait is None else reconnect_wait
         self._url = driver_url(url)
         self.url = self._url.render_as_string(hide_password=True)  # safe to print
         self._secret = self._url.password if isinstance(self._url.password, str) else None
@@ -302,24 +310,10 @@ class PostgresStore:
             return inserted
 
         if not self._run(create):
-            raise StoreError(f"a job {record.id!r} exists already in {self.url}: job ids are unique")
+            raise exists_already("job", record.id, self.url)
 
     def get_job(self, ref: str) -> JobRecord:
-        def find(conn: sa.Connection) -> sa.Row[Any] | None:
-            row = conn.execute(sa.select(JOBS).where(JOBS.c.id == ref)).first()
-            if row is None:
-                query = sa.select(JOBS).where(JOBS.c.name == ref).order_by(JOBS.c.created.desc()).limit(1)
-                row = conn.execute(query).first()
-            if row is None:
-                prefix = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-                rows = conn.execute(sa.select(JOBS).where(JOBS.c.id.like(prefix, escape="\\")).limit(2)).all()
-                row = rows[0] if len(rows) == 1 else None
-            return row
-
-        row = self._run(find)
-        if row is None:
-            raise JobNotFound(f"no job {ref!r} in {self.url}: `multispot list` shows the jobs")
-        return _job(row)
+        return _job(self._run(lambda conn: job_by_ref(ref, self.url, _select(conn, JOBS))))
 
     def jobs(
         self, limit: int = 50, team: str | None = None, states: Collection[JobState] | None = None
@@ -616,31 +610,10 @@ class PostgresStore:
         }
         query = pg_insert(SWEEP_GROUPS).values(**values).on_conflict_do_nothing().returning(SWEEP_GROUPS.c.id)
         if self._run(lambda conn: conn.execute(query).first()) is None:
-            raise StoreError(f"a sweep or array {group.id!r} exists already in {self.url}: ids are unique")
+            raise exists_already("sweep or array", group.id, self.url)
 
     def get_group(self, ref: str) -> Group:
-        def find(conn: sa.Connection) -> list[sa.Row[Any]]:
-            rows = conn.execute(sa.select(SWEEP_GROUPS).where(SWEEP_GROUPS.c.id == ref)).all()
-            if not rows:
-                query = (
-                    sa.select(SWEEP_GROUPS)
-                    .where(SWEEP_GROUPS.c.name == ref)
-                    .order_by(SWEEP_GROUPS.c.created.desc())
-                    .limit(1)
-                )
-                rows = conn.execute(query).all()
-            if not rows:
-                prefix = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-                query = sa.select(SWEEP_GROUPS).where(SWEEP_GROUPS.c.id.like(prefix, escape="\\")).limit(2)
-                rows = conn.execute(query).all()
-            return list(rows)
-
-        rows = self._run(find)
-        if len(rows) > 1:
-            raise GroupNotFound(f"{ref!r} matches several sweeps/arrays: give more of the id")
-        if not rows:
-            raise GroupNotFound(f"no sweep or array {ref!r} (multispot sweeps lists them)")
-        return _group(rows[0])
+        return _group(self._run(lambda conn: group_by_ref(ref, _select(conn, SWEEP_GROUPS))))
 
     def groups(self, limit: int = 50) -> list[Group]:
         query = sa.select(SWEEP_GROUPS).order_by(SWEEP_GROUPS.c.created.desc()).limit(limit)
@@ -768,6 +741,22 @@ class PostgresStore:
 
 
 # --------------------------------------------------------------------------- row mapping
+
+
+def _select(conn: sa.Connection, table: sa.Table) -> Select[sa.Row[Any]]:
+    """``table``'s rows by reference, as ``by_ref`` asks for them, in the transaction of ``conn``."""
+
+    def select(how: RefMatch, value: str) -> Sequence[sa.Row[Any]]:
+        query = sa.select(table)
+        if how == "id":
+            query = query.where(table.c.id == value)
+        elif how == "name":
+            query = query.where(table.c.name == value).order_by(table.c.created.desc()).limit(1)
+        else:
+            query = query.where(table.c.id.like(value, escape="\\")).limit(2)
+        return conn.execute(query).all()
+
+    return select
 
 
 def _transient(exc: sa.exc.DBAPIError) -> bool:

@@ -40,10 +40,15 @@ from multispot.store.base import (
     GroupNotFound,
     JobRecord,
     Member,
+    RefMatch,
+    Select,
     User,
     WorkerInfo,
     check_token_hash,
+    exists_already,
+    group_by_ref,
     home,
+    job_by_ref,
     lease_free,
     new_id,
     owner_alive,
@@ -171,6 +176,12 @@ CREATE INDEX IF NOT EXISTS sweep_groups_by_name ON sweep_groups (name, created);
 """
 # Each step takes the schema from version n - 1 to n (index n - 1 is unused: a new file gets v1 first).
 _UPGRADES: dict[int, str] = {2: _UPGRADE_V2, 3: _UPGRADE_V3}
+# The WHERE clause of each way ``by_ref`` looks a row up (jobs and sweep_groups alike).
+_BY_REF: dict[RefMatch, str] = {
+    "id": "id = ?",
+    "name": "name = ? ORDER BY created DESC LIMIT 1",
+    "prefix": "id LIKE ? ESCAPE '\\' LIMIT 2",
+}
 
 
 LOCK_WAIT = 300.0  # seconds to wait out another process's lock before giving up
@@ -367,25 +378,15 @@ class SQLiteStore:
                 )
                 self._event(db, record.id, None, "created", f"job {record.id} accepted for {record.provider}")
         except sqlite3.IntegrityError:
-            raise StoreError(
-                f"a job {record.id!r} exists already in {self.path}: job ids are unique"
-            ) from None
+            raise exists_already("job", record.id, str(self.path)) from None
 
     def get_job(self, ref: str) -> JobRecord:
         """By id, by name (the newest job of that name), or by a unique id prefix."""
-        rows = self.query("SELECT * FROM jobs WHERE id = ?", (ref,))
-        if not rows:
-            rows = self.query("SELECT * FROM jobs WHERE name = ? ORDER BY created DESC LIMIT 1", (ref,))
-        if not rows:
-            rows = self.query(
-                "SELECT * FROM jobs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
-                (ref.replace("%", "\\%").replace("_", "\\_") + "%",),
-            )
-            rows = rows if len(rows) == 1 else []
-        row = rows[0] if rows else None
-        if row is None:
-            raise JobNotFound(f"no job {ref!r} in {self.path}: `multispot list` shows the jobs")
-        return _job(row)
+        return _job(job_by_ref(ref, str(self.path), self._select("jobs")))
+
+    def _select(self, table: str) -> Select[sqlite3.Row]:
+        """``table``'s rows by reference, as ``by_ref`` asks for them."""
+        return lambda how, value: self.query(f"SELECT * FROM {table} WHERE {_BY_REF[how]}", (value,))
 
     def jobs(
         self, limit: int = 50, team: str | None = None, states: Collection[JobState] | None = None
@@ -661,26 +662,10 @@ class SQLiteStore:
                     ),
                 )
         except sqlite3.IntegrityError:
-            raise StoreError(
-                f"a sweep or array {group.id!r} exists already in {self.path}: ids are unique"
-            ) from None
+            raise exists_already("sweep or array", group.id, str(self.path)) from None
 
     def get_group(self, ref: str) -> Group:
-        rows = self.query("SELECT * FROM sweep_groups WHERE id = ?", (ref,))
-        if not rows:
-            rows = self.query(
-                "SELECT * FROM sweep_groups WHERE name = ? ORDER BY created DESC LIMIT 1", (ref,)
-            )
-        if not rows:
-            rows = self.query(
-                "SELECT * FROM sweep_groups WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
-                (ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",),
-            )
-            if len(rows) > 1:
-                raise GroupNotFound(f"{ref!r} matches several sweeps/arrays: give more of the id")
-        if not rows:
-            raise GroupNotFound(f"no sweep or array {ref!r} (multispot sweeps lists them)")
-        return _group(rows[0])
+        return _group(group_by_ref(ref, self._select("sweep_groups")))
 
     def groups(self, limit: int = 50) -> list[Group]:
         rows = self.query("SELECT * FROM sweep_groups ORDER BY created DESC LIMIT ?", (limit,))

@@ -115,6 +115,8 @@ def test_get_by_name_is_the_newest_and_by_unique_prefix(store: Store) -> None:
         store.get_job("train-00000")  # two jobs match: not unique
     with pytest.raises(JobNotFound):
         store.get_job("eval-0%")  # the wildcard is a literal character
+    with pytest.raises(JobNotFound):
+        store.get_job("t\\rain-000002")  # so is the escape character: not train-000002
     with pytest.raises(JobNotFound, match="multispot list"):
         store.get_job("nope")
 

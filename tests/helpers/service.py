@@ -3,6 +3,9 @@
 Everything is asserted from the store and from the files the jobs write: one marker file per
 time a job's command started (``starts/<job>.<attempt>.<pid>``), one attempt directory per
 attempt the local provider staged. No assertion rests on how long something took.
+
+The gated job's command, starting a ``multispot`` process and the controller service are also
+what ``helpers.team`` (a whole team deployment) runs.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,15 +29,52 @@ from multispot.store import Store, open_store
 MULTISPOT = str(Path(sys.executable).with_name("multispot"))
 STALE_AFTER = 4.0  # short, so takeovers after a pause happen within the test; still 3 missed beats
 
-# The command leaves a marker each time it starts; with a gate, it then waits for the gate file,
-# so a job cannot end before the test has done what it meant to do mid-run.
-_JOB = textwrap.dedent("""
-    name: {name}
-    command: >-
-      sh -c 'touch "{starts}/$MULTISPOT_JOB_ID.$MULTISPOT_ATTEMPT.$$";
-      if [ -n "$MULTISPOT_DB" ]; then touch "{starts}/../db-url-leaked"; fi;
-      while [ -n "{gate}" ] && [ ! -e "{gate}" ]; do sleep 0.1; done'
-""")
+
+def gated_command(starts: Path, gate: Path | None, work: str = "") -> str:
+    """A job's command: it leaves a marker each time it starts (``starts/<job>.<attempt>.<pid>``),
+    and ``db-url-leaked`` beside ``starts`` if it can see the store's URL; runs ``work`` (a shell
+    command; a failure ends the job with its status); then, with a gate, waits for the gate file,
+    so a job cannot end before the test has done what it meant to do mid-run."""
+    steps = [
+        f'touch "{starts}/$MULTISPOT_JOB_ID.$MULTISPOT_ATTEMPT.$$"',
+        f'if [ -n "$MULTISPOT_DB" ]; then touch "{starts}/../db-url-leaked"; fi',
+    ]
+    if work:
+        steps.append(f"{work} || exit $?")
+    if gate is not None:
+        steps.append(f'while [ ! -e "{gate}" ]; do sleep 0.1; done')
+    return "sh -c '" + "; ".join(steps) + "'"
+
+
+def store_env(home: Path, db: str) -> dict[str, str]:
+    """The environment of the processes that share a job store (a deployment's, as the compose
+    file sets it): its URL and their home; none of a person's server and token."""
+    env = dict(os.environ, MULTISPOT_HOME=str(home), MULTISPOT_DB=db)
+    env.pop("MULTISPOT_SERVER", None)
+    env.pop("MULTISPOT_TOKEN", None)
+    return env
+
+
+def spawn(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``multispot ARGS`` in a session of its own (a test can kill it and all it started at once),
+    its output appended to ``log``."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [MULTISPOT, *args],
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """``proc`` and everything it started (its session), at once."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 @dataclass
@@ -54,7 +93,7 @@ class Bench:
         return self.home / "gate"
 
     def env(self) -> dict[str, str]:
-        return dict(os.environ, MULTISPOT_HOME=str(self.home), MULTISPOT_DB=self.url)
+        return store_env(self.home, self.url)
 
     def store(self) -> Store:
         return open_store(self.url)
@@ -65,36 +104,20 @@ class Bench:
         """``count`` local jobs through the public API, as a user would (a controller is started
         for each only if no worker of the service is live; none with ``start_controller=False``)."""
         self.starts.mkdir(parents=True, exist_ok=True)
-        text = _JOB.format(name=name, starts=self.starts, gate=self.gate if gated else "")
-        job = Job.from_yaml_text(text)
+        command = gated_command(self.starts, self.gate if gated else None)
+        job = Job.from_yaml_text(f"name: {name}\ncommand: >-\n  {command}\n")
         return [
             api.submit(job, "local", store=store, start_controller=start_controller).id for _ in range(count)
         ]
 
 
 class Service:
-    """``multispot controller --replicas N`` as a subprocess (a supervisor and its replicas)."""
+    """``multispot controller --replicas N [OPTIONS]`` as a subprocess (a supervisor and its
+    replicas, in a session of their own), its output in ``log``."""
 
-    def __init__(
-        self, bench: Bench, replicas: int, concurrency: int, stale_after: float = STALE_AFTER
-    ) -> None:
-        self.bench = bench
-        self.log = bench.home / f"service-{time.monotonic_ns()}.log"
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [
-                    MULTISPOT,
-                    "controller",
-                    *("--replicas", str(replicas), "--concurrency", str(concurrency)),
-                    *("--stale-after", str(stale_after)),
-                ],
-                env=bench.env(),
-                cwd=bench.home,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+    def __init__(self, env: dict[str, str], cwd: Path, log: Path, replicas: int, *options: str) -> None:
+        self.log = log
+        self.proc = spawn(["controller", "--replicas", str(replicas), *options], env, cwd, log)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -118,16 +141,16 @@ class Service:
 
     def kill(self) -> None:
         """Everything the service started (the replicas are in its session), at once."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
+        kill_group(self.proc)
 
 
 @contextlib.contextmanager
 def service(
     bench: Bench, replicas: int, concurrency: int, stale_after: float = STALE_AFTER
 ) -> Iterator[Service]:
-    svc = Service(bench, replicas, concurrency, stale_after)
+    options = ("--concurrency", str(concurrency), "--stale-after", str(stale_after))
+    log = bench.home / f"service-{time.monotonic_ns()}.log"
+    svc = Service(bench.env(), bench.home, log, replicas, *options)
     try:
         yield svc
     finally:

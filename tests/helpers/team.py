@@ -11,7 +11,6 @@ a test breaks something, however fast or slow the machine.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -29,19 +28,16 @@ from typing import Any
 import yaml
 
 from helpers.net import free_port
+from helpers.service import MULTISPOT, Service, gated_command, kill_group, spawn, store_env
 from multispot.status import JobState
 from multispot.store import Store, open_store
 
-MULTISPOT = str(Path(sys.executable).with_name("multispot"))
-
-# The command: a marker per start, the test worker (checkpoints through the runtime, so an
-# injected preemption lands after it is ready), then the gate.
+# The command (helpers.service's gated job): a marker per start, the test worker (checkpoints
+# through the runtime, so an injected preemption lands after it is ready), then the gate.
 _JOB = textwrap.dedent("""\
     name: {name}
     command: >-
-      sh -c 'touch "{starts}/$MULTISPOT_JOB_ID.$MULTISPOT_ATTEMPT.$$";
-      "{python}" -m multispot.testing.worker --steps {steps} --step-seconds 0.1 || exit $?;
-      while [ ! -e "{gate}" ]; do sleep 0.1; done'
+      {command}
     output_uri: {out}
     spot:
       max_attempts: 4
@@ -49,12 +45,6 @@ _JOB = textwrap.dedent("""\
       local:
         time_scale: 0.02
 """)
-
-
-def _group_kill(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 @dataclass
@@ -66,7 +56,7 @@ class Team:
     port: int = field(default_factory=free_port)
     token: str = ""
     server: subprocess.Popen[bytes] | None = None
-    controllers: subprocess.Popen[bytes] | None = None
+    controllers: Service | None = None
 
     def __post_init__(self) -> None:
         self.home = self.root / "home"
@@ -90,10 +80,7 @@ class Team:
 
     def env(self) -> dict[str, str]:
         """The deployment's environment (the compose file's): the store's URL and the home."""
-        env = dict(os.environ, MULTISPOT_HOME=str(self.home), MULTISPOT_DB=self.db)
-        env.pop("MULTISPOT_SERVER", None)
-        env.pop("MULTISPOT_TOKEN", None)
-        return env
+        return store_env(self.home, self.db)
 
     def admin(self, *args: str) -> str:
         """``multispot admin ARGS`` where MULTISPOT_DB is set (docs/team.md); its stdout."""
@@ -110,17 +97,8 @@ class Team:
         assert self.token and "\n" not in self.token
 
     def start_server(self, ready_within: float = 120) -> None:
-        log = open(self.root / "server.log", "ab")  # noqa: SIM115 (the server's lifetime)
-        self.server = subprocess.Popen(
-            [MULTISPOT, "server", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env(),
-            cwd=self.home,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        args = ["server", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.server = spawn(args, self.env(), self.home, self.root / "server.log")
         deadline = time.monotonic() + ready_within
         while not self.healthy():
             assert self.server.poll() is None, f"the server exited: {self.log('server')}"
@@ -136,31 +114,21 @@ class Team:
 
     def kill_server(self) -> None:
         assert self.server is not None
-        _group_kill(self.server)
+        kill_group(self.server)
 
     def start_controllers(self, replicas: int) -> None:
-        log = open(self.root / "controller.log", "ab")  # noqa: SIM115 (the service's lifetime)
-        self.controllers = subprocess.Popen(
-            [MULTISPOT, "controller", "--replicas", str(replicas)],
-            env=self.env(),
-            cwd=self.home,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
+        self.controllers = Service(self.env(), self.home, self.root / "controller.log", replicas)
 
     def stop(self) -> None:
         """Drain the controllers (SIGTERM), stop the server; kill whatever does not stop."""
-        for proc in (self.controllers, self.server):
+        for proc in (self.controllers.proc if self.controllers else None, self.server):
             if proc is None or proc.poll() is not None:
                 continue
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                _group_kill(proc)
+                kill_group(proc)
 
     def log(self, which: str) -> str:
         path = self.root / f"{which}.log"
@@ -194,10 +162,9 @@ class Team:
         return done
 
     def job_yaml(self, name: str, steps: int) -> str:
-        out = self.root / "out" / name
-        return _JOB.format(
-            name=name, starts=self.starts, python=sys.executable, steps=steps, gate=self.gate, out=out
-        )
+        work = f'"{sys.executable}" -m multispot.testing.worker --steps {steps} --step-seconds 0.1'
+        command = gated_command(self.starts, self.gate, work)
+        return _JOB.format(name=name, command=command, out=self.root / "out" / name)
 
     def post_job(self, name: str, steps: int = 1) -> str:
         """``POST /api/v1/jobs`` as ``import multispot`` sends it (no CLI start-up per job)."""
@@ -230,11 +197,7 @@ def chromium() -> str | None:
 
 def replica_pids(team: Team) -> list[int]:
     assert team.controllers is not None
-    children = Path(f"/proc/{team.controllers.pid}/task/{team.controllers.pid}/children")
-    try:
-        return [int(p) for p in children.read_text().split()]
-    except OSError:
-        return []
+    return team.controllers.replica_pids()
 
 
 def check_each_job(team: Team, store: Store, job_ids: list[str], preempted: set[str]) -> Counter[str]:
