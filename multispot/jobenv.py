@@ -50,6 +50,7 @@ INPUT_PREFIX = "MULTISPOT_INPUT_"
 # Set by the local provider's supervisor, not by ``build``.
 NOTICE_FILE = "MULTISPOT_NOTICE_FILE"  # a JSON file the supervisor writes when it sends the notice
 READY_FILE = "MULTISPOT_READY_FILE"  # the runtime writes it once imports and restore are done
+SAVED_FILE = "MULTISPOT_SAVED_FILE"  # the runtime rewrites it after each committed save (local provider)
 FAULT = "MULTISPOT_FAULT"  # testing hook: ``kill-in-save:N`` (see multispot.runtime.checkpointer)
 # The torchrun convention, read when set (process-level: wins over a service's node-level rank).
 RANK = "RANK"

@@ -152,7 +152,10 @@ def _variant(job: Job, suffix: str, every_steps: int, preemptions: str) -> Job:
 
 
 def default_schedule(reference: api.Run) -> str:
-    """Preempt with notice a third into the work, then kill inside a save, then stop with no notice.
+    """Preempt with notice about a third into the work, then kill inside a save, then stop with no
+    notice. The notice counts from attempt 1's first committed save (a quarter of the work after
+    it), so it cannot land before a checkpoint exists when this machine runs slower than it did
+    for the reference; the kill is tied to a save, and attempt 3 starts from a checkpoint.
 
     The local provider counts these times from when the attempt's runtime is ready (imports and
     restore done), so only the work is measured here, not the start-up."""
@@ -167,7 +170,7 @@ def default_schedule(reference: api.Run) -> str:
     work = max(total - startup, 1.0)
     # The hard stop comes early in attempt 3 so it lands before the job ends even when this run
     # goes faster than the reference did (a busy machine makes timings vary).
-    return f"at={0.35 * work:.1f}s,save:2,{0.2 * work:.1f}s!"
+    return f"at=save:1+{0.25 * work:.1f}s,save:2,{0.2 * work:.1f}s!"
 
 
 def _manifests(store: CheckpointStore) -> dict[int, Manifest]:
@@ -216,7 +219,8 @@ def _planned_faults(schedule: str) -> list[tuple[int, str]]:
             planned.append((n, f"kill-in-save ({item.fault.partition(':')[2]})"))
         elif item.preempt_after is not None:
             kind = "notice" if item.notice else "hard-stop"
-            planned.append((n, f"{kind} ({item.preempt_after:g}s)"))
+            after = f" after save {item.after_save}" if item.after_save else ""
+            planned.append((n, f"{kind} ({item.preempt_after:g}s{after})"))
     return planned
 
 

@@ -6,7 +6,9 @@ Spec strings (``--inject-preemptions`` or ``provider_options.local.preemptions``
 - ``at=20s,45s,70s``      attempt k is preempted that long after its runtime is ready; an item
   ``15s!`` is a hard stop with no notice at all, and ``save:N`` kills the job's processes in
   the middle of their N-th checkpoint save (after the files, before the manifest): the two
-  ways a spot reclaim can land that the notice does not cover
+  ways a spot reclaim can land that the notice does not cover. ``save:N+20s`` (or ``+20s!``)
+  counts the 20 s from the attempt's N-th committed save instead of from readiness, so the
+  preemption lands after a checkpoint exists however slow the machine is
 - ``every=20s[,max=3]``   each attempt after 20 s, at most ``max`` preemptions in all
 - ``rate=6/h[,seed=1][,max=5]``  exponential gaps with that mean rate, reproducible by seed
 - ``trace=FILE[,offset=N]``  a spot trace (``{"metadata": {"gap_seconds": g}, "data": [n, ...]}``):
@@ -55,6 +57,9 @@ class AttemptPlan:
     # False: preempt_after counts from the command's start (a trace's clock). Not compared: it
     # says how the supervisor reads preempt_after, not what fate the attempt has.
     from_ready: bool = field(default=True, compare=False)
+    # With it, preempt_after counts from the attempt's after_save-th committed save (the runtime
+    # writes MULTISPOT_SAVED_FILE after each); an attempt that never saves that often is not preempted.
+    after_save: int | None = None
 
 
 def _read_regular(path: Path, limit: int) -> str:
@@ -205,8 +210,20 @@ class PreemptionSpec:
         return AttemptPlan(wait_seconds=wait, preempt_after=preempt, from_ready=False)
 
 
+_AFTER_SAVE = re.compile(r"^save:(\d+)\+(.+?)(!?)$")
+
+
 def _at_item(text: str) -> AttemptPlan:
-    """``20s`` (notice, then stop), ``20s!`` (stop, no notice), ``save:N`` (killed inside save N)."""
+    """``20s`` (notice, then stop), ``20s!`` (stop, no notice), ``save:N`` (killed inside save N),
+    ``save:N+20s`` / ``save:N+20s!`` (notice / stop 20 s after the N-th committed save)."""
+    after = _AFTER_SAVE.match(text)
+    if after:
+        count = int(after.group(1))
+        if count < 1:
+            raise ValueError("save:N counts saves from 1")
+        return AttemptPlan(
+            preempt_after=parse_duration(after.group(2)), notice=not after.group(3), after_save=count
+        )
     if text.startswith("save:"):
         count = int(text[len("save:") :])
         if count < 1:

@@ -165,6 +165,7 @@ class Supervisor:
             return False
         env[jobenv.NOTICE_FILE] = str(self.dir / "notice.json")
         env[jobenv.READY_FILE] = str(self.dir / "ready.json")  # the runtime writes it when up
+        env[jobenv.SAVED_FILE] = str(self.dir / "saved.json")  # and this after each committed save
         if self.spec["plan"].get("fault"):
             env[jobenv.FAULT] = self.spec["plan"]["fault"]
         if nodes > 1:
@@ -204,6 +205,7 @@ class Supervisor:
         submitted = float(self.spec.get("submitted") or started)
         fault = self.spec["plan"].get("fault")
         from_ready = self.spec["plan"].get("from_ready", True)
+        after_save = self.spec["plan"].get("after_save")
         ready: float | None = None
         while True:
             codes = [p.poll() for p in self.procs]
@@ -253,10 +255,13 @@ class Supervisor:
                 )
                 return
             if preempt_after is not None and from_ready and ready is None:
-                ready = self._ready_time()
-            if (preempt_after is not None and self._due(preempt_after, elapsed, from_ready, ready)) or (
-                self.dir / "preempt"
-            ).exists():
+                ready = self._ready_time() if after_save is None else self._saved_time(int(after_save))
+            due = preempt_after is not None and (
+                ready is not None and time.time() - ready >= preempt_after
+                if after_save is not None
+                else self._due(preempt_after, elapsed, from_ready, ready)
+            )
+            if due or (self.dir / "preempt").exists():
                 self._preempt()
                 return
             time.sleep(TICK)
@@ -268,6 +273,13 @@ class Supervisor:
         if "ready" not in self.state:
             self.set(ready=float(data.get("ready") or time.time()))
         return float(self.state["ready"])
+
+    def _saved_time(self, count: int) -> float | None:
+        """When the attempt committed its ``count``-th save, once it has."""
+        data = read_json(self.dir / "saved.json")
+        if data is None or int(data.get("count") or 0) < count:
+            return None
+        return float(data.get("time") or time.time())
 
     @staticmethod
     def _due(preempt_after: float, elapsed: float, from_ready: bool, ready: float | None) -> bool:

@@ -128,6 +128,24 @@ def _signal_ready() -> None:
         os.replace(tmp, path)
 
 
+_saves_committed = 0
+
+
+def _signal_saved() -> None:
+    """Tell the local provider's supervisor a save committed (how many so far, and when): an
+    ``at=`` item ``save:N+T`` counts from the N-th. No-op elsewhere."""
+    global _saves_committed
+    path = os.environ.get(jobenv.SAVED_FILE)
+    if not path:
+        return
+    _saves_committed += 1
+    with contextlib.suppress(OSError):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"count": _saves_committed, "time": time.time(), "pid": os.getpid()}, f)
+        os.replace(tmp, path)
+
+
 def notice(env: JobEnv | None = None) -> PreemptionNotice:
     """The process-wide preemption notice, installed on first use."""
     global _notice
@@ -359,6 +377,8 @@ class Checkpointer:
     def _saved(self, step: int, seconds: float) -> None:
         self.save_seconds.append(seconds)
         self.last_saved_step = step
+        if self.env.rank == 0:
+            _signal_saved()
         self._last_save_time = time.monotonic()
         # Retention is rank 0's, and waits on notice: the budget is for committing, not deleting.
         if not self.preempted and self.env.rank == 0:

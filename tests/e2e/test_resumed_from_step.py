@@ -73,3 +73,20 @@ def test_an_attempt_that_never_restores_has_no_resumed_step(tmp_path: Path, stor
     run = drive(tmp_path, store, ["python", "-c", "print('hello')"], "none")
     assert run.status is JobState.SUCCEEDED
     assert [a["resumed_from_step"] for a in run.to_dict()["attempts"]] == [None]
+
+
+@pytest.mark.slow
+def test_a_preemption_counted_from_a_committed_save_lands_after_it(tmp_path: Path, store: JobStore) -> None:
+    # save:2+0.2s: attempt 1 gets its notice 0.2 s after its 2nd committed save (steps 10 and 20),
+    # however slowly this machine starts or runs it; attempt 2 therefore resumes from step 20 or later.
+    run = drive(
+        tmp_path,
+        store,
+        ["python", "-c", SLOW_START, "--steps", "60", "--step-seconds", "0.05", "--save-every", "10"],
+        "at=save:2+0.2s",
+    )
+    assert run.status is JobState.SUCCEEDED
+    attempts = run.to_dict()["attempts"]
+    assert [a["state"] for a in attempts] == ["PREEMPTED", "SUCCEEDED"], attempts
+    assert attempts[1]["resumed_from_step"] is not None and attempts[1]["resumed_from_step"] >= 20, attempts
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["sum"] == expected_sum(60)

@@ -337,3 +337,14 @@ def test_a_trace_over_the_size_cap_is_refused(tmp_path: Path, monkeypatch: pytes
     path.write_text(json.dumps({"metadata": {"gap_seconds": 60}, "data": [1] * 100}))
     with pytest.raises(ValueError, match="larger than"):
         PreemptionSpec(f"trace={path}")
+
+
+def test_at_items_counted_from_a_committed_save() -> None:
+    spec = PreemptionSpec("at=save:1+4s,save:2,save:3+2.5s!")
+    assert spec.plan(1, 0.0) == AttemptPlan(preempt_after=4.0, after_save=1)
+    assert spec.plan(2, 0.0) == AttemptPlan(fault="kill-in-save:2")
+    assert spec.plan(3, 0.0) == AttemptPlan(preempt_after=2.5, notice=False, after_save=3)
+    with pytest.raises(ValueError, match="save:N"):
+        PreemptionSpec("at=save:0+1s")
+    with pytest.raises(ValueError):
+        PreemptionSpec("at=save:1+soon")
