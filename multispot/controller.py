@@ -200,7 +200,7 @@ class Controller:
             restart_overhead=job.spot.restart_overhead,
             step=max(self.poll_interval, 1.0),
             spent=estimate_spent(attempts, now),
-            history=self._history.prior(candidates, now),
+            history=self._history.lazy_prior(candidates, now),
         )
 
     def _consult(self, record: JobRecord, job: Job) -> None:

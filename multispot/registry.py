@@ -23,9 +23,12 @@ INSTALL_HINTS = {
 }
 
 
-def available() -> list[str]:
-    """Names of the registered providers, without importing any of them."""
-    return sorted({ep.name for ep in entry_points(group=GROUP)})
+@cache
+def available() -> tuple[str, ...]:
+    """Names of the registered providers, without importing any of them. Read once per process,
+    as ``get`` loads each provider once: listing entry points reads every installed package's
+    metadata, and every job spec validated (each controller step) asks for these names."""
+    return tuple(sorted({ep.name for ep in entry_points(group=GROUP)}))
 
 
 @cache

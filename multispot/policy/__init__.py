@@ -14,6 +14,7 @@ ones) falls back to safe behaviour when they are unknown.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -41,7 +42,7 @@ class PolicyContext:
     at_risk: float = 0.0  # seconds of progress a preemption of the current attempt would lose
     stats: dict[Placement, PoolStats] | None = None  # availability seen so far, per spot placement
     any_stats: PoolStats | None = None  # the same for "some spot placement has capacity", if known
-    history: dict[Placement, PoolStats] | None = None  # live: the job store's past attempts per pool
+    history: Mapping[Placement, PoolStats] | None = None  # live: the job store's past attempts per pool
 
 
 @dataclass(frozen=True)

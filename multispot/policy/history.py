@@ -18,7 +18,7 @@ the maximum-likelihood estimate of an exponential mean under censoring.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -94,6 +94,34 @@ class HistoryReader:
             self._history = PoolHistory.from_store(self.store, exclude=self.job_id)
             self._read_at = now
         return self._history.prior(candidates)
+
+    def lazy_prior(self, candidates: list[Placement], now: float) -> LazyPrior:
+        """``prior(candidates, now)``, asked of the store only when a policy first looks at it."""
+        return LazyPrior(self, candidates, now)
+
+
+class LazyPrior(Mapping[Placement, PoolStats]):
+    """A reader's ``prior`` that reads the store on first use. Reading is two queries for each of
+    the store's JOBS_READ newest jobs; only the deadline-aware policies look at ``ctx.history``,
+    so a controller of any other policy (a service worker starting hundreds of jobs) never reads."""
+
+    def __init__(self, reader: HistoryReader, candidates: list[Placement], now: float) -> None:
+        self._reader, self._candidates, self._now = reader, candidates, now
+        self._value: dict[Placement, PoolStats] | None = None
+
+    def _read(self) -> dict[Placement, PoolStats]:
+        if self._value is None:
+            self._value = self._reader.prior(self._candidates, self._now)
+        return self._value
+
+    def __getitem__(self, key: Placement) -> PoolStats:
+        return self._read()[key]
+
+    def __iter__(self) -> Iterator[Placement]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
 
 
 def observed(attempts: list[Attempt], now: float | None = None) -> dict[PoolKey, PoolStats]:

@@ -44,8 +44,10 @@ def team(tmp_path: Path, postgres_url: str) -> Iterator[Team]:
     # the URL as deploy/compose.yaml spells it (docs/team.md: both spellings are the same)
     deployed = Team(tmp_path, postgres_url.replace("postgresql://", "postgresql+psycopg://", 1))
     deployed.make_user("bob", "vision")
-    deployed.start_server()
+    # The replicas start up while the server does (start_server waits for its /health): neither
+    # needs the other, and docs/team.md starts them as separate services.
     deployed.start_controllers(3)
+    deployed.start_server()
     store = deployed.store()
     try:
         wait_for("3 live controller replicas", lambda: len(store.workers(STALE_AFTER)) == 3)

@@ -1,8 +1,8 @@
 """The controller driving real local attempts under the deadline-oriented policies.
 
 Live, the controller asks the job's policy between attempts (``PolicyContext`` with the real
-clock, a restart overhead of 180 s, a step of 1 s). A short worker job claims a longer
-``spot.work`` so that the deadline arithmetic (slack = time left - work left, in seconds) is
+clock, the job's restart overhead, 180 s by default, and a step of 1 s). A short worker job
+claims a longer ``spot.work`` so that the deadline arithmetic (slack = time left - work left, in seconds) is
 what decides, while the job itself ends in seconds:
 
 - slack below the restart overhead: the deadline forces on-demand from the first attempt;
@@ -31,7 +31,6 @@ from multispot.testing.worker import expected_sum
 
 STEPS = 40  # 40 × 0.05 s of real work
 CLAIMED = 200  # seconds of spot.work the policy is told
-OVERHEAD = 180.0  # PolicyContext's default restart overhead, what the live controller uses
 
 
 @pytest.fixture
@@ -40,14 +39,23 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> JobStore:
     return JobStore(tmp_path / "jobs.sqlite")
 
 
-def job_with_slack(tmp_path: Path, slack: float, preemptions: str, policy: str = "deadline-aware") -> Job:
+def job_with_slack(
+    tmp_path: Path,
+    slack: float,
+    preemptions: str,
+    policy: str = "deadline-aware",
+    overhead: float | None = None,
+) -> Job:
+    spot: dict[str, Any] = {"policy": policy, "work": f"{CLAIMED}s", "max_attempts": 6}
+    if overhead is not None:
+        spot["restart_overhead"] = f"{overhead:g}s"
     return Job.validate_data(
         {
             "name": "policy",
             "command": f"python -m multispot.testing.worker --steps {STEPS} --step-seconds 0.05",
             "output_uri": str(tmp_path / "out"),
             "provider_options": {"local": {"time_scale": 0.02, "preemptions": preemptions}},
-            "spot": {"policy": policy, "work": f"{CLAIMED}s", "max_attempts": 6},
+            "spot": spot,
             "limits": {"deadline": f"{CLAIMED + slack:g}s"},
         },
         base_dir=tmp_path,
@@ -81,9 +89,12 @@ def test_the_deadline_forces_on_demand_from_the_start(tmp_path: Path, store: Job
 def test_deadline_aware_falls_back_when_the_slack_reaches_the_reserve(
     tmp_path: Path, store: JobStore
 ) -> None:
-    # 365 s of slack: enough to start spot (2 restarts + a step = 361 s), but after a preemption
-    # the slack no longer allows another spot start: on-demand (the safety net)
-    run = drive(job_with_slack(tmp_path, 2 * OVERHEAD + 5, "every=0.8s,max=5"), store)
+    # 45 s of slack with a 20 s restart overhead: enough to start spot (2 restarts + a step =
+    # 41 s), but after a preemption the slack no longer allows another spot start: on-demand (the
+    # safety net). The same 4 s margin as with the default 180 s overhead (365 s of slack), whose
+    # slack took three minutes of real time to run down to the reserve.
+    overhead = 20.0
+    run = drive(job_with_slack(tmp_path, 2 * overhead + 5, "every=0.8s,max=5", overhead=overhead), store)
     assert run.status is JobState.SUCCEEDED
     assert markets(run) == [("spot", JobState.PREEMPTED), ("on-demand", JobState.SUCCEEDED)]
     switches = [e.message for _, e in run.events() if e.kind == "fallback"]

@@ -268,8 +268,10 @@ def acme_installed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(registry, "entry_points", entry_points)
     registry.get.cache_clear()
+    registry.available.cache_clear()
     yield
     registry.get.cache_clear()
+    registry.available.cache_clear()
 
 
 def test_a_third_party_providers_billing_rule_is_honoured(acme_installed: None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -573,3 +574,27 @@ def test_spot_shorthand(policy: str) -> None:
     assert job.spot.policy == policy
     assert job.spot.fallback_after == 3  # defaults still apply
     assert load(BASE + f"spot:\n  policy: {policy}\n").spot == job.spot
+
+
+def test_validating_specs_lists_the_installed_providers_once_per_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A controller validates its job's spec at every step (``Job.from_record``); listing entry
+    points reads every installed package's metadata, so it is done once per process."""
+    from multispot import registry
+
+    real, calls = registry.entry_points, []
+
+    def counting(group: str) -> Any:
+        calls.append(group)
+        return real(group=group)
+
+    monkeypatch.setattr(registry, "entry_points", counting)
+    registry.available.cache_clear()
+    try:
+        spec = {"name": "j", "command": "python -c pass", "provider_options": {"local": {"time_scale": 0.5}}}
+        for _ in range(3):
+            Job.from_record(Job.validate_data(spec).to_data())
+        assert calls == [registry.GROUP]
+    finally:
+        registry.available.cache_clear()

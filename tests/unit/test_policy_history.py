@@ -151,3 +151,38 @@ def test_reader_rereads_the_store_only_every_refresh(
     assert reader.prior([A], now=history.REFRESH_EVERY - 1) == {}  # not re-read yet
     assert A in reader.prior([A], now=history.REFRESH_EVERY)
     assert len(reads) == 2
+
+
+def test_the_prior_a_controller_passes_reads_the_store_only_when_a_policy_looks(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from multispot import policy
+
+    past_job(store, "old", time.time() - 10 * H, gap=H)
+    expected = PoolHistory.from_store(store, exclude="current").pools[pool_key(A)]
+    reads: list[int] = []
+    real = store.jobs
+
+    def counting(limit: int = 50) -> list[JobRecord]:
+        reads.append(limit)
+        return real(limit=limit)
+
+    monkeypatch.setattr(store, "jobs", counting)
+    lazy = HistoryReader(store, "current").lazy_prior([A, OD], now=time.time())
+    c = ctx(history=lazy)
+    for name in ("spot", "on-demand", "fallback"):
+        assert policy.get(name).decide(c).placement is not None
+    assert reads == [], "a policy that never looks at ctx.history made the controller read the store"
+    assert DeadlineAware().seen(c)[A] == expected
+    assert len(reads) == 1
+    assert dict(lazy) == {A: expected} and len(reads) == 1  # read once
+    # and the controller passes it so: building its policy context reads nothing
+    from multispot.controller import Controller
+
+    store.create_job(record("current", time.time()))
+    current = store.get_job("current")
+    live = Controller("current", store)._context(current, Job.from_record(current.spec), [], time.time())
+    assert len(reads) == 1, "the controller read the store's history before any policy looked"
+    assert live.history is not None
+    len(live.history)  # a policy looks
+    assert len(reads) == 2
