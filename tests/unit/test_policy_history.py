@@ -132,11 +132,8 @@ def test_history_and_the_runs_own_evidence_add_up() -> None:
     assert da.seen(c) == {A: PoolStats(15.0, 9.0, 3, 1)}
 
 
-def test_reader_rereads_the_store_only_every_refresh(
-    store: JobStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from multispot.policy import history
-
+def count_job_reads(store: JobStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The ``limit`` of every ``store.jobs`` call from now on."""
     reads: list[int] = []
     real = store.jobs
 
@@ -145,6 +142,15 @@ def test_reader_rereads_the_store_only_every_refresh(
         return real(limit=limit)
 
     monkeypatch.setattr(store, "jobs", counting)
+    return reads
+
+
+def test_reader_rereads_the_store_only_every_refresh(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from multispot.policy import history
+
+    reads = count_job_reads(store, monkeypatch)
     reader = HistoryReader(store, "current")
     assert reader.prior([A], now=0.0) == {}
     past_job(store, "old", 100.0, gap=H)
@@ -160,14 +166,7 @@ def test_the_prior_a_controller_passes_reads_the_store_only_when_a_policy_looks(
 
     past_job(store, "old", time.time() - 10 * H, gap=H)
     expected = PoolHistory.from_store(store, exclude="current").pools[pool_key(A)]
-    reads: list[int] = []
-    real = store.jobs
-
-    def counting(limit: int = 50) -> list[JobRecord]:
-        reads.append(limit)
-        return real(limit=limit)
-
-    monkeypatch.setattr(store, "jobs", counting)
+    reads = count_job_reads(store, monkeypatch)
     lazy = HistoryReader(store, "current").lazy_prior([A, OD], now=time.time())
     c = ctx(history=lazy)
     for name in ("spot", "on-demand", "fallback"):
