@@ -419,12 +419,16 @@ class DeadlineAware(TickPolicy):
         choices = state.actions(mode, 1 if up else 0)
         if not choices:
             return None
-        best = min(choices, key=choices.__getitem__)
-        # a tie (to rounding) keeps what runs now: a switch the model cannot price is no gain
-        keep = {_NOTHING: "idle", _SPOT: "spot", _OD: "on-demand"}[mode]
-        if keep in choices and choices[keep] <= choices[best] * (1 + 1e-9) + 1e-12:
-            return keep
-        return best
+        best = min(choices.values())
+        # A tie (to rounding) keeps what runs; with nothing running it goes to progress, never
+        # to idling: far from the deadline the cost-to-go is flat in time, so idling with spot
+        # up ties with starting it, yet spends slack the model cannot price (an earlier rule
+        # that kept "idle" on ties idled for hours beside capacity: docs/decisions.md).
+        keep = {_NOTHING: None, _SPOT: "spot", _OD: "on-demand"}[mode]
+        for name in (keep, "spot", "on-demand", "idle"):
+            if name in choices and choices[name] <= best * (1 + 1e-9) + 1e-12:
+                return name
+        return min(choices, key=choices.__getitem__)
 
     def cheaper_pool(self, ctx: PolicyContext, pools: list[Placement]) -> Placement | None:
         """A running spot attempt moves to a cheaper pool with capacity when that pool's expected
