@@ -803,19 +803,16 @@ class _VerifyingReader(io.RawIOBase):
             return 0
         self._fill_gap(self._pos)
         pos = self._pos
-        if pos == self._frontier:  # reading on from where the checksum is: hash as the bytes arrive
-            count = hash_while_moving(self._hash, view, self._read_into)
-            self._frontier = pos + count
-        else:
-            count = self._raw.readinto(view) or 0
-            self._take(view[:count], pos)
+        # Hashed inline, not beside the read (``hash_while_moving``): measured with torch.load
+        # (64 MB, quiet machine), hashing each piece on a second core while the next was read ran at
+        # 0.68x of torch.load(path), inline at 1.02x -- both cores were then pulling the same fresh
+        # pages through their caches. Writes do gain from it (see _HashingWriter).
+        count = self._raw.readinto(view) or 0
+        self._take(view[:count], pos)
         self._pos = pos + count
         if count == 0 or self._frontier >= self._entry.size:
             self.finish()
         return count
-
-    def _read_into(self, piece: memoryview) -> int:
-        return int(self._raw.readinto(piece) or 0)
 
     def readall(self) -> bytes:
         self._fill_gap(self._pos)
