@@ -231,11 +231,12 @@ def test_torch_load_through_the_reader_and_a_damaged_state_falls_back(file_uri: 
     assert all(torch.equal(found[1][k], v) for k, v in state(1).items())
 
 
-def test_large_reads_hashed_in_pieces_on_a_helper_thread_still_catch_one_flipped_byte(
+def test_one_large_read_still_catches_one_flipped_byte_and_falls_back(
     ckpt_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A read of many pieces (the way torch.load reads a tensor) is hashed piece by piece alongside
-    the I/O; a byte flipped in a middle piece still fails the file, and the good step reads back."""
+    """A read of a whole file in one call (the way torch.load reads a tensor, many pieces long); a
+    byte flipped in the middle still fails the file, and the good step reads back. Pieces are
+    small here so that a piecewise hash (as writes use) would also be exercised."""
     from multispot.checkpoint import digest
 
     monkeypatch.setattr(digest, "PIECE", 64 * 1024)
@@ -248,7 +249,7 @@ def test_large_reads_hashed_in_pieces_on_a_helper_thread_still_catch_one_flipped
     def load(restored: Any) -> bytes:
         buffer = bytearray(len(data))
         with restored.open("model.bin") as f:
-            assert f.readinto(buffer) == len(data)  # one call: sixteen pieces
+            assert f.readinto(buffer) == len(data)  # one call
         return bytes(buffer)
 
     found = store.restore_with(load)
