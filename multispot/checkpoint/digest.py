@@ -4,7 +4,7 @@ A checkpoint checksum guards against accidental corruption (a torn upload, a fli
 writer's bytes), not against an adversary: it has to cost nothing next to the storage, or every
 save and restore runs at the hash's speed instead of the disk's. xxh3-128 hashes at 10+ GB/s on
 one core (about ten times a fast disk and 25 times sha256 here), so it runs inline, as the bytes
-stream; 128 bits make an accidental collision as unlikely as sha256's. Large reads and writes hash
+stream; 128 bits make an accidental collision as unlikely as sha256's. Large writes hash
 each piece on a helper thread while the next piece moves (``hash_while_moving``), so the checksum
 overlaps the I/O instead of adding to it.
 
