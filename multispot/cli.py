@@ -638,9 +638,11 @@ def _print_status(run: Any, wide: bool = False) -> None:
         console.print(f"  {data['message']}")
     console.print(f"  checkpoints: {data['checkpoint_uri']}\n  outputs:     {data['output_uri']}")
     rows = []
-    for a, shown in zip(run.attempts, data["attempts"], strict=True):
+    # Two reads of a live job: an attempt may start between them, so pair them by number.
+    shown_by_n = {shown["n"]: shown for shown in data["attempts"]}
+    for a in run.attempts:
         ran = format_duration((a.ended or time.time()) - a.started) if a.started else "-"
-        resumed = shown["resumed_from_step"]
+        resumed = shown_by_n.get(a.n, {}).get("resumed_from_step")
         place = " ".join(str(p) for p in (a.placement.instance_type, a.placement.region) if p)
         rows.append(
             [
