@@ -36,9 +36,9 @@ ALGORITHMS = (XXH3, LEGACY_ALGORITHM)
 ALGORITHM = XXH3 if xxhash is not None else LEGACY_ALGORITHM
 CHUNK = 8 * 1024 * 1024  # the legacy algorithm's chunk (and a good streaming size)
 
-# A read or write this large or larger is moved in pieces of this size, each hashed on a helper
-# thread while the next one moves; smaller ones are hashed on the caller's thread (a thread hop
-# costs more than it saves there).
+# A write of two pieces or more (``hash_while_moving``) is moved in pieces of this size, each hashed
+# on a helper thread while the next one moves; a smaller one is hashed on the caller's thread (a
+# thread hop costs more than it saves there).
 PIECE = 4 * 1024 * 1024
 
 _POOL: ThreadPoolExecutor | None = None

@@ -803,13 +803,12 @@ class _VerifyingReader(io.RawIOBase):
             return 0
         self._fill_gap(self._pos)
         pos = self._pos
-        # Hashed inline, not beside the read (``hash_while_moving``): measured with torch.load
-        # (64 MB, quiet machine), hashing each piece on a second core while the next was read ran at
-        # 0.68x of torch.load(path), inline at 1.02x -- both cores were then pulling the same fresh
-        # pages through their caches. Writes do gain from it (see _HashingWriter).
+        # Hashed inline, not beside the read (``hash_while_moving``, as writes are): with torch.load
+        # of 64 MB on a quiet machine, hashing each piece on a second core while the next was read
+        # ran at 0.68-0.70x of torch.load(path), inline at 0.79-0.83x (docs/decisions.md).
         count = self._raw.readinto(view) or 0
-        self._take(view[:count], pos)
         self._pos = pos + count
+        self._take(view[:count], pos)
         if count == 0 or self._frontier >= self._entry.size:
             self.finish()
         return count

@@ -210,25 +210,21 @@ class PreemptionSpec:
         return AttemptPlan(wait_seconds=wait, preempt_after=preempt, from_ready=False)
 
 
-_AFTER_SAVE = re.compile(r"^save:(\d+)\+(.+?)(!?)$")
-
-
 def _at_item(text: str) -> AttemptPlan:
     """``20s`` (notice, then stop), ``20s!`` (stop, no notice), ``save:N`` (killed inside save N),
     ``save:N+20s`` / ``save:N+20s!`` (notice / stop 20 s after the N-th committed save)."""
-    after = _AFTER_SAVE.match(text)
-    if after:
-        count = int(after.group(1))
-        if count < 1:
-            raise ValueError("save:N counts saves from 1")
-        return AttemptPlan(
-            preempt_after=parse_duration(after.group(2)), notice=not after.group(3), after_save=count
-        )
     if text.startswith("save:"):
-        count = int(text[len("save:") :])
+        count_text, plus, after = text[len("save:") :].partition("+")
+        count = int(count_text)
         if count < 1:
             raise ValueError("save:N counts saves from 1")
-        return AttemptPlan(fault=f"kill-in-save:{count}")
+        if not plus:
+            return AttemptPlan(fault=f"kill-in-save:{count}")
+        return AttemptPlan(
+            preempt_after=parse_duration(after.removesuffix("!")),
+            notice=not after.endswith("!"),
+            after_save=count,
+        )
     if text.endswith("!"):
         return AttemptPlan(preempt_after=parse_duration(text[:-1]), notice=False)
     return AttemptPlan(preempt_after=parse_duration(text))

@@ -256,12 +256,12 @@ class Supervisor:
                 return
             if preempt_after is not None and from_ready and ready is None:
                 ready = self._ready_time() if after_save is None else self._saved_time(int(after_save))
-            due = preempt_after is not None and (
-                ready is not None and time.time() - ready >= preempt_after
-                if after_save is not None
-                else self._due(preempt_after, elapsed, from_ready, ready)
-            )
-            if due or (self.dir / "preempt").exists():
+            if (
+                preempt_after is not None
+                and self._due(
+                    preempt_after, elapsed, from_ready, ready, waits_for_save=after_save is not None
+                )
+            ) or (self.dir / "preempt").exists():
                 self._preempt()
                 return
             time.sleep(TICK)
@@ -282,13 +282,21 @@ class Supervisor:
         return float(data.get("time") or time.time())
 
     @staticmethod
-    def _due(preempt_after: float, elapsed: float, from_ready: bool, ready: float | None) -> bool:
-        """Is the planned preemption due? Counted from readiness when the runtime signalled it."""
+    def _due(
+        preempt_after: float,
+        elapsed: float,
+        from_ready: bool,
+        ready: float | None,
+        waits_for_save: bool = False,
+    ) -> bool:
+        """Is the planned preemption due? Counted from ``ready``: readiness when the runtime
+        signalled it, or, ``waits_for_save``, the N-th committed save (``save:N+T``). A script that
+        never signals readiness is preempted late; one that never saves N times is not preempted."""
         if not from_ready:
             return elapsed >= preempt_after
         if ready is not None:
             return time.time() - ready >= preempt_after
-        return elapsed >= 2 * preempt_after + NO_READY_GRACE
+        return not waits_for_save and elapsed >= 2 * preempt_after + NO_READY_GRACE
 
     def _preempt(self) -> None:
         if not self.spec["plan"].get("notice", True):

@@ -114,18 +114,22 @@ def resumed_from_step(uri: str, attempt: int, job_id: str | None = None) -> int 
     return step if isinstance(step, int) else None
 
 
+def _signal(path: str, data: dict[str, Any]) -> None:
+    """Write a signal file for the local provider's supervisor, whole or not at all."""
+    with contextlib.suppress(OSError):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({**data, "pid": os.getpid()}, f)
+        os.replace(tmp, path)
+
+
 def _signal_ready() -> None:
     """Tell the local provider's supervisor this attempt's runtime is up (imports done, restore
     over): its preemption schedule counts from here, so a busy machine's slow start is not
     mistaken for training time. No-op elsewhere."""
     path = os.environ.get(jobenv.READY_FILE)
-    if not path or os.path.exists(path):
-        return
-    with contextlib.suppress(OSError):
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump({"ready": time.time(), "pid": os.getpid()}, f)
-        os.replace(tmp, path)
+    if path and not os.path.exists(path):
+        _signal(path, {"ready": time.time()})
 
 
 _saves_committed = 0
@@ -136,14 +140,9 @@ def _signal_saved() -> None:
     ``at=`` item ``save:N+T`` counts from the N-th. No-op elsewhere."""
     global _saves_committed
     path = os.environ.get(jobenv.SAVED_FILE)
-    if not path:
-        return
-    _saves_committed += 1
-    with contextlib.suppress(OSError):
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump({"count": _saves_committed, "time": time.time(), "pid": os.getpid()}, f)
-        os.replace(tmp, path)
+    if path:
+        _saves_committed += 1
+        _signal(path, {"count": _saves_committed, "time": time.time()})
 
 
 def notice(env: JobEnv | None = None) -> PreemptionNotice:
