@@ -124,8 +124,9 @@ class CheckpointStore:
         regular file within ``limit``; None otherwise."""
         return self.storage.read_small(self.path(relpath), limit)
 
-    def write_record(self, relpath: str, data: bytes) -> None:
-        self.storage.write_small(self.path(relpath), data)
+    def write_record(self, relpath: str, data: bytes, durable: bool = True) -> None:
+        """Write a side record whole (atomic); ``durable=False`` skips the fsyncs (see ``write_small``)."""
+        self.storage.write_small(self.path(relpath), data, durable=durable)
 
     def open_write(self, path: str) -> IO[bytes]:
         return self.storage.open_write(path)

@@ -305,9 +305,13 @@ class Checkpointer:
                 "checkpoint_attempt": self.restored.manifest.attempt if self.restored else None,
                 "time": time.time(),
             }
+            # Not fsynced: the record sits on the restore's critical path, and two fsyncs cost
+            # 10-15 ms of a 64 MB torch.load's ~50 ms (bench/checkpoint_io.py). Losing it needs the
+            # machine to crash, which ends the attempt anyway; readers take a missing or torn
+            # record as "not restored yet" (``read_attempt_record``). Still written whole.
             with contextlib.suppress(OSError):
                 data = json.dumps(record).encode()
-                self.store.write_record(attempt_record_path(self.env.attempt), data)
+                self.store.write_record(attempt_record_path(self.env.attempt), data, durable=False)
         self._recorded = True
         _signal_ready()
 
