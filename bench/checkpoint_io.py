@@ -303,7 +303,7 @@ OBJECT_STORES = {  # label -> (protocol, emulator, what must be importable)
 }
 
 
-def object_store(label: str, view: memoryview, repeat: int) -> dict[str, float] | str:
+def object_store(label: str, view: memoryview, repeat: int) -> list[dict[str, float]] | str:
     """Save and verified restore through the contract on an object-store emulator vs the same
     fsspec filesystem's own put (``pipe_file``) and get (``cat_file``) of the same bytes; and a
     verification by a fresh store (the store's own checksums: no download). A string says why not."""
@@ -354,18 +354,33 @@ def object_store(label: str, view: memoryview, repeat: int) -> dict[str, float] 
             out["verify, fresh store (store checksum)"] = common.timed(verify)[0]
             CheckpointStore(uri, storage_options=options).delete(step)
             rounds.append(out)
-        return medians(rounds)
+        return rounds
 
 
 def medians(rounds: list[dict[str, float]]) -> dict[str, float]:
     return {key: common.median([r[key] for r in rounds]) for key in rounds[0]}
 
 
-def report(size_mb: int, seconds: dict[str, float], baselines: dict[str, str]) -> list[tuple]:
+def paired(rounds: list[dict[str, float]], op: str, base: str) -> float:
+    """The median over rounds of ``base``'s time / ``op``'s time measured in the same round.
+
+    This VM's disk drifts between rounds (a 256 MB write+fsync took 0.14 s or 0.9 s back to back):
+    a ratio of the two medians mixes rounds, a ratio within a round compares like with like."""
+    return common.median([r[base] / r[op] for r in rounds])
+
+
+def spread(rounds: list[dict[str, float]], op: str, base: str) -> str:
+    """The per-round ratios' lowest and highest, to print beside the median."""
+    ratios = [r[base] / r[op] for r in rounds]
+    return f"{min(ratios):.2f}–{max(ratios):.2f}"
+
+
+def report(size_mb: int, rounds: list[dict[str, float]], baselines: dict[str, str]) -> list[tuple]:
     rows = []
+    seconds = medians(rounds)
     for op, s in seconds.items():
         base = baselines.get(op)
-        ratio = seconds[base] / s if base else None  # throughput ratio = baseline time / our time
+        ratio = paired(rounds, op, base) if base else None  # throughput ratio = baseline time / our time
         rows.append(
             (
                 f"{size_mb} MB",
@@ -422,7 +437,7 @@ def main() -> None:
     print(f"reads: {reads}")
 
     def repeat(size_mb: int) -> int:
-        return int(args.repeat or (5 if size_mb <= 256 else 3))
+        return int(args.repeat or (9 if size_mb <= 256 else 5))
 
     runs = ", ".join(f"{s} MB ×{repeat(s)}" for s in sizes)
     print(f"sizes: {runs} (MB = 2^20 bytes; the median of the runs counts)")
@@ -437,6 +452,7 @@ def main() -> None:
     byte_rows: list[tuple] = []
     torch_rows: list[tuple] = []
     summary: list[tuple] = []
+    spreads: list[tuple] = []
     try:
         for size_mb in [] if args.object_store_only else sizes:
             free = shutil.disk_usage(root).free
@@ -444,42 +460,42 @@ def main() -> None:
                 print(f"skipped {size_mb} MB: only {free / MB:.0f} MB free under {root}")
                 continue
             view = buffer[: size_mb * MB]
-            b = medians([bench.bytes_round(view, i) for i in range(repeat(size_mb))])
+            b_rounds = [bench.bytes_round(view, i) for i in range(repeat(size_mb))]
             byte_rows += report(
                 size_mb,
-                b,
+                b_rounds,
                 {
                     "multispot save": "plain write+fsync",
                     "restore (verify) + read": "plain read",
                     "restore (full=False) + read": "plain read",
                 },
             )
-            row: list[Any] = [
-                f"{size_mb} MB",
-                b["plain write+fsync"] / b["multispot save"],
-                b["plain read"] / b["restore (verify) + read"],
-                b["plain read"] / b["restore (full=False) + read"],
+            pairs = [
+                (b_rounds, "multispot save", "plain write+fsync"),
+                (b_rounds, "restore (verify) + read", "plain read"),
+                (b_rounds, "restore (full=False) + read", "plain read"),
             ]
             if torch is not None:
                 count = max(1, size_mb // TENSOR_MB)
                 state = {f"layer{i}.weight": torch.rand(TENSOR_MB * MB // 4) for i in range(count)}
-                t = medians([bench.torch_round(state, i) for i in range(repeat(size_mb))])
+                t_rounds = [bench.torch_round(state, i) for i in range(repeat(size_mb))]
                 del state
                 torch_rows += report(
                     size_mb,
-                    t,
+                    t_rounds,
                     {
                         "torch.save via writer.open+commit": "torch.save(path)+fsync",
                         "restore (verify) + torch.load": "torch.load(path)",
                         "restore (full=False) + torch.load": "torch.load(path)",
                     },
                 )
-                row += [
-                    t["torch.save(path)+fsync"] / t["torch.save via writer.open+commit"],
-                    t["torch.load(path)"] / t["restore (verify) + torch.load"],
-                    t["torch.load(path)"] / t["restore (full=False) + torch.load"],
+                pairs += [
+                    (t_rounds, "torch.save via writer.open+commit", "torch.save(path)+fsync"),
+                    (t_rounds, "restore (verify) + torch.load", "torch.load(path)"),
+                    (t_rounds, "restore (full=False) + torch.load", "torch.load(path)"),
                 ]
-            summary.append(tuple(row))
+            summary.append((f"{size_mb} MB", *(paired(r, op, base) for r, op, base in pairs)))
+            spreads.append((f"{size_mb} MB", *(spread(r, op, base) for r, op, base in pairs)))
             print(f"done: {size_mb} MB")
         if not args.no_object_store:
             size_mb = args.object_store_mb or min(sizes)
@@ -504,8 +520,8 @@ def main() -> None:
                     (
                         label,
                         f"{size_mb} MB",
-                        found["fsspec put"] / found["multispot save"],
-                        found["fsspec get"] / found["restore (verify) + read_bytes"],
+                        paired(found, "multispot save", "fsspec put"),
+                        paired(found, "restore (verify) + read_bytes", "fsspec get"),
                     )
                 )
                 print(f"done: {label}")
@@ -519,7 +535,10 @@ def main() -> None:
         common.heading(f"Torch state (dict of {TENSOR_MB} MB float32 tensors, one state.pt)")
         common.table(headers, torch_rows)
 
-    common.heading("Summary: throughput ratios to the baseline measured in the same run (higher is better)")
+    common.heading(
+        "Summary: throughput ratios to the baseline, median over rounds of the ratio within each round "
+        "(higher is better)"
+    )
     summary_headers = ["size", "save / write", "restore(verify) / read", "restore(no verify) / read"]
     if torch_rows:
         summary_headers += [
@@ -528,6 +547,8 @@ def main() -> None:
             "restore(no verify)+load / load",
         ]
     common.table(summary_headers, summary)
+    print("\nLowest–highest ratio over the rounds (this VM's disk is noisy):\n")
+    common.table(summary_headers, spreads)
 
     print(
         f"\nhashing on this CPU: sha256 {sha_mbps:.0f} MB/s on one thread; multispot's checksum ({algorithm}) "
