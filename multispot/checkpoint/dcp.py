@@ -1,0 +1,147 @@
+"""``torch.distributed.checkpoint`` (DCP) reads a restored checkpoint through the contract's readers.
+
+``restored.dcp_load(state)`` (``load`` here) runs ``dcp.load`` with a storage reader that opens the
+``.metadata`` and every data file through ``RestoredCheckpoint.open``: each byte is hashed as DCP
+consumes it and each file is checked when DCP closes it, so a load reads the bytes once, from local
+folders and object stores alike (no download to a temporary folder, no separate verification pass).
+
+DCP wraps whatever its reader raises into its ``CheckpointException``, a ``BaseException`` that
+``restore_with`` would let through without falling back; ``load`` raises the reader's
+``ChecksumMismatch`` instead, and any other such failure as ``DCPLoadFailed`` (an ``Exception``).
+
+Importing this module imports torch; ``RestoredCheckpoint.dcp_load`` imports it only when called,
+so the rest of multispot never needs torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import posixpath
+from collections.abc import Generator
+from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING, Any, cast
+
+from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.filesystem import FileSystemBase, FileSystemReader
+from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner
+from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
+from torch.futures import Future
+
+from multispot.checkpoint.storage import CHUNK
+from multispot.errors import ChecksumMismatch
+
+if TYPE_CHECKING:
+    from multispot.checkpoint.store import RestoredCheckpoint
+
+
+class DCPLoadFailed(RuntimeError):
+    """``dcp.load`` failed on files that may still match (DCP's ``CheckpointException`` as an
+    ``Exception``, so that ``restore_with`` checks the files and then raises it: the loader's error)."""
+
+
+def load(restored: RestoredCheckpoint, state_dict: dict[str, Any], **kwargs: Any) -> None:
+    """``dcp.load(state_dict, storage_reader=RestoredCheckpointReader(restored), **kwargs)``, with
+    ``ChecksumMismatch`` raised when a file DCP read does not match its manifest."""
+    reader = RestoredCheckpointReader(restored)
+    try:
+        dcp_load(state_dict, storage_reader=reader, **kwargs)
+    except (Exception, CheckpointException) as exc:
+        if reader.files.mismatch is not None:
+            raise reader.files.mismatch from exc
+        if isinstance(exc, CheckpointException):
+            raise DCPLoadFailed(str(exc)) from exc
+        raise
+
+
+class _RestoredFiles(FileSystemBase):
+    """The files of one restored checkpoint, read-only; a path is a file's name within the step."""
+
+    def __init__(self, restored: RestoredCheckpoint) -> None:
+        self.restored = restored
+        self.mismatch: ChecksumMismatch | None = None  # the first file found not to match
+
+    @contextmanager
+    def create_stream(self, path: str | os.PathLike[str], mode: str) -> Generator[io.IOBase, None, None]:
+        if mode != "rb":
+            raise PermissionError(f"a restored checkpoint is read-only (mode {mode!r})")
+        try:
+            with self.restored.open(os.fspath(path)) as stream:  # checked at close
+                yield cast(io.IOBase, stream)
+        except ChecksumMismatch as exc:
+            self.mismatch = self.mismatch or exc
+            raise
+
+    def concat_path(self, path: str | os.PathLike[str], suffix: str) -> str:
+        return posixpath.join(os.fspath(path), suffix)
+
+    def init_path(self, path: str | os.PathLike[str]) -> str:
+        return os.fspath(path)
+
+    def exists(self, path: str | os.PathLike[str]) -> bool:
+        return os.fspath(path) in self.restored.manifest.files
+
+    @classmethod
+    def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike[str]) -> bool:
+        return False  # never chosen by DCP for a checkpoint_id: only passed as a storage_reader
+
+    def rename(self, path: str | os.PathLike[str], new_path: str | os.PathLike[str]) -> None:
+        raise PermissionError("a restored checkpoint is read-only")
+
+    def mkdir(self, path: str | os.PathLike[str]) -> None:
+        raise PermissionError("a restored checkpoint is read-only")
+
+    def rm_file(self, path: str | os.PathLike[str]) -> None:
+        raise PermissionError("a restored checkpoint is read-only")
+
+
+class RestoredCheckpointReader(FileSystemReader):
+    """DCP's ``FileSystemReader`` with its files opened through ``RestoredCheckpoint.open``.
+
+    Every file is read once, in file order (docs/decisions.md has the numbers):
+
+    * reads are sorted by file and offset: DCP requests items in the order of the state dict, and
+      the verifying reader hashes in file order, so a request behind an earlier one read its bytes
+      again (1.5x the files' size for a small model and its optimizer);
+    * an item of at most ``CHUNK`` bytes is read whole, in order, and handed to DCP from memory:
+      ``torch.load`` reads a zip's directory at its end before its records, and the verifying
+      reader reads and hashes a short skip ahead at once, so each record was read twice (2.07x).
+      A larger item streams (its skip is long, hashed when the reader gets there: 1.03x), so a load
+      holds at most ``CHUNK`` more bytes in memory.
+
+    A rank that needs only part of a file still hashes all of it when DCP closes the file: the
+    manifest checks whole files.
+    """
+
+    def __init__(self, restored: RestoredCheckpoint) -> None:
+        super().__init__("")
+        self.restored = restored
+        self.files = _RestoredFiles(restored)
+        # torch annotates ``fs`` as its FileSystem, and uses only the FileSystemBase interface
+        self.fs = self.files  # type: ignore[assignment]
+        self.path = ""
+
+    def reset(self, checkpoint_id: str | os.PathLike[str] | None = None) -> None:
+        if checkpoint_id:
+            raise ValueError(
+                "this reader reads the checkpoint it was made for: call dcp.load without checkpoint_id"
+            )
+        super().reset()
+
+    def _slice_file(self, file: Any, sinfo: Any) -> IO[bytes]:
+        if sinfo.length > CHUNK:
+            return super()._slice_file(file, sinfo)
+        file.seek(sinfo.offset)
+        return io.BytesIO(file.read(sinfo.length))
+
+    def read_data(self, plan: LoadPlan, planner: LoadPlanner) -> Future[None]:
+        def place(item: Any) -> tuple[str, int]:
+            info = self.storage_data[item.storage_index]
+            return str(info.relative_path), int(info.offset)
+
+        return super().read_data(dataclasses.replace(plan, items=sorted(plan.items, key=place)), planner)
+
+    @property
+    def checkpoint_id(self) -> str:
+        return f"{self.restored.store.uri}/step {self.restored.step}"
