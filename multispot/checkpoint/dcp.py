@@ -9,6 +9,9 @@ DCP wraps whatever its reader raises into its ``CheckpointException``, a ``BaseE
 ``restore_with`` would let through without falling back; ``load`` raises the reader's
 ``ChecksumMismatch`` instead, and any other such failure as ``DCPLoadFailed`` (an ``Exception``).
 
+``save(writer, state)`` runs ``dcp.save`` with a storage writer that writes every file through
+``CheckpointWriter.open``, hashed as DCP writes it: the commit reads nothing back.
+
 Importing this module imports torch; ``RestoredCheckpoint.dcp_load`` imports it only when called,
 so the rest of multispot never needs torch.
 """
@@ -24,16 +27,17 @@ from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from torch.distributed.checkpoint.api import CheckpointException
-from torch.distributed.checkpoint.filesystem import FileSystemBase, FileSystemReader
+from torch.distributed.checkpoint.filesystem import FileSystemBase, FileSystemReader, FileSystemWriter
 from torch.distributed.checkpoint.planner import LoadPlan, LoadPlanner
 from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
+from torch.distributed.checkpoint.state_dict_saver import save as dcp_save
 from torch.futures import Future
 
 from multispot.checkpoint.storage import CHUNK
 from multispot.errors import ChecksumMismatch
 
 if TYPE_CHECKING:
-    from multispot.checkpoint.store import RestoredCheckpoint
+    from multispot.checkpoint.store import CheckpointWriter, RestoredCheckpoint
 
 
 class DCPLoadFailed(RuntimeError):
@@ -145,3 +149,116 @@ class RestoredCheckpointReader(FileSystemReader):
     @property
     def checkpoint_id(self) -> str:
         return f"{self.restored.store.uri}/step {self.restored.step}"
+
+
+# ----------------------------------------------------------------------------------- save
+
+
+def save(writer: CheckpointWriter, state_dict: dict[str, Any], **kwargs: Any) -> None:
+    """``dcp.save(state_dict, storage_writer=CheckpointStorageWriter(writer), **kwargs)``: every file
+    DCP writes goes through ``writer.open``, hashed as it is written."""
+    dcp_save(state_dict, storage_writer=CheckpointStorageWriter(writer), **kwargs)
+
+
+class _Tell(io.RawIOBase):
+    """A file of the step being written, with the position DCP records each item's offset by."""
+
+    def __init__(self, target: IO[bytes]) -> None:
+        self._target, self._pos = target, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self._target.write(view)
+        self._pos += len(view)
+        return len(view)
+
+    def flush(self) -> None:
+        if not self._target.closed:  # IOBase.close flushes after the target is closed
+            self._target.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._target.close()  # hashed and sealed by the writer here
+            finally:
+                super().close()
+
+
+class _WriterFiles(FileSystemBase):
+    """The files of one step being written; a path is a file's name within the step.
+
+    DCP writes its metadata under a temporary name and renames it over the final one, for a reader
+    that could see a half-written file; in a step nothing counts before the manifest, so the
+    metadata is written under its final name at once and the rename has nothing left to do.
+    """
+
+    TMP = ".tmp"
+
+    def __init__(self, writer: CheckpointWriter) -> None:
+        self.writer = writer
+
+    def _final(self, path: str | os.PathLike[str]) -> str:
+        name = os.fspath(path)
+        return name.removesuffix(self.TMP)
+
+    @contextmanager
+    def create_stream(self, path: str | os.PathLike[str], mode: str) -> Generator[io.IOBase, None, None]:
+        if mode != "wb":
+            raise PermissionError(f"a step being written is write-only (mode {mode!r})")
+        with _Tell(self.writer.open(self._final(path))) as stream:
+            yield stream
+
+    def rename(self, path: str | os.PathLike[str], new_path: str | os.PathLike[str]) -> None:
+        if self._final(path) != os.fspath(new_path):
+            raise PermissionError(f"a step's files are not renamed ({path} -> {new_path})")
+
+    def rm_file(self, path: str | os.PathLike[str]) -> None:
+        pass  # DCP removes the final name before its rename: here it is the metadata just written
+
+    def exists(self, path: str | os.PathLike[str]) -> bool:
+        return os.fspath(path) in self.writer.entries
+
+    def concat_path(self, path: str | os.PathLike[str], suffix: str) -> str:
+        return posixpath.join(os.fspath(path), suffix)
+
+    def init_path(self, path: str | os.PathLike[str]) -> str:
+        return os.fspath(path)
+
+    def mkdir(self, path: str | os.PathLike[str]) -> None:
+        pass  # the writer makes the step's folders as files are written
+
+    @classmethod
+    def validate_checkpoint_id(cls, checkpoint_id: str | os.PathLike[str]) -> bool:
+        return False  # only passed as a storage_writer
+
+
+class CheckpointStorageWriter(FileSystemWriter):
+    """DCP's ``FileSystemWriter`` with its files written through ``CheckpointWriter.open``: hashed as
+    DCP writes them (no second read at commit, and with several ranks each rank hashes its own
+    shard rather than rank 0 reading every rank's), streamed straight to an object store (no
+    staging folder). ``sync_files`` is off: the writer makes each file durable when it closes it
+    (DCP's fallback for a file without ``fileno`` would be ``os.sync()`` of the whole machine)."""
+
+    def __init__(self, writer: CheckpointWriter, **kwargs: Any) -> None:
+        super().__init__("", sync_files=False, **kwargs)
+        self.files = _WriterFiles(writer)
+        # torch annotates ``fs`` as its FileSystem, and uses only the FileSystemBase interface
+        self.fs = self.files  # type: ignore[assignment]
+        self.path = ""
+
+    def reset(self, checkpoint_id: str | os.PathLike[str] | None = None) -> None:
+        if checkpoint_id:
+            raise ValueError(
+                "this writer writes the step it was made for: call dcp.save without checkpoint_id"
+            )
+        super().reset()
+
+    @property
+    def checkpoint_id(self) -> str:
+        return f"{self.files.writer.store.uri}/step {self.files.writer.step}"

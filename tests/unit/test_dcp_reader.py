@@ -1,6 +1,6 @@
 """torch.distributed.checkpoint (DCP) loads a restored checkpoint in one verified pass: every file is
 read through ``RestoredCheckpoint.open`` (hashed as DCP consumes it), and a mismatch falls back to
-the next older step. Single process: dcp.save/load need no process group."""
+the next older step; saved through the writer, nothing is read back at commit. Single process: dcp.save/load need no process group."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ dcp = pytest.importorskip("torch.distributed.checkpoint")
 from torch.distributed.checkpoint.filesystem import FileSystem  # noqa: E402
 
 from multispot.checkpoint import CheckpointStore, RestoredCheckpoint, step_dir  # noqa: E402
+from multispot.checkpoint import dcp as multispot_dcp  # noqa: E402
 from multispot.checkpoint.dcp import DCPLoadFailed  # noqa: E402
+from multispot.checkpoint.store import CheckpointWriter  # noqa: E402
 from multispot.errors import ChecksumMismatch  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # DCP: "assuming ... a single process"
@@ -245,6 +247,34 @@ def test_a_load_error_on_matching_files_is_the_loaders_and_is_raised(ckpt_uri: s
 
     with pytest.raises(DCPLoadFailed, match=r"not\.in\.the\.checkpoint"):
         CheckpointStore(ckpt_uri).restore_with(load)
+
+
+def test_the_storage_writer_hashes_as_dcp_writes_so_commit_reads_nothing(
+    ckpt_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through ``CheckpointStorageWriter`` every file DCP writes is hashed on its way out: the commit
+    has no file left to read back (in place) or to upload from a staging folder (object stores)."""
+    saved = state_of(*model_and_optimizer(seed=1, steps=2))
+
+    def no_second_read(self: CheckpointWriter, *args: Any) -> Any:
+        raise AssertionError("the commit read a file DCP had written")
+
+    monkeypatch.setattr(CheckpointWriter, "_seal_in_place", no_second_read)
+    monkeypatch.setattr(CheckpointWriter, "_upload_staged", no_second_read)
+    with CheckpointStore(ckpt_uri).writer(2) as writer:
+        multispot_dcp.save(writer, saved)
+        writer.write_bytes("progress.json", b'{"step": 2}')
+    store = CheckpointStore(ckpt_uri)
+    assert store.verify(2).ok  # a fresh store hashes every file: the recorded checksums are the bytes'
+    manifest = store.manifest(2)
+    assert manifest is not None and {".metadata", "__0_0.distcp", "progress.json"} == set(manifest.files)
+    found = store.restore_with(load_into_blank)
+    assert found is not None and found[0].step == 2
+    assert_same(found[1], saved)
+
+    with pytest.raises(AssertionError, match="read a file DCP had written"):  # the folder path does
+        with CheckpointStore(ckpt_uri).writer(3) as writer:
+            dcp.save(saved, checkpoint_id=str(writer.local_dir))
 
 
 def test_multispot_checkpoint_and_the_cli_import_no_torch() -> None:
