@@ -52,8 +52,9 @@ def load(restored: RestoredCheckpoint, state_dict: dict[str, Any], **kwargs: Any
     try:
         dcp_load(state_dict, storage_reader=reader, **kwargs)
     except (Exception, CheckpointException) as exc:
-        if reader.files.mismatch is not None:
-            raise reader.files.mismatch from exc
+        mismatch = reader.files.mismatch
+        if mismatch is not None and mismatch is not exc:
+            raise mismatch from exc
         if isinstance(exc, CheckpointException):
             raise DCPLoadFailed(str(exc)) from exc
         raise

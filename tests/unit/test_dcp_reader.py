@@ -1,6 +1,7 @@
 """torch.distributed.checkpoint (DCP) loads a restored checkpoint in one verified pass: every file is
 read through ``RestoredCheckpoint.open`` (hashed as DCP consumes it), and a mismatch falls back to
-the next older step; saved through the writer, nothing is read back at commit. Single process: dcp.save/load need no process group."""
+the next older step; saved through the writer, nothing is read back at commit. Single process:
+dcp.save/load need no process group."""
 
 from __future__ import annotations
 
