@@ -17,13 +17,15 @@ import hashlib
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 from torch.nn.parallel import DistributedDataParallel
 
+from multispot.checkpoint import RestoredCheckpoint
+from multispot.checkpoint import dcp as multispot_dcp
 from multispot.runtime import Checkpointer
 from multispot.runtime.pytorch import agree, rng_state, set_rng_state
 
@@ -59,17 +61,23 @@ def main() -> None:
     per_rank = args.batch_size
     steps_per_epoch = math.ceil(len(x) / (per_rank * world))
 
-    ckpt = Checkpointer()
-    step = 0
-    restored = ckpt.restore()
-    if restored is not None:
+    def load(restored: RestoredCheckpoint) -> tuple[dict[str, Any], Any, int]:
+        # Every file is hashed as it is read (DCP's included): a mismatch anywhere falls back to
+        # the next older checkpoint, so nothing here is used before all of it matched.
         model_state, optim_state = get_state_dict(model, optimizer)
         state = {"model": model_state, "optim": optim_state}
-        dcp.load(state, checkpoint_id=str(restored.local_dir))
-        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        restored.dcp_load(state)
         with restored.open(f"rng-rank{rank}.pt") as f:
-            set_rng_state(torch.load(f, weights_only=True))
-        step = json.loads(restored.read_bytes("progress.json"))["step"]
+            rng = torch.load(f, weights_only=True)
+        return state, rng, json.loads(restored.read_bytes("progress.json"))["step"]
+
+    ckpt = Checkpointer()
+    step = 0
+    found = ckpt.restore_with(load)
+    if found is not None:
+        state, rng, step = found
+        set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+        set_rng_state(rng)
         print(f"rank {rank}: resumed from step {step}", flush=True)
 
     while step < args.steps:
@@ -85,7 +93,8 @@ def main() -> None:
         if agree(step % args.save_every == 0) or preempted:
             model_state, optim_state = get_state_dict(model, optimizer)
             with ckpt.save(step, total_steps=args.steps) as writer:
-                dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(writer.local_dir))
+                # DCP writes through the writer: each rank's shard hashed as it is written
+                multispot_dcp.save(writer, {"model": model_state, "optim": optim_state})
                 with writer.open(f"rng-rank{rank}.pt") as f:
                     torch.save(rng_state(), f)
                 if rank == 0:

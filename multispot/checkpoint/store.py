@@ -942,6 +942,14 @@ class RestoredCheckpoint:
             self.store.mark_verified(self.step, self.manifest.files, self._prints, self._seen_at)
         return Verdict(self.step, True)
 
+    def dcp_load(self, state_dict: dict[str, Any], **kwargs: Any) -> None:
+        """``torch.distributed.checkpoint.load(state_dict, **kwargs)`` from this checkpoint, every
+        file read through ``open``: its bytes checked as DCP loads them, in one pass, and a mismatch
+        raised as ``ChecksumMismatch`` (for ``restore_with``). Imports torch (``checkpoint/dcp.py``)."""
+        from multispot.checkpoint.dcp import load
+
+        load(self, state_dict, **kwargs)
+
     @property
     def local_dir(self) -> Path:
         """A local folder with the checkpoint's files (the step dir itself on local storage). Every
