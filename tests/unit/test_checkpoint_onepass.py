@@ -256,13 +256,16 @@ def test_one_large_read_still_catches_one_flipped_byte_and_falls_back(
     assert found is not None and found[0].step == 1 and found[1] == data
 
 
+@pytest.mark.parametrize(("tensors", "floats"), [(8, 512 * 1024), (1, 256 * 1024), (4, 256 * 1024)])
 def test_torch_load_through_the_reader_reads_the_file_about_once(
-    file_uri: str, monkeypatch: pytest.MonkeyPatch
+    file_uri: str, monkeypatch: pytest.MonkeyPatch, tensors: int, floats: int
 ) -> None:
     """torch.load seeks between records; a read buffer that each seek throws away must stay small,
-    or a verified restore reads much more than the file (an 8 MiB buffer read 1.4x the file)."""
+    or a verified restore reads much more than the file (an 8 MiB buffer read 1.4x the file). It
+    also jumps to the zip's directory at the end first: a file under 8 MB (1 and 4 MiB here) was
+    read whole at that jump and again by torch (2.1x) while skips of up to 8 MiB were filled."""
     torch = pytest.importorskip("torch")
-    state = {f"layer{i}": torch.rand(512 * 1024) for i in range(8)}  # 8 tensors of 2 MiB
+    state = {f"layer{i}": torch.rand(floats) for i in range(tensors)}  # 2 MiB or 1 MiB each
     with CheckpointStore(file_uri).writer(1) as writer, writer.open("state.pt") as f:
         torch.save(state, f)
     store = CheckpointStore(file_uri)
@@ -274,4 +277,6 @@ def test_torch_load_through_the_reader_reads_the_file_about_once(
         loaded = torch.load(f, weights_only=True)
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
     size = restored.manifest.files["state.pt"].size
-    assert size <= counter[0] <= 1.1 * size, f"read {counter[0]} bytes of a {size}-byte file"
+    # each seek may re-fill one read buffer: a few of them on top of a small file
+    slack = max(0.1 * size, 4 * store_module.READ_BUFFER)
+    assert size <= counter[0] <= size + slack, f"read {counter[0]} bytes of a {size}-byte file"
