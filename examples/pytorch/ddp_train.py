@@ -25,7 +25,6 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from torch.nn.parallel import DistributedDataParallel
 
 from multispot.checkpoint import RestoredCheckpoint
-from multispot.checkpoint import dcp as multispot_dcp
 from multispot.runtime import Checkpointer
 from multispot.runtime.pytorch import agree, rng_state, set_rng_state
 
@@ -94,7 +93,7 @@ def main() -> None:
             model_state, optim_state = get_state_dict(model, optimizer)
             with ckpt.save(step, total_steps=args.steps) as writer:
                 # DCP writes through the writer: each rank's shard hashed as it is written
-                multispot_dcp.save(writer, {"model": model_state, "optim": optim_state})
+                writer.dcp_save({"model": model_state, "optim": optim_state})
                 with writer.open(f"rng-rank{rank}.pt") as f:
                     torch.save(rng_state(), f)
                 if rank == 0:

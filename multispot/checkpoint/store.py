@@ -500,6 +500,14 @@ class CheckpointWriter:
         if found or store.storage.local:  # locally, also whatever a listing of files leaves out
             store.delete(step)
 
+    def dcp_save(self, state_dict: dict[str, Any], **kwargs: Any) -> None:
+        """``torch.distributed.checkpoint.save(state_dict, **kwargs)`` into this step, every file
+        written through ``open``: hashed as DCP writes it, nothing read back at commit. Imports
+        torch (``checkpoint/dcp.py``)."""
+        from multispot.checkpoint.dcp import save
+
+        save(self, state_dict, **kwargs)
+
     @property
     def local_dir(self) -> Path:
         """A local folder for libraries that want a path; its files join the step at commit."""

@@ -21,7 +21,6 @@ dcp = pytest.importorskip("torch.distributed.checkpoint")
 from torch.distributed.checkpoint.filesystem import FileSystem  # noqa: E402
 
 from multispot.checkpoint import CheckpointStore, RestoredCheckpoint, step_dir  # noqa: E402
-from multispot.checkpoint import dcp as multispot_dcp  # noqa: E402
 from multispot.checkpoint.dcp import DCPLoadFailed  # noqa: E402
 from multispot.checkpoint.store import CheckpointWriter  # noqa: E402
 from multispot.errors import ChecksumMismatch  # noqa: E402
@@ -263,7 +262,7 @@ def test_the_storage_writer_hashes_as_dcp_writes_so_commit_reads_nothing(
     monkeypatch.setattr(CheckpointWriter, "_seal_in_place", no_second_read)
     monkeypatch.setattr(CheckpointWriter, "_upload_staged", no_second_read)
     with CheckpointStore(ckpt_uri).writer(2) as writer:
-        multispot_dcp.save(writer, saved)
+        writer.dcp_save(saved)
         writer.write_bytes("progress.json", b'{"step": 2}')
     store = CheckpointStore(ckpt_uri)
     assert store.verify(2).ok  # a fresh store hashes every file: the recorded checksums are the bytes'
