@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import uuid
+from typing import Any
 
 import fsspec
 import xxhash
@@ -35,3 +37,36 @@ def forget_memory(uri: str) -> None:
         fs.rm(root, recursive=True)
     except FileNotFoundError:
         pass
+
+
+class CountingFile(io.RawIOBase):
+    """A storage file that counts the bytes read through it (to prove a restore reads them once)."""
+
+    def __init__(self, inner: Any, counter: list[int]) -> None:
+        self.inner, self.counter = inner, counter
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return int(self.inner.seek(offset, whence))
+
+    def tell(self) -> int:
+        return int(self.inner.tell())
+
+    def readinto(self, buffer: Any) -> int:
+        n = int(self.inner.readinto(buffer) or 0)
+        self.counter[0] += n
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self.inner.read(size)
+        self.counter[0] += len(data)
+        return data
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()

@@ -3,12 +3,12 @@ of its stream, before the result is returned; a mismatch falls back to the next 
 
 from __future__ import annotations
 
-import io
 import os
 from typing import Any
 
 import fsspec
 import pytest
+from helpers.checkpoints import CountingFile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,39 +41,6 @@ def payload(step: int, size: int = 300_000) -> bytes:
 
 def flipped(data: bytes, at: int) -> bytes:
     return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
-
-
-class CountingFile(io.RawIOBase):
-    """Counts the bytes the store reads from storage (to prove one pass)."""
-
-    def __init__(self, inner: Any, counter: list[int]) -> None:
-        self.inner, self.counter = inner, counter
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return int(self.inner.seek(offset, whence))
-
-    def tell(self) -> int:
-        return int(self.inner.tell())
-
-    def readinto(self, buffer: Any) -> int:
-        n = int(self.inner.readinto(buffer) or 0)
-        self.counter[0] += n
-        return n
-
-    def read(self, size: int = -1) -> bytes:
-        data: bytes = self.inner.read(size)
-        self.counter[0] += len(data)
-        return data
-
-    def close(self) -> None:
-        self.inner.close()
-        super().close()
 
 
 def test_read_bytes_reads_each_byte_once_and_checks_it(

@@ -5,7 +5,6 @@ dcp.save/load need no process group."""
 
 from __future__ import annotations
 
-import io
 import pickle
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 dcp = pytest.importorskip("torch.distributed.checkpoint")
+from helpers.checkpoints import CountingFile  # noqa: E402
 from torch.distributed.checkpoint.filesystem import FileSystem  # noqa: E402
 
 from multispot.checkpoint import CheckpointStore, RestoredCheckpoint, step_dir  # noqa: E402
@@ -26,34 +26,6 @@ from multispot.checkpoint.store import CheckpointWriter  # noqa: E402
 from multispot.errors import ChecksumMismatch  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # DCP: "assuming ... a single process"
-
-
-class CountingFile(io.RawIOBase):
-    """Counts the bytes read from storage through it."""
-
-    def __init__(self, inner: Any, counter: list[int]) -> None:
-        self.inner, self.counter = inner, counter
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return int(self.inner.seek(offset, whence))
-
-    def tell(self) -> int:
-        return int(self.inner.tell())
-
-    def readinto(self, buffer: Any) -> int:
-        n = int(self.inner.readinto(buffer) or 0)
-        self.counter[0] += n
-        return n
-
-    def close(self) -> None:
-        self.inner.close()
-        super().close()
 
 
 def model_and_optimizer(seed: int, steps: int) -> tuple[Any, Any]:
