@@ -94,7 +94,6 @@ class Scenario:
     extra_ticks: list[list[bool]] = field(default_factory=list)  # capacity after the deadline
     price_sources: dict[Placement, str] = field(default_factory=dict)  # where each price came from
     any_history: tuple[float, float, int, int, bool | None] | None = None  # "some pool up", as history
-    any_gaps: tuple[tuple[float, ...], float] = ((), 0.0)  # its gaps before the start: lengths, open
 
     def tick_price(self, placement: Placement) -> float:
         return (placement.price_per_hour or 0.0) * placement.count * self.tick / 3600.0
@@ -227,25 +226,8 @@ def build_scenario(
         extra_ticks=[s[start + deadline_ticks :] for s in series],
         price_sources=origins,
         any_history=_history(union, tick),
-        any_gaps=_gap_lengths(union, tick),
     )
     return scenario, source
-
-
-def _gap_lengths(values: list[bool], tick: float) -> tuple[tuple[float, ...], float]:
-    """The lengths (seconds) of the gaps without capacity that ended in ``values``, and how long
-    the one under way at the end has lasted (0 when up). A gap already under way at the first tick
-    is left out: its start was not seen."""
-    lengths: list[float] = []
-    run, seen_up = 0, False
-    for v in values:
-        if v:
-            if run and seen_up:
-                lengths.append(run * tick)
-            run, seen_up = 0, True
-        else:
-            run += 1
-    return tuple(lengths), (run * tick if seen_up else 0.0)
 
 
 def _history(values: list[bool], tick: float) -> tuple[float, float, int, int, bool | None]:
@@ -336,7 +318,6 @@ def run_policy(scenario: Scenario, policy: Policy, job: Job, name: str | None = 
     joint = sc.any_history or _history([], g)
     any_counter = [joint[0], joint[1], joint[2], joint[3]]
     any_last = joint[4]
-    any_lengths, any_open = list(sc.any_gaps[0]), sc.any_gaps[1]
     any_stats: PoolStats | None = None
     stats: dict[Placement, PoolStats] | None = None
     refresh = max(1, int(STATS_EVERY // g))
@@ -379,13 +360,8 @@ def run_policy(scenario: Scenario, policy: Policy, job: Job, name: str | None = 
             any_counter[1] += g
             if any_last is not True:
                 any_counter[2] += 1
-            if any_open > 0:
-                any_lengths.append(any_open)
-            any_open = 0.0
-        else:
-            if any_last is not False:
-                any_counter[3] += 1
-            any_open += g
+        elif any_last is not False:
+            any_counter[3] += 1
         any_last = some
         if mode is not None and mode.market == "spot" and mode not in avail_now:
             attempts[-1].state, attempts[-1].ended = JobState.PREEMPTED, t * g
@@ -402,9 +378,7 @@ def run_policy(scenario: Scenario, policy: Policy, job: Job, name: str | None = 
                     for p, c in zip(sc.pools, counters, strict=True)
                 }
                 a = any_counter
-                any_stats = PoolStats(a[0], a[1], int(a[2]), int(a[3]), tuple(any_lengths))
-            if any_stats is not None and any_open != any_stats.down_for:
-                any_stats = replace(any_stats, down_for=any_open)  # the gap's age, at every tick
+                any_stats = PoolStats(a[0], a[1], int(a[2]), int(a[3]))
             at_risk = 0
             if period is not None and mode is not None and mode.market == "spot":
                 at_risk = q - (q // period) * period

@@ -53,11 +53,6 @@ class PoolStats:
     available: float  # of which with capacity
     runs: int  # stretches with capacity (each ends in a preemption, or is still going)
     gaps: int  # stretches without
-    # The gaps' lengths, when they were watched to their end (seconds; empty: not recorded), and
-    # how long the gap under way has lasted (0 while up, or unknown): real gaps are no exponential
-    # (many short, a few of hours), and these let a policy price a gap by its age.
-    lengths: tuple[float, ...] = ()
-    down_for: float = 0.0
 
     @property
     def fraction(self) -> float | None:

@@ -389,11 +389,7 @@ class DeadlineAware(TickPolicy):
         p_od = od.price_per_hour * od.count * unit / 3600.0
         horizon = max(1, math.ceil((deadline - ctx.submitted_at) / unit))
         total = max(1, math.ceil(work / unit))
-        gaps = self.gaps(ctx, model, unit)
-        if gaps is None:
-            solved = _solve(_key_of(model, unit), horizon, total, p_s, p_od)
-        else:
-            solved = _solve_semi(_key_of(model, unit), gaps, horizon, total, p_s, p_od)
+        solved = _solve(_key_of(model, unit), horizon, total, p_s, p_od)
         _, need = self.remaining(ctx)
         # a restart under way is sunk: count it as running, with its rest taken from the time left
         pending = ctx.overhead_left if ctx.current is not None else 0.0
@@ -409,20 +405,6 @@ class DeadlineAware(TickPolicy):
         at = min(float(horizon), max(0.0, (left - ctx.step) / unit - (work_left - q)))
         return _State(solved, at, q, p_s, p_od, unit, ctx.step / unit)
 
-    def gaps(self, ctx: PolicyContext, model: Pool, unit: float) -> tuple[float, ...] | None:
-        """Per bucket of a gap's age, the chance spot comes back within a unit (``_hazard``), on the
-        grid of ``_quantize``; None when no gap was watched to its end (the chain's one rate)."""
-        seen = ctx.any_stats
-        if seen is None or not seen.lengths:
-            return None
-        hazard = _hazard(seen.lengths, unit, model.down / unit)
-        return tuple(_quantize(h) for h in hazard)
-
-    def age(self, ctx: PolicyContext, state: _State) -> float:
-        """Units the gap under way has lasted (0 when unknown)."""
-        seen = ctx.any_stats
-        return 0.0 if seen is None else seen.down_for / state.unit
-
     def best_action(self, ctx: PolicyContext, model: Pool | None, up: bool) -> str | None:
         """``idle``, ``spot`` or ``on-demand``: the action of least expected cost-to-go, or None
         when the programme does not apply."""
@@ -434,7 +416,7 @@ class DeadlineAware(TickPolicy):
             mode = _OD
         elif ctx.current is not None and up:
             mode = _SPOT
-        choices = state.actions(mode, state.up if up else state.down(self.age(ctx, state)))
+        choices = state.actions(mode, 1 if up else 0)
         if not choices:
             return None
         best = min(choices.values())
@@ -459,7 +441,7 @@ class DeadlineAware(TickPolicy):
         state = self.programme(ctx, self.model(ctx))
         restart = 0.0
         if state is not None and state.q > 0:
-            stay, move = state.actions(_SPOT, state.up), state.actions(_NOTHING, state.up)
+            stay, move = state.actions(_SPOT, 1), state.actions(_NOTHING, 1)
             if "spot" in stay and "spot" in move:
                 restart = move["spot"] - stay["spot"]
         best: Placement | None = None
@@ -625,144 +607,11 @@ def _solve(key: tuple[float, float, float], horizon: int, total: int, p_s: float
     return values, chain
 
 
-def _edges(longest: float) -> list[int]:
-    """Ages (units) where the buckets of a gap's age begin: 0, 1, 2, 4, 8, … up to the first past
-    the longest gap seen; the last bucket is open-ended. Doubling keeps the states few (a dozen
-    for gaps of days) while young gaps, where the hazard moves most, keep a fine grid."""
-    edges = [0, 1]
-    while edges[-1] <= longest:
-        edges.append(2 * edges[-1])
-    return edges
-
-
-@lru_cache(maxsize=16)
-def _hazard(lengths: tuple[float, ...], unit: float, mean: float) -> tuple[float, ...]:
-    """P(a gap ends within the next unit | its age's bucket), one per bucket of ``_edges``: the
-    piecewise-constant hazard's maximum-likelihood estimate (ends in the bucket over the units
-    gaps spent at those ages), each with one pseudo-gap of the pooled mean ``mean`` (units) as its
-    prior, so a bucket few gaps reached falls back on the exponential model rather than on "it
-    never ends". The gap under way is left out (it would change the estimate, and the solution,
-    at every tick)."""
-    ages = [x / unit for x in lengths]
-    edges = _edges(max(ages, default=0.0))
-    out = []
-    for i, lo in enumerate(edges):
-        hi = edges[i + 1] if i + 1 < len(edges) else math.inf
-        ended = sum(1 for x in ages if lo <= x < hi)
-        exposure = sum(min(x, hi) - lo for x in ages if x > lo)
-        rate = (ended + 1.0) / (exposure + mean)
-        out.append(1.0 - math.exp(-rate))
-    return tuple(out)
-
-
-def _age_state(edges_n: int, age: float) -> int:
-    """The bucket of a gap ``age`` units old (``_edges``: 0, 1, 2, 4, …)."""
-    b = 0 if age < 1 else 1 + math.floor(math.log2(age))
-    return min(b, edges_n - 1)
-
-
-def _quantize(p: float) -> float:
-    """A probability on a grid of 1/4 octave (about 19 %), below 1: each bucket's estimate rests on
-    fewer gaps than the pooled mean, moves more at each gap's end, and would otherwise solve the
-    programme again at nearly every refresh."""
-    return float(min(1.0 - 1e-9, 2.0 ** (round(4 * math.log2(max(p, 1e-9))) / 4)))
-
-
-def _widths(n: int) -> list[float]:
-    """Units each bucket of ``_edges`` spans (the last, open-ended: infinite)."""
-    return [1.0 if i == 0 else float(2 ** (i - 1)) for i in range(n - 1)] + [math.inf]
-
-
-def _semi_next(prev: Any, ends: Any, move: Any, up_value: Any) -> Any:
-    """Expected next-unit values from each bucket of a gap's age: spot back with ``ends[b]``,
-    else on to the next bucket with ``move[b]`` (one over its width: the mean time spent there),
-    else still in it. ``prev``: values per bucket (B, Q); ``up_value``: the value once up (Q).
-    Weights of exactly 1 are taken by slicing, the rest lie strictly in (0, 1) (``_quantize``),
-    so no 0·∞ turns an infinite cost into nan."""
-    stay = prev.copy()  # the last bucket is open-ended: it stays
-    whole = int((move[:-1] >= 1).sum())  # the leading buckets one unit wide: always move on
-    stay[:whole] = prev[1 : whole + 1]
-    w = move[whole:-1, None]
-    stay[whole:-1] = (1 - w) * prev[whole:-1] + w * prev[whole + 1 :]
-    e = ends[:, None]
-    return e * up_value[None, :] + (1 - e) * stay
-
-
-@lru_cache(maxsize=2)
-def _solve_semi(
-    key: tuple[float, float, float],
-    ends_key: tuple[float, ...],
-    horizon: int,
-    total: int,
-    p_s: float,
-    p_od: float,
-) -> Any:
-    """``_solve`` with the gap's age as a state: ``V[steps, mode, s, q]`` where ``s`` < B is a
-    bucket of the gap's age (``_edges``) and ``s`` = B is spot up. A gap ends within the next
-    unit with ``ends_key[b]`` (``_hazard``), not with one rate whatever its age; the stretches
-    with capacity stay the chain's (``_Chain``), and a drop starts a gap at age 0."""
-    import numpy as np
-
-    chain = _Chain.of(*key)
-    c = chain
-    n = len(ends_key)
-    ends = np.array(ends_key)
-    move = np.array([1.0 / w for w in _widths(n)])
-    values = np.full((horizon + 1, 3, n + 1, total + 1), np.inf)
-    values[:, :, :, 0] = 0.0
-    zero = np.zeros(1)
-    zeros = np.zeros((n, 1))
-
-    def advance(v: Any) -> Any:
-        return np.concatenate((zero, v[:-1]))
-
-    for steps in range(1, horizon + 1):
-        prev, row = values[steps - 1], values[steps]
-        up_n, up_od, up_s = prev[_NOTHING, n], prev[_OD, n], prev[_SPOT, n]
-        # in a gap: idle, or on-demand (start, or keep it and progress)
-        idle = _semi_next(prev[_NOTHING, :n], ends, move, up_n)
-        od = _semi_next(prev[_OD, :n], ends, move, up_od)
-        row[_NOTHING, :n] = np.minimum(idle, p_od + od)
-        row[_OD, :n] = np.minimum(idle, p_od + np.concatenate((zeros, od[:, :-1]), axis=1))
-        # spot up: as ``_solve``, its "down" the gap at age 0
-        lost = c.back * up_n + (1 - c.back) * prev[_NOTHING, 0]
-        done = advance(lost)
-        mix = c.ran * done + (1 - c.ran) * lost
-        partial = np.where(np.isfinite(mix), mix, done)
-        spot_start = p_s * c.used + c.survive * up_s + (1 - c.survive) * lost
-        spot_run = p_s * c.used + c.survive * advance(up_s) + (1 - c.survive) * partial
-        idle_up = c.stay_up * up_n + (1 - c.stay_up) * prev[_NOTHING, 0]
-        od_up = c.stay_up * up_od + (1 - c.stay_up) * prev[_OD, 0]
-        start_od = np.minimum(idle_up, p_od + od_up)
-        row[_NOTHING, n] = np.minimum(start_od, spot_start)
-        row[_OD, n] = np.minimum(np.minimum(idle_up, p_od + advance(od_up)), spot_start)
-        row[_SPOT, n] = np.minimum(start_od, spot_run)
-        row[:, :, 0] = 0.0
-    return values, chain, ends, move
-
-
-def _semi_action_values(solved: Any, prev: Any, mode: int, s: int, p_s: float, p_od: float) -> dict[str, Any]:
-    """``_action_values`` for ``_solve_semi``'s states: in a gap (``s`` < B) idle or on-demand
-    from the bucket's own chance of spot coming back; spot up (``s`` = B) as ``_action_values``
-    with the gap at age 0 as its down state."""
-    import numpy as np
-
-    _, chain, ends, move = solved
-    n = len(ends)
-    if s == n:
-        return _action_values(prev[:, [0, n]], chain, mode, 1, p_s, p_od)
-    idle = _semi_next(prev[_NOTHING, :n], ends, move, prev[_NOTHING, n])[s]
-    od = _semi_next(prev[_OD, :n], ends, move, prev[_OD, n])[s]
-    if mode == _OD:
-        od = np.concatenate((np.zeros(1), od[:-1]))
-    return {"idle": idle, "on-demand": p_od + od}
-
-
 @dataclass(frozen=True)
 class _State:
     """Where the job stands in its solved decision process (units of ``unit`` seconds)."""
 
-    solved: Any  # (V[steps, mode, up, q], the chain), or ``_solve_semi``'s (V, chain, ends, move)
+    solved: Any  # (V[steps, mode, up, q], the chain)
     at: float  # units of time left (between grid points)
     q: int  # units of work left
     p_s: float  # USD per unit
@@ -774,20 +623,11 @@ class _State:
     def steps(self) -> int:
         return math.floor(self.at)
 
-    @property
-    def up(self) -> int:
-        """The state index of "spot has capacity": 1 of the chain's two, or after the gap's buckets."""
-        return 1 if len(self.solved) == 2 else len(self.solved[2])
-
-    def down(self, age: float) -> int:
-        """The state index of a gap ``age`` units old: the chain's one down state, or its bucket."""
-        return 0 if len(self.solved) == 2 else _age_state(len(self.solved[2]), age)
-
     def actions(self, mode: int, a: int) -> dict[str, float]:
-        """The expected cost of each action now, in mode ``mode`` in state ``a`` (``up``, or a
-        ``down`` state): interpolated between the grid's whole units of time. Idling is for one
-        tick only (the policy decides again then), which the grid's whole unit would overprice."""
-        values = self.solved[0]
+        """The expected cost of each action now, in mode ``mode`` with spot up (``a``) or not:
+        interpolated between the grid's whole units of time. Idling is for one tick only (the
+        policy decides again then), which the grid's whole unit would overprice."""
+        values, chain = self.solved
         lo, w = self.steps, self.at - self.steps
         if lo <= 0:
             return {}
@@ -796,29 +636,21 @@ class _State:
             hi = self._grid(lo + 1, mode, a)
             out = {k: _mix(v, hi[k], w) for k, v in out.items()}
         if self.tick < 1.0:
+            p_up = chain.after(self.tick, a)
             later = self.at - self.tick
-            if a == self.up:
-                p_up, gap = self.solved[1].after(self.tick, 1), 0  # a drop: a gap at age 0
-            elif self.up == 1:
-                p_up, gap = self.solved[1].after(self.tick, 0), 0
-            else:  # a gap's bucket: spot back with its chance over the tick, else still there
-                p_up, gap = 1.0 - (1.0 - float(self.solved[2][a])) ** self.tick, a
-            out["idle"] = p_up * self._value(_NOTHING, self.up, later) + (1 - p_up) * self._value(
-                _NOTHING, gap, later
+            out["idle"] = p_up * self._value(_NOTHING, 1, later) + (1 - p_up) * self._value(
+                _NOTHING, 0, later
             )
         return out
 
     def _grid(self, steps: int, mode: int, a: int) -> dict[str, float]:
-        values, chain = self.solved[0], self.solved[1]
-        if self.up == 1:
-            choices = _action_values(values[steps - 1], chain, mode, a, self.p_s, self.p_od)
-        else:
-            choices = _semi_action_values(self.solved, values[steps - 1], mode, a, self.p_s, self.p_od)
+        values, chain = self.solved
+        choices = _action_values(values[steps - 1], chain, mode, a, self.p_s, self.p_od)
         return {k: float(v[self.q]) for k, v in choices.items()}
 
     def _value(self, mode: int, up: int, at: float) -> float:
         """The optimal expected cost-to-go at ``at`` units of time left, interpolated."""
-        values = self.solved[0]
+        values, _ = self.solved
         if at < 0:
             return math.inf
         lo = min(math.floor(at), len(values) - 1)

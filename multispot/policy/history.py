@@ -168,11 +168,4 @@ def merge(a: PoolStats | None, b: PoolStats | None) -> PoolStats:
     if a is None or b is None:
         found = a or b
         return found if found is not None else PoolStats(0.0, 0.0, 0, 0)
-    return PoolStats(
-        a.seconds + b.seconds,
-        a.available + b.available,
-        a.runs + b.runs,
-        a.gaps + b.gaps,
-        a.lengths + b.lengths,
-        a.down_for,  # the gap under way is the run's own (``a``)
-    )
+    return PoolStats(a.seconds + b.seconds, a.available + b.available, a.runs + b.runs, a.gaps + b.gaps)
