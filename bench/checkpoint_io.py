@@ -10,7 +10,7 @@ sequential cold read. With torch: ``torch.save(state, path)`` + fsync vs ``torch
 cold: before every timed operation the bench's own files are fsynced and dropped from the page
 cache (``posix_fadvise(DONTNEED)``; the rest of the machine's cache is left alone). Object stores:
 the same save and verified restore on *emulators* (moto's S3 server through s3fs, Azurite through
-adlfs, on localhost) vs the same filesystem's own put and get of the same bytes, and a verification
+adlfs, gcp-storage-emulator through gcsfs, on localhost) vs the same filesystem's own put and get of the same bytes, and a verification
 by a fresh store (the store's own checksums, no download). Goal: ≥ 0.9× the plain baseline.
 """
 
@@ -29,6 +29,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+# gcsfs 2026.x otherwise calls a gRPC Storage Control API the emulator lacks and hangs 60 s per
+# call; it reads this once, at import (as tests/storage/conftest.py does).
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 import common
 import fsspec
@@ -291,6 +295,21 @@ def azurite() -> Iterator[tuple[dict[str, Any], str]]:
         proc.wait(10)
 
 
+@contextlib.contextmanager
+def gcs_emulator() -> Iterator[tuple[dict[str, Any], str]]:
+    """gcp-storage-emulator (a Python package, the dev extra) on localhost, in memory."""
+    from gcp_storage_emulator.server import create_server
+
+    logging.getLogger("gcp_storage_emulator").setLevel(logging.ERROR)
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="bench")
+    server.start()  # its thread is no daemon: always stop it
+    try:
+        yield {"endpoint_url": f"http://127.0.0.1:{port}", "token": "anon"}, "bench"
+    finally:
+        server.stop()
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -300,6 +319,7 @@ def free_port() -> int:
 OBJECT_STORES = {  # label -> (protocol, emulator, what must be importable)
     "s3 (moto)": ("s3", moto_s3, ("boto3", "s3fs", "moto.server")),
     "az (Azurite)": ("az", azurite, ("adlfs", "azure.storage.blob")),
+    "gs (gcp-storage-emulator)": ("gs", gcs_emulator, ("gcsfs", "gcp_storage_emulator.server")),
 }
 
 
@@ -577,7 +597,8 @@ def main() -> None:
     if object_rows:
         common.heading(
             "Object stores (EMULATORS on localhost, not a cloud: moto's S3 server through s3fs, "
-            "Azurite through adlfs); baseline: the same filesystem's pipe_file / cat_file"
+            "Azurite through adlfs, gcp-storage-emulator through gcsfs); baseline: the same "
+            "filesystem's pipe_file / cat_file"
         )
         common.table(["store", *headers], object_rows)
         for store_label, size_label, save_ratio, restore_ratio in object_summary:
