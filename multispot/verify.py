@@ -152,24 +152,24 @@ def _variant(job: Job, suffix: str, every_steps: int, preemptions: str) -> Job:
 
 
 def default_schedule(reference: api.Run) -> str:
-    """Preempt with notice about a third into the work, then kill inside a save, then stop with no
-    notice. The notice counts from attempt 1's first committed save (a quarter of the work after
-    it), so it cannot land before a checkpoint exists when this machine runs slower than it did
-    for the reference; the kill is tied to a save, and attempt 3 starts from a checkpoint.
-
-    The local provider counts these times from when the attempt's runtime is ready (imports and
-    restore done), so only the work is measured here, not the start-up."""
+    """Preempt with notice about a quarter into the work, then kill inside a save, then stop with
+    no notice between two saves, each counted in the attempt's own committed saves rather than in
+    seconds: ``at=save:Q+0s,save:2,save:1+<half a save interval>!`` with Q a quarter of the
+    reference's saves. Counting saves holds however fast or slow this run goes against the
+    reference: a job of a few seconds finished its work before a notice timed in seconds arrived
+    (attempt 1 of a 96-step Trainer run had saved 9 times when a notice "0.6 s after save 1"
+    came: its work took 0.8 s, the reference's start-up 5.7 s), and on a busy machine a time-based
+    notice could come before any checkpoint existed. A reference with fewer than two saves gives
+    no save interval: the schedule is then timed from its duration."""
     attempt = reference.attempts[-1]
-    total = (attempt.ended or 0) - (attempt.started or 0)
     manifests = _manifests(CheckpointStore(reference.record.checkpoint_uri))
-    startup = 0.0
-    if len(manifests) >= 2 and attempt.started:
-        times = [datetime.fromisoformat(m.time).timestamp() for m in manifests.values()]
-        per_save = (max(times) - min(times)) / (len(times) - 1)
-        startup = max(0.0, min(times) - attempt.started - per_save)
-    work = max(total - startup, 1.0)
-    # The hard stop comes early in attempt 3 so it lands before the job ends even when this run
-    # goes faster than the reference did (a busy machine makes timings vary).
+    if len(manifests) >= 2:
+        times = sorted(datetime.fromisoformat(m.time).timestamp() for m in manifests.values())
+        per_save = (times[-1] - times[0]) / (len(times) - 1)
+        quarter = max(1, len(times) // 4)
+        return f"at=save:{quarter}+0s,save:2,save:1+{max(per_save / 2, 0.01):.2f}s!"
+    total = (attempt.ended or 0) - (attempt.started or 0)
+    work = max(total, 1.0)
     return f"at=save:1+{0.25 * work:.1f}s,save:2,{0.2 * work:.1f}s!"
 
 
