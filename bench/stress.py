@@ -18,6 +18,13 @@ exact optimum of the same scenario (``multispot.policy.optimum``, exact for seve
 and by greedy's. ``--quick``: fewer seeds, starts and slacks. Runs on all cores (a process each).
 ``--before FILE``: also replay ``DeadlineAware`` from an older ``deadline.py`` (e.g.
 ``git show REV:multispot/policy/deadline.py > /tmp/old.py``) as ``deadline-aware (before)``.
+
+``--held-out DIR``: instead of all that, the issue's check on traces nobody tuned on: every trace
+under DIR whose path is not also under the shared data (e.g. a clone of the Can't Be Late
+study's ``spot-traces`` repository: its 2022 K80/V100 pools, 16- and 4-node pools, CPU
+preemption traces), jobs of 8 h and 20 h, slack 1.3, 1.5, 1.75 and 2.0, starting at the
+trace's first tick (nothing seen before) and a quarter and half way in, and pairs of traces of
+one collection as two pools; a table per collection. The traces are not part of this repository.
 """
 
 from __future__ import annotations
@@ -94,6 +101,33 @@ def cases(quick: bool, root: Path | None) -> list[Case]:
                         label = f"{Path(a).stem} + {Path(b).stem}"
                         out.append(Case("two pools", label, 8.0, slack, paths=(a, b), start=start))
     return out
+
+
+def held_out_cases(root: Path, shared: Path) -> list[Case]:
+    """The issue's held-out protocol (``--held-out``): the traces under ``root`` not in ``shared``."""
+    seen = {str(p.relative_to(shared)) for p in shared.rglob("*.json")} if shared.is_dir() else set()
+    paths = sorted(str(p) for p in root.rglob("*.json") if str(p.relative_to(root)) not in seen)
+    out: list[Case] = []
+    for path in paths:
+        label = str(Path(path).relative_to(root))
+        for start in (0.0, 0.25, 0.5):
+            for work in (8.0, 20.0):
+                for slack in (1.3, 1.5, 1.75, 2.0):
+                    out.append(Case("held-out", label, work, slack, paths=(path,), start=start))
+    by_dir: dict[str, list[str]] = {}
+    for p in paths:
+        by_dir.setdefault(str(Path(p).parent), []).append(p)
+    for group in by_dir.values():
+        for a, b in zip(group[::2], group[1::2], strict=False):
+            for slack in (1.3, 1.5, 2.0):
+                label = f"{Path(a).parent.relative_to(root)}: {Path(a).stem} + {Path(b).stem}"
+                out.append(Case("held-out, two pools", label, 8.0, slack, paths=(a, b)))
+    return out
+
+
+def collection(case: Case) -> str:
+    """A held-out case's collection: the trace's folder (``availability/1-node/aws-10-26-2022``)."""
+    return case.label.split(":")[0] if ":" in case.label else str(Path(case.label).parent)
 
 
 def traces_for(case: Case) -> tuple[list[Any], int]:
@@ -184,7 +218,11 @@ def summarize(rows: list[dict[str, Any]], names: list[str]) -> list[list[Any]]:
 def main() -> None:
     args = parse_args(
         __doc__.splitlines()[0],
-        lambda p: (p.add_argument("--traces", default=None), p.add_argument("--before", default=None)),
+        lambda p: (
+            p.add_argument("--traces", default=None),
+            p.add_argument("--before", default=None),
+            p.add_argument("--held-out", default=None, metavar="DIR"),
+        ),
     )
     # the project's shared data beside the clone (or beside the worktrees' folder)
     shared = (
@@ -200,13 +238,15 @@ def main() -> None:
     names = [*POLICIES, *extra]
     print_machine()
     began = time.perf_counter()
+    todo = held_out_cases(Path(args.held_out), shared) if args.held_out else cases(args.quick, root)
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
-        done = pool.map(run_case, cases(args.quick, root), repeat(args.before), chunksize=4)
+        done = pool.map(run_case, todo, repeat(args.before), chunksize=4)
         rows = [r for r in done if r is not None]
     print(f"{len(rows)} scenarios, {time.perf_counter() - began:.0f}s\n")
     headers = ["policy", "scenarios", "mean × optimum", "worst", "missed", "max over greedy", "> greedy + 2%"]
-    for group in ("synthetic", "8-node", "shared", "two pools"):
-        part = [r for r in rows if r["case"].group == group]
+    groups = sorted({collection(r["case"]) for r in rows}) if args.held_out else []
+    for group in groups or ["synthetic", "8-node", "shared", "two pools"]:
+        part = [r for r in rows if (collection(r["case"]) if args.held_out else r["case"].group) == group]
         if part:
             print(f"{group}:")
             table(headers, summarize(part, names))
