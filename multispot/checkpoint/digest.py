@@ -4,8 +4,8 @@ A checkpoint checksum guards against accidental corruption (a torn upload, a fli
 writer's bytes), not against an adversary: it has to cost nothing next to the storage, or every
 save and restore runs at the hash's speed instead of the disk's. xxh3-128 hashes at 10+ GB/s on
 one core (about ten times a fast disk and 25 times sha256 here), so it runs inline, as the bytes
-stream; 128 bits make an accidental collision as unlikely as sha256's. Large writes hash
-each piece on a helper thread while the next piece moves (``hash_while_moving``), so the checksum
+stream; 128 bits make an accidental collision as unlikely as sha256's. A large write runs on a
+helper thread while the caller's thread hashes the same bytes (``write_hashed``), so the checksum
 overlaps the I/O instead of adding to it.
 
 ``sha256-chunked-8MiB`` is the format manifests were written in before (sha256 over the sha256
@@ -36,9 +36,9 @@ ALGORITHMS = (XXH3, LEGACY_ALGORITHM)
 ALGORITHM = XXH3 if xxhash is not None else LEGACY_ALGORITHM
 CHUNK = 8 * 1024 * 1024  # the legacy algorithm's chunk (and a good streaming size)
 
-# A write of two pieces or more (``hash_while_moving``) is moved in pieces of this size, each hashed
-# on a helper thread while the next one moves; a smaller one is hashed on the caller's thread (a
-# thread hop costs more than it saves there).
+# A write of this size or more (``write_hashed``) runs on a helper thread while the caller's thread
+# hashes it; a smaller one is written and hashed on the caller's thread (a thread hop costs more
+# than it saves there).
 PIECE = 4 * 1024 * 1024
 
 _POOL: ThreadPoolExecutor | None = None
@@ -157,37 +157,27 @@ def _pipe() -> ThreadPoolExecutor:
     return _PIPE
 
 
-def hash_while_moving(digest: Hasher, view: memoryview, move: Callable[[memoryview], int]) -> int:
-    """Move the bytes of ``view`` with ``move`` (a read into the piece it is given, or a write from
-    it; it returns how many bytes it moved, 0 at the end of a file) and feed every byte moved to
-    ``digest``, in order. From two pieces up, each piece is hashed on a helper thread while the next
-    one moves: xxh3 and the file's read or write both let go of the GIL, so on two cores the
-    checksum costs no time next to the I/O. Returns only once every byte moved is hashed: the
-    caller may reuse ``view`` as soon as it returns. Returns the number of bytes moved."""
-    if len(view) < 2 * PIECE:
-        count = move(view)
-        digest.update(view[:count])
-        return count
-    pending: Future[None] | None = None
-    done = 0
+def write_hashed(digest: Hasher, view: memoryview, write: Callable[[memoryview], Any]) -> None:
+    """Write all of ``view`` with ``write`` and feed it to ``digest``. From ``PIECE`` up, the write
+    runs on a helper thread while this thread hashes the same bytes: neither changes them, and xxh3
+    and the file's write both let go of the GIL, so on two cores the checksum costs no time beside
+    the write. (Hashing piece by piece behind the write, as before, always left the last piece's
+    hash after the write: 64 MB in 8 MiB writes took 21.8 ms against 20.0 ms this way and 18.7 ms
+    unhashed.) Returns once both are done, so the caller may reuse ``view``; a failed write raises."""
+    if len(view) < PIECE:
+        write(view)
+        digest.update(view)
+        return
     try:
-        while done < len(view):
-            count = move(view[done : done + PIECE])
-            if not count:
-                break
-            if pending is not None:
-                pending.result()  # hashes stay in order: one piece in flight at a time
-            piece = view[done : done + count]
-            try:
-                pending = _pipe().submit(digest.update, piece)
-            except RuntimeError:  # the interpreter is shutting down (an atexit save): hash right here
-                pending = None
-                digest.update(piece)
-            done += count
+        pending = _pipe().submit(write, view)
+    except RuntimeError:  # the interpreter is shutting down (an atexit save): all on this thread
+        write(view)
+        digest.update(view)
+        return
+    try:
+        digest.update(view)
     finally:
-        if pending is not None:
-            pending.result()
-    return done
+        pending.result()
 
 
 def hasher(algorithm: str = ALGORITHM) -> Hasher:

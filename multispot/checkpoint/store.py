@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from multispot.checkpoint.digest import ALGORITHM, digest_stream, hash_while_moving, hasher
+from multispot.checkpoint.digest import ALGORITHM, digest_stream, hasher, write_hashed
 from multispot.checkpoint.manifest import (
     LATEST,
     MANIFEST,
@@ -433,12 +433,8 @@ class _HashingWriter(io.RawIOBase):
         if self._cancel is not None and self._cancel.is_set():
             raise SaveAbandoned("checkpoint save abandoned")
         view = memoryview(data).cast("B")
-        hash_while_moving(self._digest, view, self._write_all)
+        write_hashed(self._digest, view, self._target.write)
         return len(view)
-
-    def _write_all(self, piece: memoryview) -> int:
-        self._target.write(piece)
-        return len(piece)
 
     def close(self) -> None:
         if self.closed:
@@ -815,7 +811,7 @@ class _VerifyingReader(io.RawIOBase):
             return 0
         self._fill_gap(self._pos)
         pos = self._pos
-        # Hashed inline, not beside the read (``hash_while_moving``, as writes are): with torch.load
+        # Hashed inline, not beside the read (as writes are, ``write_hashed``): with torch.load
         # of 64 MB on a quiet machine, hashing each piece on a second core while the next was read
         # ran at 0.68-0.70x of torch.load(path), inline at 0.79-0.83x (docs/decisions.md).
         count = self._raw.readinto(view) or 0

@@ -85,35 +85,51 @@ class _Recording:
         return xxhash.xxh3_128(b"".join(self.pieces)).hexdigest()
 
 
+class _Sink:
+    """A file that records what is written to it and on which thread."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.data = bytearray()
+        self.threads: set[str] = set()
+        self.fail_after = fail_after
+
+    def write(self, view: memoryview) -> int:
+        self.threads.add(threading.current_thread().name)
+        if self.fail_after is not None and len(self.data) + len(view) > self.fail_after:
+            raise OSError(28, "No space left on device")
+        self.data += view
+        return len(view)
+
+
 @settings(max_examples=40, deadline=None)
-@given(short_reads=st.lists(st.integers(min_value=1, max_value=64), min_size=1, max_size=30))
-def test_hash_while_moving_feeds_every_byte_moved_in_order_with_short_reads(short_reads: list[int]) -> None:
+@given(sizes=st.lists(st.integers(min_value=0, max_value=300), min_size=1, max_size=20))
+def test_write_hashed_writes_and_hashes_every_byte_in_order(sizes: list[int]) -> None:
+    """Writes below and above the piece size, one after another: the file and the checksum see
+    the same bytes in the same order; from a piece up the write runs on the helper thread while
+    the caller's thread hashes."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(digest, "PIECE", 64)
-        source = io.BytesIO(bytes(range(256)) * 8)  # 2048 bytes, read into a 1500-byte buffer
-        sizes = itertools.cycle(short_reads)
+        source = bytes(range(256)) * 24
+        sink, recording, offset = _Sink(), _Recording(), 0
+        for size in sizes:
+            digest.write_hashed(recording, memoryview(source[offset : offset + size]), sink.write)
+            offset += size
+        assert bytes(sink.data) == source[:offset]
+        assert b"".join(recording.pieces) == source[:offset], "hashed exactly what was written, in order"
+        caller = threading.current_thread().name
+        assert recording.threads <= {caller}, "the checksum runs on the caller's thread"
+        big = any(size >= 64 for size in sizes)
+        assert any(name.startswith("multispot-hash-pipe") for name in sink.threads) == big
+        assert (caller in sink.threads) == any(size < 64 for size in sizes)
 
-        def move(piece: memoryview) -> int:  # a reader that may return fewer bytes than asked
-            return source.readinto(piece[: next(sizes)])
 
-        buffer = bytearray(1500)
-        recording = _Recording()
-        moved = digest.hash_while_moving(recording, memoryview(buffer), move)
-        assert moved == 1500 and bytes(buffer) == (bytes(range(256)) * 8)[:1500]
-        assert b"".join(recording.pieces) == bytes(buffer), "hashed exactly what was moved, in order"
-        assert any(name.startswith("multispot-hash-pipe") for name in recording.threads)
-
-
-def test_hash_while_moving_stops_at_the_end_of_a_file_and_hashes_small_views_inline() -> None:
+def test_write_hashed_raises_the_write_error_once_both_are_done() -> None:
+    """A write that fails on the helper thread (a full disk) fails the caller's write: the save
+    is not committed with a checksum of bytes that never reached the file."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(digest, "PIECE", 64)
-        source = io.BytesIO(b"x" * 300)
-        recording = _Recording()
-        assert digest.hash_while_moving(recording, memoryview(bytearray(1000)), source.readinto) == 300
-        assert recording.size == 300
-        small = _Recording()
-        assert (
-            digest.hash_while_moving(small, memoryview(bytearray(100)), io.BytesIO(b"y" * 100).readinto)
-            == 100
-        )
-        assert small.pieces == [b"y" * 100] and small.threads == {threading.current_thread().name}
+        sink, recording = _Sink(fail_after=100), _Recording()
+        digest.write_hashed(recording, memoryview(b"a" * 80), sink.write)
+        with pytest.raises(OSError, match="No space left"):
+            digest.write_hashed(recording, memoryview(b"b" * 80), sink.write)
+        assert bytes(sink.data) == b"a" * 80
