@@ -4,9 +4,9 @@ A checkpoint checksum guards against accidental corruption (a torn upload, a fli
 writer's bytes), not against an adversary: it has to cost nothing next to the storage, or every
 save and restore runs at the hash's speed instead of the disk's. xxh3-128 hashes at 10+ GB/s on
 one core (about ten times a fast disk and 25 times sha256 here), so it runs inline, as the bytes
-stream; 128 bits make an accidental collision as unlikely as sha256's. A large write runs on a
-helper thread while the caller's thread hashes the same bytes (``write_hashed``), so the checksum
-overlaps the I/O instead of adding to it.
+stream; 128 bits make an accidental collision as unlikely as sha256's. A large write is hashed on
+a helper thread while the caller's thread writes the same bytes (``write_hashed``), so the
+checksum overlaps the I/O instead of adding to it.
 
 ``sha256-chunked-8MiB`` is the format manifests were written in before (sha256 over the sha256
 digests of each consecutive 8 MiB chunk, hashed on a small thread pool): such manifests are still
@@ -36,9 +36,9 @@ ALGORITHMS = (XXH3, LEGACY_ALGORITHM)
 ALGORITHM = XXH3 if xxhash is not None else LEGACY_ALGORITHM
 CHUNK = 8 * 1024 * 1024  # the legacy algorithm's chunk (and a good streaming size)
 
-# A write of this size or more (``write_hashed``) runs on a helper thread while the caller's thread
-# hashes it; a smaller one is written and hashed on the caller's thread (a thread hop costs more
-# than it saves there).
+# A write of this size or more (``write_hashed``) is hashed on a helper thread while the caller's
+# thread writes it; a smaller one is written and hashed on the caller's thread (a thread hop costs
+# more than it saves there).
 PIECE = 4 * 1024 * 1024
 
 _POOL: ThreadPoolExecutor | None = None
@@ -158,24 +158,26 @@ def _pipe() -> ThreadPoolExecutor:
 
 
 def write_hashed(digest: Hasher, view: memoryview, write: Callable[[memoryview], Any]) -> None:
-    """Write all of ``view`` with ``write`` and feed it to ``digest``. From ``PIECE`` up, the write
-    runs on a helper thread while this thread hashes the same bytes: neither changes them, and xxh3
-    and the file's write both let go of the GIL, so on two cores the checksum costs no time beside
-    the write. (Hashing piece by piece behind the write, as before, always left the last piece's
-    hash after the write: 64 MB in 8 MiB writes took 21.8 ms against 20.0 ms this way and 18.7 ms
-    unhashed.) Returns once both are done, so the caller may reuse ``view``; a failed write raises."""
+    """Write all of ``view`` with ``write`` and feed it to ``digest``. From ``PIECE`` up, a helper
+    thread hashes the bytes while this thread writes them: neither changes them, and xxh3 and the
+    file's write both let go of the GIL, so on two cores the checksum costs no time beside the
+    write. (Hashing piece by piece behind the write, as before, always left the last piece's hash
+    after the write.) The write stays on the caller's thread: the page cache it fills then comes
+    from the pages this CPU just freed; written from the other core, a save ran several times
+    slower on this VM, whose fresh memory is slow to touch (docs/performance.md). Returns once
+    both are done, so the caller may reuse ``view``."""
     if len(view) < PIECE:
         write(view)
         digest.update(view)
         return
     try:
-        pending = _pipe().submit(write, view)
+        pending = _pipe().submit(digest.update, view)
     except RuntimeError:  # the interpreter is shutting down (an atexit save): all on this thread
         write(view)
         digest.update(view)
         return
     try:
-        digest.update(view)
+        write(view)
     finally:
         pending.result()
 

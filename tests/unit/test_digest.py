@@ -105,8 +105,8 @@ class _Sink:
 @given(sizes=st.lists(st.integers(min_value=0, max_value=300), min_size=1, max_size=20))
 def test_write_hashed_writes_and_hashes_every_byte_in_order(sizes: list[int]) -> None:
     """Writes below and above the piece size, one after another: the file and the checksum see
-    the same bytes in the same order; from a piece up the write runs on the helper thread while
-    the caller's thread hashes."""
+    the same bytes in the same order; every write stays on the caller's thread, and from a piece
+    up the helper thread hashes while it writes."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(digest, "PIECE", 64)
         source = bytes(range(256)) * 24
@@ -117,15 +117,16 @@ def test_write_hashed_writes_and_hashes_every_byte_in_order(sizes: list[int]) ->
         assert bytes(sink.data) == source[:offset]
         assert b"".join(recording.pieces) == source[:offset], "hashed exactly what was written, in order"
         caller = threading.current_thread().name
-        assert recording.threads <= {caller}, "the checksum runs on the caller's thread"
+        assert sink.threads <= {caller}, "the file is written on the caller's thread"
         big = any(size >= 64 for size in sizes)
-        assert any(name.startswith("multispot-hash-pipe") for name in sink.threads) == big
-        assert (caller in sink.threads) == any(size < 64 for size in sizes)
+        assert any(name.startswith("multispot-hash-pipe") for name in recording.threads) == big
+        assert (caller in recording.threads) == any(size < 64 for size in sizes)
 
 
 def test_write_hashed_raises_the_write_error_once_both_are_done() -> None:
-    """A write that fails on the helper thread (a full disk) fails the caller's write: the save
-    is not committed with a checksum of bytes that never reached the file."""
+    """A write that fails (a full disk) while the helper thread hashes fails the caller's write,
+    once the hash is done: the save is not committed with a checksum of bytes that never reached
+    the file."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(digest, "PIECE", 64)
         sink, recording = _Sink(fail_after=100), _Recording()
