@@ -10,11 +10,14 @@ own checksum, the arguments of its parallel upload) lives in its protocol module
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
+import io
 import os
 import stat
+import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -209,7 +212,7 @@ class LocalFolder(Storage):
 
     def open_write(self, path: str) -> IO[bytes]:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        return open(path, "wb")
+        return io.BufferedWriter(WritebackFile(path))
 
     def finish_write(self, handle: IO[bytes]) -> Written:
         handle.flush()
@@ -428,6 +431,54 @@ def open_storage(
             kind: type[ObjectStore] = getattr(importlib.import_module(module), name)
             return kind(fs, root, transfer)
     return Storage(fs, root)
+
+
+class WritebackFile(io.FileIO):
+    """A file opened for writing that asks the kernel to start writing each ``WRITEBACK`` bytes to
+    disk as soon as they are written (``sync_file_range(SYNC_FILE_RANGE_WRITE)``, which only starts
+    the I/O), so the disk works while the rest is still being written and the fsync at the end
+    finds most of it done. A plain write leaves it all to the fsync: 64 MB write+fsync took 34 ms
+    plainly and 22 ms this way, 1 GB 614 ms and 392-478 ms (docs/performance.md). Linux only; a
+    no-op elsewhere. Durability still comes from the fsync in ``finish_write`` alone."""
+
+    WRITEBACK = CHUNK
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, "wb")
+        self._offset = 0  # writes are sequential: the checkpoint writer's stream cannot seek
+        self._started = 0  # bytes before this offset have been handed to writeback
+
+    def write(self, data: Any) -> int:
+        count = super().write(data) or 0
+        self._offset += count
+        if self._offset - self._started >= self.WRITEBACK:
+            start_writeback = _sync_file_range()
+            if start_writeback is not None:
+                start_writeback(
+                    self.fileno(), self._started, self._offset - self._started, _SYNC_FILE_RANGE_WRITE
+                )
+            self._started = self._offset
+        return count
+
+
+_SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h: start writeback of the range's dirty pages; do not wait
+
+
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's ``sync_file_range`` (Linux), or None where there is none: looked up on first use, so
+    that nothing imports ctypes before a checkpoint is written."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        call = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    call.restype = ctypes.c_int
+    return call
 
 
 def fsync_dir(path: str) -> None:
