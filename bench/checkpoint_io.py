@@ -467,7 +467,8 @@ def main() -> None:
     print(f"reads: {reads}")
 
     def repeat(size_mb: int) -> int:
-        return int(args.repeat or (9 if size_mb <= 256 else 5))
+        # small sizes run fast and drift most between rounds (page-cache memory, not the disk): more rounds
+        return int(args.repeat or (31 if size_mb <= 64 else 9 if size_mb <= 256 else 5))
 
     runs = ", ".join(f"{s} MB ×{repeat(s)}" for s in sizes)
     print(f"sizes: {runs} (MB = 2^20 bytes; the median of the runs counts)")
