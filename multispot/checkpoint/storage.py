@@ -449,16 +449,26 @@ class WritebackFile(io.FileIO):
         self._started = 0  # bytes before this offset have been handed to writeback
 
     def write(self, data: Any) -> int:
-        count = super().write(data) or 0
-        self._offset += count
-        if self._offset - self._started >= self.WRITEBACK:
-            start_writeback = _sync_file_range()
-            if start_writeback is not None:
-                start_writeback(
-                    self.fileno(), self._started, self._offset - self._started, _SYNC_FILE_RANGE_WRITE
-                )
-            self._started = self._offset
-        return count
+        """Write all of ``data`` in stretches of at most ``WRITEBACK`` bytes, starting each one's
+        writeback as soon as it is written: one large write (``write_bytes`` of a whole state) would
+        otherwise start its writeback only once all of it is in the page cache."""
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            room = max(1, self._started + self.WRITEBACK - self._offset)
+            count = super().write(view[done : done + room]) or 0
+            if not count:
+                break
+            done += count
+            self._offset += count
+            if self._offset - self._started >= self.WRITEBACK:
+                start_writeback = _sync_file_range()
+                if start_writeback is not None:
+                    start_writeback(
+                        self.fileno(), self._started, self._offset - self._started, _SYNC_FILE_RANGE_WRITE
+                    )
+                self._started = self._offset
+        return done
 
 
 _SYNC_FILE_RANGE_WRITE = 2  # linux/fs.h: start writeback of the range's dirty pages; do not wait

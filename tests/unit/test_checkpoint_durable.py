@@ -4,7 +4,6 @@ advice takes that figure."""
 
 from __future__ import annotations
 
-import itertools
 import os
 from pathlib import Path
 
@@ -113,33 +112,39 @@ def test_a_local_save_fsyncs_each_thing_once_in_commit_order(
     assert [s for s in synced if s.endswith("after")] == [f"{step} after"]
 
 
+@pytest.mark.parametrize("one_write", [False, True])
 def test_a_local_save_starts_writeback_of_each_stretch_as_it_is_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_write: bool
 ) -> None:
     """Every ``WRITEBACK`` bytes written, the kernel is asked to start writing that stretch (and
-    only that stretch) to disk, so the fsync at the end finds it under way; the stretches cover the
-    file in order, small writes gathered; the fsync still comes after all of them."""
+    only that stretch) to disk, right after it is written, even inside one large write; the
+    stretches cover the file in order, small writes gathered; the fsync comes after all of them."""
     from multispot.checkpoint import storage
 
-    events: list[tuple[str, int, int]] = []
+    events: list[tuple[str, int, int, int]] = []
+
+    def start_writeback(fd: int, offset: int, count: int, flags: int) -> int:
+        events.append(("wb", offset, count, os.fstat(fd).st_size))
+        return 0
+
     monkeypatch.setattr(storage.WritebackFile, "WRITEBACK", 1000)
-    monkeypatch.setattr(
-        storage, "_sync_file_range", lambda: lambda fd, off, n, flags: events.append(("wb", off, n))
-    )
+    monkeypatch.setattr(storage, "_sync_file_range", lambda: start_writeback)
     real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", fd, 0)), real(fd))[1])
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", fd, 0, 0)), real(fd))[1])
     data = os.urandom(3700)
     store = CheckpointStore((tmp_path / "ckpt").as_uri())
     with store.writer(1) as writer, writer.open("state.bin") as f:
-        f.write(data[:2500])  # one write past two stretches
-        for i in range(2500, 3700, 100):  # small writes, gathered by the buffers
-            f.write(data[i : i + 100])
-    ranges = [(off, n) for kind, off, n in events if kind == "wb"]
-    assert ranges and ranges[0][0] == 0 and all(n >= 1000 for _, n in ranges)
-    assert all(a + n == b for (a, n), (b, _) in itertools.pairwise(ranges)), "contiguous, in order"
-    assert sum(n for _, n in ranges) > 3700 - 1000, "all but the last partial stretch"
+        if one_write:
+            f.write(data)
+        else:
+            f.write(data[:2500])  # one write past two stretches
+            for i in range(2500, 3700, 100):  # small writes, gathered by the buffers
+                f.write(data[i : i + 100])
+    kicks = [(off, n, size) for kind, off, n, size in events if kind == "wb"]
+    assert [(off, n) for off, n, _ in kicks] == [(0, 1000), (1000, 1000), (2000, 1000)]
+    assert all(size == off + n for off, n, size in kicks), "each stretch started as soon as written"
     first_fsync = next(i for i, e in enumerate(events) if e[0] == "fsync")
-    assert all(kind == "wb" for kind, _, _ in events[:first_fsync])
+    assert all(kind == "wb" for kind, *_ in events[:first_fsync])
     assert (tmp_path / "ckpt" / step_dir(1) / "state.bin").read_bytes() == data
 
 
