@@ -390,6 +390,58 @@ def _progress(record: JobRecord) -> tuple[int, int | None] | None:
         return None
 
 
+def run_dicts(runs: Collection[Run]) -> list[dict[str, Any]]:
+    """``Run.to_dict`` of each run (``multispot list``, the server's job list). Each job's row and
+    attempts come from the job store on this thread; what lives in each job's checkpoint store
+    (progress from the newest manifest, the step each attempt restored) is read for up to 8 jobs
+    at once: on an object store those are requests, and one job after another they added up to
+    tens of round trips for a listing of cloud jobs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = [(run.record, run.attempts) for run in runs]
+
+    def checkpoint_facts(row: tuple[JobRecord, list[Attempt]]) -> tuple[Any, list[int | None]]:
+        record, attempts = row
+        return _progress(record), [resumed_from_step(record.checkpoint_uri, a.n, record.id) for a in attempts]
+
+    if len(rows) > 1:
+        with ThreadPoolExecutor(max_workers=min(8, len(rows)), thread_name_prefix="multispot-list") as pool:
+            facts = list(pool.map(checkpoint_facts, rows))
+    else:
+        facts = [checkpoint_facts(row) for row in rows]
+    return [
+        _run_dict(record, attempts, progress, resumed)
+        for (record, attempts), (progress, resumed) in zip(rows, facts, strict=True)
+    ]
+
+
+def _run_dict(
+    record: JobRecord,
+    attempts: list[Attempt],
+    progress: tuple[int, int | None] | None,
+    resumed: list[int | None],
+) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "state": record.state.value,
+        "message": record.message,
+        "provider": record.provider,
+        "created": iso_time(record.created),
+        "ended": iso_time(record.ended),
+        "checkpoint_uri": record.checkpoint_uri,
+        "output_uri": record.output_uri,
+        "progress": {"step": progress[0], "total_steps": progress[1]} if progress else None,
+        "preemptions": sum(a.state is JobState.PREEMPTED for a in attempts)
+        + sum(a.interruptions for a in attempts),
+        "attempts": [
+            # resumed_from_step: the checkpoint step the attempt's runtime restored (None: from scratch)
+            {**a.to_dict(), "resumed_from_step": step}
+            for a, step in zip(attempts, resumed, strict=True)
+        ],
+    }
+
+
 class Run:
     """A submitted job: its state, attempts, logs, cost; the same thing ``multispot status`` shows."""
 
@@ -515,27 +567,7 @@ class Run:
 
     def to_dict(self) -> dict[str, Any]:
         """What ``status --output json`` shows."""
-        record, attempts = self.record, self.attempts
-        progress = _progress(record)
-        return {
-            "id": record.id,
-            "name": record.name,
-            "state": record.state.value,
-            "message": record.message,
-            "provider": record.provider,
-            "created": iso_time(record.created),
-            "ended": iso_time(record.ended),
-            "checkpoint_uri": record.checkpoint_uri,
-            "output_uri": record.output_uri,
-            "progress": {"step": progress[0], "total_steps": progress[1]} if progress else None,
-            "preemptions": sum(a.state is JobState.PREEMPTED for a in attempts)
-            + sum(a.interruptions for a in attempts),
-            "attempts": [
-                # resumed_from_step: the checkpoint step the attempt's runtime restored (None: from scratch)
-                {**a.to_dict(), "resumed_from_step": resumed_from_step(record.checkpoint_uri, a.n, record.id)}
-                for a in attempts
-            ],
-        }
+        return run_dicts([self])[0]
 
     def __repr__(self) -> str:
         record = self.record
@@ -584,6 +616,7 @@ __all__ = [
     "get",
     "plan",
     "prices",
+    "run_dicts",
     "runs",
     "savings",
     "simulate",

@@ -268,14 +268,14 @@ def list_(limit: int, wide: bool, output: str) -> None:
     for run in runs:
         if not run.status.job_terminal:
             run.ensure_driven()
+    listed = api.run_dicts(runs)
     if output == "json":
-        _emit_json([r.to_dict() for r in runs])
+        _emit_json(listed)
         return
     from multispot.display import fit_table, print_table
 
     rows = []
-    for run in runs:
-        data = run.to_dict()
+    for run, data in zip(runs, listed, strict=True):
         progress = data["progress"]
         rows.append(
             [

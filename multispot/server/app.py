@@ -225,7 +225,7 @@ def list_jobs(
     runs = api.runs(limit, store, team=visible_team(user), states=state or None)
     for run in runs:
         run.ensure_driven()
-    return [run.to_dict() for run in runs]
+    return api.run_dicts(runs)
 
 
 @router.get("/jobs/{ref}")
