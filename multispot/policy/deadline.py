@@ -257,10 +257,13 @@ class DeadlineAware(TickPolicy):
     job runs. No constant is tuned: every quantity is the job's (work, deadline, restart
     overhead, prices) or estimated from what has been seen of the pools.
 
-    *The model.* Each spot pool is a two-state Markov chain (capacity, no capacity) whose mean
-    up-time ``U`` and mean gap ``G`` are the maximum-likelihood estimates from what has been seen
-    of it (``ctx.stats``: the trace so far in the simulator; live, the job's own attempts).
-    Several pools are taken as independent: the job can run while any has capacity.
+    *The model.* Each spot pool is a two-state Markov chain (capacity, no capacity), in the
+    ticks at which it is seen (``ctx.step``: the trace's; live, the controller's polls, where it
+    is as good as continuous), whose mean up-time ``U`` and mean gap ``G`` are estimated from what
+    has been seen of it (``ctx.stats``: the trace so far in the simulator; live, the job's own
+    attempts): the stretch or gap under way is censored, and the chance per tick that one ends
+    is the rule of succession's (``Pool.estimate``). Several pools are taken as independent: the
+    job can run while any has capacity.
 
     *The decision.* On that model the job is a small Markov decision process: time left and
     work left in units of the restart overhead ``d`` (a start or switch costs one unit without
@@ -315,14 +318,16 @@ class DeadlineAware(TickPolicy):
         stretch of the pool the job would run on (``runner``)."""
         stats = self.seen(ctx)
         if ctx.any_stats is not None:
-            joint = Pool.estimate(ctx.any_stats)
+            joint = Pool.estimate(
+                ended(ctx.any_stats, None if ctx.available is None else bool(ctx.available)), ctx.step
+            )
             runner = self.runner(ctx)
-            own = Pool.estimate(stats[runner]) if runner is not None and runner in stats else None
+            own = Pool.estimate(stats[runner], ctx.step) if runner is not None and runner in stats else None
             if joint is None or own is None or not 0 < own.up < joint.up:
                 return joint
             return replace(joint, run=own.up)
         pools = [c for c in self.allowed(ctx) if c.market == "spot"]
-        known = [m for m in (Pool.estimate(stats[p]) for p in pools if p in stats) if m is not None]
+        known = [m for m in (Pool.estimate(stats[p], ctx.step) for p in pools if p in stats) if m is not None]
         return max(known, key=lambda m: (m.fraction, m.up)) if known else None
 
     def runner(self, ctx: PolicyContext) -> Placement | None:
@@ -363,7 +368,10 @@ class DeadlineAware(TickPolicy):
         prior evidence: for a two-state chain the two are additive."""
         from multispot.policy.history import merge
 
-        own = ctx.stats if ctx.stats is not None else stats_from_attempts(ctx.attempts, ctx.now)
+        if ctx.stats is not None:
+            own = {p: ended(s, up_now(ctx, p)) for p, s in ctx.stats.items()}
+        else:
+            own = stats_from_attempts(ctx.attempts, ctx.now)
         prior = ctx.history or {}
         return {p: merge(own.get(p), prior.get(p)) for p in {*own, *prior}}
 
@@ -389,7 +397,7 @@ class DeadlineAware(TickPolicy):
         p_od = od.price_per_hour * od.count * unit / 3600.0
         horizon = max(1, math.ceil((deadline - ctx.submitted_at) / unit))
         total = max(1, math.ceil(work / unit))
-        solved = _solve(_key_of(model, unit), horizon, total, p_s, p_od)
+        solved = _solve(_key_of(model, unit, ctx.step), horizon, total, p_s, p_od)
         _, need = self.remaining(ctx)
         # a restart under way is sunk: count it as running, with its rest taken from the time left
         pending = ctx.overhead_left if ctx.current is not None else 0.0
@@ -463,29 +471,39 @@ class DeadlineAware(TickPolicy):
 _NOTHING, _SPOT, _OD = 0, 1, 2
 
 
-def _key_of(model: Pool, unit: float) -> tuple[float, float, float]:
+def _key_of(model: Pool, unit: float, tick: float = 0.0) -> tuple[float, float, float, float]:
     """The model on a log grid of 1/16 octave (about 4 %): nearby estimates share one solution
-    (the estimates move a little at every refresh; a 4 % change moves no decision much)."""
+    (the estimates move a little at every refresh; a 4 % change moves no decision much), and the
+    ticks per unit (``unit / tick``; infinite for a pool watched continuously)."""
     run = model.up if model.run is None else model.run
     up, down, stretch = (
         2.0 ** (round(16 * math.log2(max(x, 1e-3) / unit)) / 16) for x in (model.up, model.down, run)
     )
-    return up, down, stretch
+    return up, down, stretch, unit / tick if tick > 0 else math.inf
 
 
 @dataclass(frozen=True)
 class _Chain:
     """The pool's chain over one unit, from its mean up-time and gap in units (``U``, ``G``).
 
-    An idle job sees only where the chain is at the next unit: up again with probability
-    ``stay_up = f + (1 − f)e^(−1/τ)`` when up, ``come_up = f(1 − e^(−1/τ))`` when down
-    (``f = U/(U + G)``, ``τ = UG/(U + G)``). A *running* spot attempt needs more than that: it
-    is preempted by any drop inside the unit, even one the pool recovers from before the unit
-    ends, so it survives the unit with probability ``survive = e^(−1/U)`` only; when it does
+    The pool is seen at ticks (the trace's; live, the controller's polls), ``k`` to a unit, and
+    ``U`` and ``G`` are measured in them: a stretch of capacity ends after a tick with
+    probability ``p = 1/(kU)``, a gap with ``r = 1/(kG)`` (the maximum-likelihood two-state chain
+    of what was seen at those ticks). An idle job sees only where the chain is at the next unit:
+    up again with probability ``stay_up = f + (1 − f)λ^k`` when up, ``come_up = f(1 − λ^k)`` when
+    down (``f = U/(U + G)``, ``λ = 1 − p − r``). A *running* spot attempt needs more than that:
+    it is preempted by any drop inside the unit, even one the pool recovers from before the unit
+    ends, so it survives the unit with probability ``survive = (1 − p)^k`` only; when it does
     not, the pool is up at the unit's end with probability ``back``, and the attempt ran (and
-    was billed, and progressed) for the expected time to the drop, a fraction ``ran`` of the
-    unit. Taking the two-point probability for a running attempt (as an earlier version did)
-    overstates how long spot runs in pools whose stretches last a few units."""
+    was billed, and progressed) for the ticks before the drop, a fraction ``ran`` of the unit.
+    With ``k`` infinite (a pool watched continuously) these are the continuous-time chain's
+    ``λ^k = e^(−1/τ)`` (``τ = UG/(U + G)``) and ``survive = e^(−1/U)``. Where a unit is a tick or
+    two (10-minute traces, a 3-minute restart) the continuous chain, fitted to the same means,
+    is wrong about the ticks: it lets a gap end and the pool drop again within one, so it holds
+    a gap about 10–20 % longer and a stretch about as much longer than was seen, and bills a
+    spot tick as partly run. Taking the two-point probability for a running attempt (as an
+    earlier version did) overstates how long spot runs in pools whose stretches last a few
+    units."""
 
     stay_up: float
     come_up: float
@@ -494,18 +512,29 @@ class _Chain:
     used: float  # expected fraction of the unit a spot attempt started up runs (and is billed)
     ran: float  # the same, given that it dropped inside the unit
     f: float  # long-run fraction up
-    tau: float  # relaxation time of the chain, units
+    decay: float  # λ: how much of the chain's state is left after one tick
+    ticks: float  # k: ticks per unit (infinite: continuous)
 
     @classmethod
-    def of(cls, up: float, down: float, run: float | None = None) -> _Chain:
+    def of(cls, up: float, down: float, run: float | None = None, ticks: float = math.inf) -> _Chain:
         """``run``: the mean stretch of the pool a spot attempt runs on, when the job sees several
-        pools as one (``up`` is then "some pool has capacity", and an attempt ends sooner)."""
-        f = up / (up + down)
-        decay = math.exp(-(up + down) / (up * down))
-        stay_up = f + (1 - f) * decay
+        pools as one (``up`` is then "some pool has capacity", and an attempt ends sooner).
+        ``ticks``: ticks per unit (``math.inf``: the continuous-time chain)."""
         run = up if run is None else min(run, up)
-        survive = math.exp(-1.0 / run)
-        used = run * (1.0 - survive)  # E[min(X, 1)] for an exponential stretch X of mean ``run``
+        if math.isinf(ticks):
+            f = up / (up + down)
+            lam, k = math.exp(-(up + down) / (up * down)), 1.0  # the whole unit as one step
+            survive = math.exp(-1.0 / run)
+            used = run * (1.0 - survive)  # E[min(X, 1)] for an exponential stretch of mean ``run``
+        else:
+            k = ticks
+            p, r, drop = (min(1.0, 1.0 / (x * k)) for x in (up, down, run))
+            f = r / (p + r)
+            lam = 1.0 - p - r
+            survive = (1.0 - drop) ** k
+            used = (1.0 - survive) / (drop * k)  # ticks run before the drop (all k if none), over k
+        decay = _power(lam, k)
+        stay_up = f + (1 - f) * decay
         dropped = 1.0 - survive
         back = (stay_up - survive) / dropped if dropped > 0 else 0.0
         ran = (used - survive) / dropped if dropped > 0 else 0.0
@@ -517,13 +546,23 @@ class _Chain:
             used,
             min(1.0, max(0.0, ran)),
             f,
-            up * down / (up + down),
+            lam,
+            k if not math.isinf(ticks) else math.inf,
         )
 
     def after(self, t: float, up: int) -> float:
         """P(up ``t`` units from now | up now or not)."""
-        decay = math.exp(-t / self.tau)
+        decay = _power(self.decay, t if math.isinf(self.ticks) else t * self.ticks)
         return self.f + (1 - self.f) * decay if up else self.f * (1 - decay)
+
+
+def _power(lam: float, n: float) -> float:
+    """``λ^n`` for the chain's ``λ`` (negative when ``p + r > 1``: the chain flips more often than
+    not, which only whole ticks can do; a fraction of a tick is taken as no memory left)."""
+    if lam >= 0:
+        return float(lam**n)
+    whole = round(n)
+    return float(lam**whole) if abs(n - whole) < 1e-9 else 0.0
 
 
 def _action_values(prev: Any, chain: _Chain, mode: int, a: int, p_s: float, p_od: float) -> dict[str, Any]:
@@ -537,7 +576,7 @@ def _action_values(prev: Any, chain: _Chain, mode: int, a: int, p_s: float, p_od
     p_up = chain.stay_up if a else chain.come_up
 
     def next_of(m: int) -> Any:
-        return p_up * prev[m, 1] + (1 - p_up) * prev[m, 0]
+        return _blend(p_up, prev[m, 1], prev[m, 0])
 
     def advance(v: Any) -> Any:  # progress one unit: the value at one unit less of work
         out = np.full(v.shape, inf)
@@ -548,30 +587,29 @@ def _action_values(prev: Any, chain: _Chain, mode: int, a: int, p_s: float, p_od
     od = next_of(_OD)
     out = {"idle": next_of(_NOTHING), "on-demand": p_od + (advance(od) if mode == _OD else od)}
     if a == 1:
-        lost = chain.back * prev[_NOTHING, 1] + (1 - chain.back) * prev[_NOTHING, 0]
-        kept = chain.survive * prev[_SPOT, 1]
+        lost = _blend(chain.back, prev[_NOTHING, 1], prev[_NOTHING, 0])
         if mode == _SPOT:  # running: progress for the time it runs (all of the unit if it survives)
             # it progressed for the time it ran: a fraction ``ran`` of a unit in expectation. Where
             # losing that fraction would leave no time to finish (an infinite cost), the real loss
             # is under one unit, which the safety net's margin absorbs: count the unit as done.
             done = advance(lost)
-            mix = chain.ran * done + (1 - chain.ran) * lost
+            mix = _blend(chain.ran, done, lost)
             partial = np.where(np.isfinite(mix), mix, done)
-            spot = chain.survive * advance(prev[_SPOT, 1]) + (1 - chain.survive) * partial
+            spot = _blend(chain.survive, advance(prev[_SPOT, 1]), partial)
         else:  # a start: the unit is the restart, no progress either way
-            spot = kept + (1 - chain.survive) * lost
+            spot = _blend(chain.survive, prev[_SPOT, 1], lost)
         out["spot"] = p_s * chain.used + spot
     return out
 
 
 @lru_cache(maxsize=8)
-def _solve(key: tuple[float, float, float], horizon: int, total: int, p_s: float, p_od: float) -> Any:
+def _solve(key: tuple[float, float, float, float], horizon: int, total: int, p_s: float, p_od: float) -> Any:
     """Expected cost-to-go ``V[steps, mode, up, q]`` of the job's decision process, by backward
     induction: ``steps`` units of time left, ``q`` units of work left, ``mode`` where it runs
     (nothing, spot, on-demand; a start or a switch costs one unit without progress), ``up``
     whether spot has capacity. ``key`` is (mean up, mean gap, mean stretch of the pool it runs
-    on) in units; the chain is
-    ``_Chain``'s. Missing the deadline costs infinity."""
+    on) in units and the ticks per unit; the chain is ``_Chain``'s. Missing the deadline costs
+    infinity."""
     import numpy as np
 
     chain = _Chain.of(*key)
@@ -587,15 +625,15 @@ def _solve(key: tuple[float, float, float], horizon: int, total: int, p_s: float
     # (``tests/unit/test_policies.py`` checks the two agree)
     for steps in range(1, horizon + 1):
         prev, row = values[steps - 1], values[steps]
-        lost = c.back * prev[_NOTHING, 1] + (1 - c.back) * prev[_NOTHING, 0]
+        lost = _blend(c.back, prev[_NOTHING, 1], prev[_NOTHING, 0])
         done = advance(lost)
-        mix = c.ran * done + (1 - c.ran) * lost
+        mix = _blend(c.ran, done, lost)
         partial = np.where(np.isfinite(mix), mix, done)
-        spot_start = p_s * c.used + c.survive * prev[_SPOT, 1] + (1 - c.survive) * lost
-        spot_run = p_s * c.used + c.survive * advance(prev[_SPOT, 1]) + (1 - c.survive) * partial
+        spot_start = p_s * c.used + _blend(c.survive, prev[_SPOT, 1], lost)
+        spot_run = p_s * c.used + _blend(c.survive, advance(prev[_SPOT, 1]), partial)
         for a, p_up in ((0, c.come_up), (1, c.stay_up)):
-            idle = p_up * prev[_NOTHING, 1] + (1 - p_up) * prev[_NOTHING, 0]
-            od = p_up * prev[_OD, 1] + (1 - p_up) * prev[_OD, 0]
+            idle = _blend(p_up, prev[_NOTHING, 1], prev[_NOTHING, 0])
+            od = _blend(p_up, prev[_OD, 1], prev[_OD, 0])
             start_od = np.minimum(idle, p_od + od)
             row[_NOTHING, a] = start_od
             row[_OD, a] = np.minimum(idle, p_od + advance(od))
@@ -638,8 +676,8 @@ class _State:
         if self.tick < 1.0:
             p_up = chain.after(self.tick, a)
             later = self.at - self.tick
-            out["idle"] = p_up * self._value(_NOTHING, 1, later) + (1 - p_up) * self._value(
-                _NOTHING, 0, later
+            out["idle"] = float(
+                _blend(p_up, self._value(_NOTHING, 1, later), self._value(_NOTHING, 0, later))
             )
         return out
 
@@ -658,6 +696,16 @@ class _State:
         if lo + 1 >= len(values):
             return here
         return _mix(here, float(values[lo + 1, mode, up, self.q]), at - lo)
+
+
+def _blend(w: float, x: Any, y: Any) -> Any:
+    """``w·x + (1 − w)·y`` for a probability ``w``, with a certain outcome's other branch left out
+    (``0·∞`` is no cost: a branch that cannot happen)."""
+    if w >= 1.0:
+        return x
+    if w <= 0.0:
+        return y
+    return w * x + (1 - w) * y
 
 
 def _mix(a: float, b: float, w: float) -> float:
@@ -683,10 +731,16 @@ class Pool:
         return self.up / (self.up + self.down) if self.up + self.down > 0 else 0.0
 
     @classmethod
-    def estimate(cls, s: PoolStats) -> Pool | None:
-        """Maximum-likelihood means from what was seen: time with (without) capacity over the
-        stretches of each kind. None before the pool has been seen both with and without capacity
-        (a pool only ever up is taken as always up: greedy)."""
+    def estimate(cls, s: PoolStats, tick: float = 0.0) -> Pool | None:
+        """Means from what was seen, ``s`` counting the stretches that ended (``ended``). Without
+        ``tick``: maximum likelihood, time with (without) capacity over the stretches of each
+        kind that ended (at least one). With the ``tick`` at which the pool was seen: the
+        posterior mean of the chance per tick that a stretch (a gap) ends, under a uniform prior
+        (the rule of succession, ``(n + 1)/(ticks + 2)``), as a mean ``tick/p``: with hundreds
+        of stretches seen it is the maximum-likelihood mean, with one or two (a job that starts
+        with the pool) it no longer takes a stretch still under way, a tick old, for a pool whose
+        every stretch ends after one tick. None before the pool has been seen both with and
+        without capacity (a pool only ever up is taken as always up: greedy)."""
         if s.seconds <= 0:
             return None
         down_time = s.seconds - s.available
@@ -694,6 +748,8 @@ class Pool:
             return cls(math.inf, 0.0)
         if s.available <= 0:
             return cls(0.0, math.inf) if s.gaps else None
+        if tick > 0:
+            return cls((s.available + 2 * tick) / (s.runs + 1), (down_time + 2 * tick) / (s.gaps + 1))
         return cls(s.available / max(s.runs, 1), down_time / max(s.gaps, 1))
 
     @classmethod
@@ -734,6 +790,22 @@ class Pool:
         settle = tau * (1.0 - math.exp(-horizon / tau))
         expected = f * horizon + ((1.0 - f) * settle if up_now else -f * settle)
         return max(0.0, expected) * math.exp(-d / self.up)
+
+
+def up_now(ctx: PolicyContext, p: Placement) -> bool | None:
+    """Whether spot pool ``p`` has capacity now, when known (the simulator says)."""
+    return None if ctx.available is None else p in ctx.available
+
+
+def ended(s: PoolStats, up: bool | None) -> PoolStats:
+    """``s`` with the stretch under way left out of the count of stretches that ended: it is
+    censored (its time counts, its end was not seen). ``PoolStats`` counts stretches begun, the
+    one under way too; the maximum-likelihood mean under censoring divides by the ends seen, as
+    the live evidence does (``multispot.policy.history.observed``). Left as is when whether the
+    pool is up now is unknown."""
+    if up is None:
+        return s
+    return replace(s, runs=max(0, s.runs - up), gaps=max(0, s.gaps - (not up)))
 
 
 def stats_from_attempts(attempts: list[Attempt], now: float) -> dict[Placement, PoolStats]:
