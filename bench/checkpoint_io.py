@@ -391,18 +391,23 @@ def medians(rounds: list[dict[str, float]]) -> dict[str, float]:
     return {key: common.median([r[key] for r in rounds]) for key in rounds[0]}
 
 
+def ratios(rounds: list[dict[str, float]], op: str, base: str) -> list[float]:
+    """``base``'s time / ``op``'s time within each round (a throughput ratio)."""
+    return [r[base] / r[op] for r in rounds]
+
+
 def paired(rounds: list[dict[str, float]], op: str, base: str) -> float:
     """The median over rounds of ``base``'s time / ``op``'s time measured in the same round.
 
     This VM's disk drifts between rounds (a 256 MB write+fsync took 0.14 s or 0.9 s back to back):
     a ratio of the two medians mixes rounds, a ratio within a round compares like with like."""
-    return common.median([r[base] / r[op] for r in rounds])
+    return common.median(ratios(rounds, op, base))
 
 
 def spread(rounds: list[dict[str, float]], op: str, base: str) -> str:
     """The per-round ratios' lowest and highest, to print beside the median."""
-    ratios = [r[base] / r[op] for r in rounds]
-    return f"{min(ratios):.2f}–{max(ratios):.2f}"
+    found = ratios(rounds, op, base)
+    return f"{min(found):.2f}–{max(found):.2f}"
 
 
 def report(size_mb: int, rounds: list[dict[str, float]], baselines: dict[str, str]) -> list[tuple]:

@@ -91,16 +91,20 @@ def cases(quick: bool, root: Path | None) -> list[Case]:
                 for work in works if not quick else (8.0,):
                     for slack in slacks:
                         out.append(Case("shared", Path(path).stem, work, slack, paths=(path,), start=start))
-        by_dir: dict[str, list[str]] = {}
-        for p in paths:
-            by_dir.setdefault(str(Path(p).parent), []).append(p)
-        for group in by_dir.values():
-            for a, b in zip(group[::2], group[1::2], strict=False):
-                for start in starts[:1]:
-                    for slack in slacks:
-                        label = f"{Path(a).stem} + {Path(b).stem}"
-                        out.append(Case("two pools", label, 8.0, slack, paths=(a, b), start=start))
+        for a, b in collection_pairs(paths):
+            for start in starts[:1]:
+                for slack in slacks:
+                    label = f"{Path(a).stem} + {Path(b).stem}"
+                    out.append(Case("two pools", label, 8.0, slack, paths=(a, b), start=start))
     return out
+
+
+def collection_pairs(paths: list[str]) -> list[tuple[str, str]]:
+    """Traces of one collection (one folder) paired off in order, as two pools started together."""
+    by_dir: dict[str, list[str]] = {}
+    for p in paths:
+        by_dir.setdefault(str(Path(p).parent), []).append(p)
+    return [pair for group in by_dir.values() for pair in zip(group[::2], group[1::2], strict=False)]
 
 
 def held_out_cases(root: Path, shared: Path) -> list[Case]:
@@ -114,14 +118,10 @@ def held_out_cases(root: Path, shared: Path) -> list[Case]:
             for work in (8.0, 20.0):
                 for slack in (1.3, 1.5, 1.75, 2.0):
                     out.append(Case("held-out", label, work, slack, paths=(path,), start=start))
-    by_dir: dict[str, list[str]] = {}
-    for p in paths:
-        by_dir.setdefault(str(Path(p).parent), []).append(p)
-    for group in by_dir.values():
-        for a, b in zip(group[::2], group[1::2], strict=False):
-            for slack in (1.3, 1.5, 2.0):
-                label = f"{Path(a).parent.relative_to(root)}: {Path(a).stem} + {Path(b).stem}"
-                out.append(Case("held-out, two pools", label, 8.0, slack, paths=(a, b)))
+    for a, b in collection_pairs(paths):
+        for slack in (1.3, 1.5, 2.0):
+            label = f"{Path(a).parent.relative_to(root)}: {Path(a).stem} + {Path(b).stem}"
+            out.append(Case("held-out, two pools", label, 8.0, slack, paths=(a, b)))
     return out
 
 
@@ -244,9 +244,10 @@ def main() -> None:
         rows = [r for r in done if r is not None]
     print(f"{len(rows)} scenarios, {time.perf_counter() - began:.0f}s\n")
     headers = ["policy", "scenarios", "mean × optimum", "worst", "missed", "max over greedy", "> greedy + 2%"]
-    groups = sorted({collection(r["case"]) for r in rows}) if args.held_out else []
+    group_of = collection if args.held_out else (lambda case: case.group)
+    groups = sorted({group_of(r["case"]) for r in rows}) if args.held_out else []
     for group in groups or ["synthetic", "8-node", "shared", "two pools"]:
-        part = [r for r in rows if (collection(r["case"]) if args.held_out else r["case"].group) == group]
+        part = [r for r in rows if group_of(r["case"]) == group]
         if part:
             print(f"{group}:")
             table(headers, summarize(part, names))

@@ -15,6 +15,7 @@ read and verified with it, and a copy of such a checkpoint keeps it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections import deque
@@ -166,20 +167,18 @@ def write_hashed(digest: Hasher, view: memoryview, write: Callable[[memoryview],
     from the pages this CPU just freed; written from the other core, a save ran several times
     slower on this VM, whose fresh memory is slow to touch (docs/performance.md). Returns once
     both are done, so the caller may reuse ``view``."""
-    if len(view) < PIECE:
-        write(view)
-        digest.update(view)
-        return
-    try:
-        pending = _pipe().submit(digest.update, view)
-    except RuntimeError:  # the interpreter is shutting down (an atexit save): all on this thread
-        write(view)
-        digest.update(view)
-        return
+    pending: Future[None] | None = None
+    if len(view) >= PIECE:
+        # the interpreter shutting down (an atexit save) refuses the submit: all on this thread
+        with contextlib.suppress(RuntimeError):
+            pending = _pipe().submit(digest.update, view)
     try:
         write(view)
     finally:
-        pending.result()
+        if pending is not None:
+            pending.result()
+    if pending is None:
+        digest.update(view)
 
 
 def hasher(algorithm: str = ALGORITHM) -> Hasher:
