@@ -442,6 +442,12 @@ def main() -> None:
         parser.add_argument(
             "--object-store-mb", type=int, help="file size of the emulator rows (default: the smallest size)"
         )
+        parser.add_argument(
+            "--fresh-memory",
+            action="store_true",
+            help="let freed memory go back to the kernel (glibc's default): every operation's buffers "
+            "then fault in fresh pages, which this VM hands out at very uneven speeds",
+        )
 
     args = common.parse_args(__doc__.splitlines()[0], setup)
     common.banner("checkpoint_io", args.quick)
@@ -470,10 +476,19 @@ def main() -> None:
         else "warm page cache (no posix_fadvise here)"
     )
     print(f"reads: {reads}")
+    kept = not args.fresh_memory and common.keep_freed_memory()
+    print(
+        "memory: freed memory kept in the process (glibc mallopt), so buffers reuse touched pages "
+        "in the baseline and in multispot alike (--fresh-memory: without)"
+        if kept
+        else "memory: glibc's default (freed memory returned; buffers fault in fresh pages)"
+    )
 
     def repeat(size_mb: int) -> int:
-        # small sizes run fast and drift most between rounds (page-cache memory, not the disk): more rounds
-        return int(args.repeat or (31 if size_mb <= 64 else 9 if size_mb <= 256 else 5))
+        # small sizes run fast and drift most between rounds (page-cache memory, not the disk): more
+        # rounds. Multiples of 3: each group of 3 operations rotates, so each runs first equally often
+        # (the first read after a round's writes is the slow one).
+        return int(args.repeat or (33 if size_mb <= 64 else 9))
 
     runs = ", ".join(f"{s} MB ×{repeat(s)}" for s in sizes)
     print(f"sizes: {runs} (MB = 2^20 bytes; the median of the runs counts)")

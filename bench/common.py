@@ -142,6 +142,34 @@ def drop_file_cache(root: Path) -> int:
     return count
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory in the process instead of handing it back to the kernel.
+
+    On a VM that reclaims freed guest memory (free page reporting), every large allocation then
+    faults in fresh pages from the hypervisor, at speeds that swing by 5x from one operation to the
+    next (docs/performance.md). A benchmark that allocates the same buffers in its baseline and in
+    multispot's operation (a torch.load's tensors, a read's chunks) measures that swing more than
+    the I/O. With freed memory kept, the next allocation reuses pages already touched: the
+    baseline gets faster too, so the ratios get stricter, not kinder. False where mallopt is
+    missing (not glibc)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    return all(
+        mallopt(option, value) == 1
+        for option, value in (
+            (m_mmap_threshold, 32 * MB),  # glibc's maximum: allocations up to 32 MB come from the heap
+            (m_trim_threshold, 2**31 - 1),  # and the heap is never trimmed back
+            (m_top_pad, 256 * MB),
+        )
+    )
+
+
 def package_version(name: str) -> str | None:
     try:
         return version(name)
