@@ -159,11 +159,11 @@ def keep_freed_memory() -> bool:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    m_trim_threshold, m_top_pad, m_mmap_max = -1, -2, -4
     return all(
         mallopt(option, value) == 1
         for option, value in (
-            (m_mmap_threshold, 32 * MB),  # glibc's maximum: allocations up to 32 MB come from the heap
+            (m_mmap_max, 0),  # every allocation from the heap, 1 GB buffers too (none mmapped alone)
             (m_trim_threshold, 2**31 - 1),  # and the heap is never trimmed back
             (m_top_pad, 256 * MB),
         )
