@@ -24,6 +24,9 @@ DEFAULT_TEAM = "default"
 # A heartbeat this far in the future (a clock that jumped, or another host's skew) counts as
 # stale: otherwise the lease would stay held until the clock caught up.
 FUTURE_SLACK = 1.0
+# A worker killed outright (kill -9, a lost host) never removes its row. Rows whose heartbeat is
+# older than this are deleted when any worker registers: a day is far past any ``stale_after``.
+WORKER_ROWS_KEPT_FOR = 86400.0
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _Row = TypeVar("_Row")
 # How a backend is asked for rows by a reference (``by_ref``): "id", rows of that id; "name", the

@@ -35,6 +35,7 @@ from multispot.errors import JobNotFound, StoreError
 from multispot.status import Attempt, Handle, JobState, Placement, Usage
 from multispot.store.base import (
     FUTURE_SLACK,
+    WORKER_ROWS_KEPT_FOR,
     AuditEntry,
     Event,
     Group,
@@ -483,7 +484,13 @@ class PostgresStore:
         values = {"id": worker, "host": host, "pid": pid, "started": now, "heartbeat": now}
         query = pg_insert(WORKERS).values(**values)
         query = query.on_conflict_do_update(index_elements=[WORKERS.c.id], set_=dict(query.excluded))
-        self._run(lambda conn: conn.execute(query))
+        prune = WORKERS.delete().where(WORKERS.c.heartbeat < now - WORKER_ROWS_KEPT_FOR)
+
+        def register(conn: sa.Connection) -> None:
+            conn.execute(query)
+            conn.execute(prune)
+
+        self._run(register)
 
     def beat_worker(self, worker: str) -> None:
         query = WORKERS.update().where(WORKERS.c.id == worker)

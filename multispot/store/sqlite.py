@@ -34,6 +34,7 @@ from multispot.errors import JobNotFound, StoreError
 from multispot.status import Attempt, Handle, JobState, Placement, Usage
 from multispot.store.base import (
     FUTURE_SLACK,
+    WORKER_ROWS_KEPT_FOR,
     AuditEntry,
     Event,
     Group,
@@ -556,6 +557,7 @@ class SQLiteStore:
                 " started = excluded.started, heartbeat = excluded.heartbeat",
                 (worker, host, pid, now, now),
             )
+            db.execute("DELETE FROM workers WHERE heartbeat < ?", (now - WORKER_ROWS_KEPT_FOR,))
 
     def beat_worker(self, worker: str) -> None:
         with self.transaction() as db:

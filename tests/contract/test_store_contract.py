@@ -22,6 +22,7 @@ import pytest
 from multispot.errors import JobNotFound, StoreError
 from multispot.status import Attempt, Handle, JobState, Placement, Usage
 from multispot.store import Group, GroupNotFound, JobRecord, Member, Store, open_store, owner_id
+from multispot.store.base import WORKER_ROWS_KEPT_FOR
 
 Opener = Callable[[], Store]
 BACKENDS = ["sqlite", "postgres"]
@@ -342,6 +343,16 @@ def test_workers_register_beat_and_go(store: Store) -> None:
     assert [w.pid for w in store.workers(stale_after=60)] == [43]
     store.remove_worker("w-remote")
     assert store.workers(stale_after=60) == []
+
+
+def test_rows_of_workers_gone_for_a_day_are_pruned(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now - 2 * WORKER_ROWS_KEPT_FOR)
+    store.register_worker("w-killed", "host-b.invalid", 7)  # kill -9'd: it never removed its row
+    monkeypatch.setattr(time, "time", lambda: now)
+    assert [w.id for w in store.workers(stale_after=3 * WORKER_ROWS_KEPT_FOR)] == ["w-killed"]
+    store.register_worker("w-new", "host-b.invalid", 8)
+    assert [w.id for w in store.workers(stale_after=3 * WORKER_ROWS_KEPT_FOR)] == ["w-new"]
 
 
 # --------------------------------------------------------------------------- identity and audit
