@@ -9,6 +9,7 @@ import html
 import os
 import time
 from collections.abc import Collection, Iterator, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from multispot import registry
@@ -603,9 +604,12 @@ def savings(
     return _savings(store, since, provider, team=team)
 
 
-def elapsed(run: Run) -> str:
-    record = run.record
-    return format_duration((record.ended or time.time()) - record.created)
+def elapsed(listed: Mapping[str, Any]) -> str:
+    """How long a job ran, or has been running, from its ``run_dicts`` row: no second read of the
+    job's row per listed job."""
+    created = datetime.fromisoformat(listed["created"]).timestamp()
+    ended = datetime.fromisoformat(listed["ended"]).timestamp() if listed["ended"] else time.time()
+    return format_duration(ended - created)
 
 
 __all__ = [

@@ -275,7 +275,7 @@ def list_(limit: int, wide: bool, output: str) -> None:
     from multispot.display import fit_table, print_table
 
     rows = []
-    for run, data in zip(runs, listed, strict=True):
+    for data in listed:
         progress = data["progress"]
         rows.append(
             [
@@ -285,7 +285,7 @@ def list_(limit: int, wide: bool, output: str) -> None:
                 str(len(data["attempts"])),
                 str(data["preemptions"]),
                 f"{progress['step']}/{progress['total_steps'] or '?'}" if progress else "-",
-                api.elapsed(run),
+                api.elapsed(data),
             ]
         )
     headers = ("job", "state", "provider", "attempts", "preempted", "progress", "age")

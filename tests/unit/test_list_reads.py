@@ -72,3 +72,32 @@ def test_a_listing_reads_the_jobs_checkpoint_stores_side_by_side(
         assert all(len(row["attempts"]) == 2 for row in listed)
     finally:
         store.close()
+
+
+def test_multispot_list_reads_each_jobs_row_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The age column comes from the listed row: it used to read every job's row once more."""
+    from click.testing import CliRunner
+
+    from multispot.cli import cli
+    from multispot.store.sqlite import SQLiteStore
+
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite'}"
+    store = open_store(url)
+    try:
+        _jobs(store, tmp_path)
+    finally:
+        store.close()
+    reads: list[str] = []
+    real = SQLiteStore.get_job
+
+    def get_job(self: SQLiteStore, job_id: str) -> JobRecord:
+        reads.append(job_id)
+        return real(self, job_id)
+
+    monkeypatch.setattr(SQLiteStore, "get_job", get_job)
+    monkeypatch.setenv("MULTISPOT_DB", url)
+    result = CliRunner().invoke(cli, ["list", "--wide"])
+    assert result.exit_code == 0, result.output
+    assert sorted(set(reads)) == [f"job-{n:06d}" for n in range(JOBS)]
+    assert len(reads) == JOBS, f"one read of each job's row, not {len(reads)}"
+    assert all(f"job-{n:06d}" in result.output for n in range(JOBS))
