@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.jobs import job_record as record
 
 from multispot.errors import JobNotFound, StoreError
 from multispot.status import Attempt, Handle, JobState, Placement, Usage
-from multispot.store import Group, GroupNotFound, JobRecord, Member, Store, open_store, owner_id
+from multispot.store import Group, GroupNotFound, Member, Store, open_store, owner_id
 from multispot.store.base import WORKER_ROWS_KEPT_FOR
 
 Opener = Callable[[], Store]
@@ -50,23 +51,6 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
 @pytest.fixture
 def store(opener: Opener) -> Store:
     return opener()
-
-
-def record(job_id: str, name: str = "train", created: float | None = None, **kwargs: object) -> JobRecord:
-    now = time.time() if created is None else created
-    fields: dict[str, object] = {
-        "id": job_id,
-        "name": name,
-        "spec": {"name": name, "command": ["python", "train.py"], "env": {"TOKEN": "${HF_TOKEN}"}},
-        "provider": "local",
-        "state": JobState.PENDING,
-        "checkpoint_uri": "file:///tmp/ckpt",
-        "output_uri": "file:///tmp/out",
-        "created": now,
-        "updated": now,
-    }
-    fields.update(kwargs)
-    return JobRecord(**fields)  # type: ignore[arg-type]
 
 
 PLACEMENT = Placement(

@@ -11,27 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.jobs import job_record as record
 
 from multispot.errors import JobNotFound, StoreError
 from multispot.status import Attempt, Handle, JobState, Placement, Usage
-from multispot.store import JobRecord, JobStore, home, new_job_id, owner_id
-
-
-def record(job_id: str, name: str = "train", created: float | None = None, **kwargs: object) -> JobRecord:
-    now = time.time() if created is None else created
-    fields: dict[str, object] = {
-        "id": job_id,
-        "name": name,
-        "spec": {"name": name, "command": ["python", "train.py"], "env": {"TOKEN": "${HF_TOKEN}"}},
-        "provider": "local",
-        "state": JobState.PENDING,
-        "checkpoint_uri": "file:///tmp/ckpt",
-        "output_uri": "file:///tmp/out",
-        "created": now,
-        "updated": now,
-    }
-    fields.update(kwargs)
-    return JobRecord(**fields)  # type: ignore[arg-type]
+from multispot.store import JobStore, home, new_job_id, owner_id
 
 
 @pytest.fixture
