@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -171,7 +172,33 @@ def test_restore_waits_for_no_fsync(file_uri: str, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
     resumed = Checkpointer(file_uri, env=job_env(file_uri))
     assert resumed.restore_with(lambda r: r.read_bytes("state.bin")) == b"state 10"
+    resumed.finish_pending()  # the record is written on a thread; saves wait for it
     assert synced == []
+    assert resumed_from_step(file_uri, 2, "train-abc123") == 10
+
+
+def test_restore_returns_before_its_record_is_written_and_a_save_waits_for_it(
+    file_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The restore record is off the restore's path (an object-store round trip after the load),
+    but never behind a save: a kill inside the save must find the record there."""
+    save(Checkpointer(file_uri, env=job_env(file_uri)), 10)
+    resumed = Checkpointer(file_uri, env=job_env(file_uri))
+    release, writes = threading.Event(), []
+    real = resumed.store.write_record
+
+    def slow_write(relpath: str, data: bytes, durable: bool = True) -> None:
+        assert release.wait(60)
+        real(relpath, data, durable)
+        writes.append(relpath)
+
+    monkeypatch.setattr(resumed.store, "write_record", slow_write)
+    assert resumed.restore_with(lambda r: r.read_bytes("state.bin")) == b"state 10"
+    assert writes == [] and resumed_from_step(file_uri, 2, "train-abc123") is None
+    threading.Timer(0.2, release.set).start()  # the save below blocks until then
+    with resumed.save(11) as writer:
+        assert writes == [".multispot/attempt-2.json"]  # the save began only once it was written
+        writer.write_bytes("state.bin", b"state 11")
     assert resumed_from_step(file_uri, 2, "train-abc123") == 10
 
 
