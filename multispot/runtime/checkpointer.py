@@ -310,6 +310,8 @@ class Checkpointer:
             # of ms) after the load, or a rename (~0.6 ms of a 64 MB restore's ~45 on this VM's
             # disk). ``finish_pending`` waits for it, so every save (and so every kill inside
             # one) comes after it; a normal exit waits for it too (not a daemon thread).
+            if self._record_thread is not None:  # a second restore: its record lands last
+                self._record_thread.join()
             self._record_thread = threading.Thread(
                 target=self._write_record,
                 args=(json.dumps(record).encode(),),
