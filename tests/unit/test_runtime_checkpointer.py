@@ -163,8 +163,8 @@ def test_restore_returns_the_newest_valid(ckpt_uri: str) -> None:
 
 
 def test_restore_waits_for_no_fsync(file_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The record of what an attempt restored is written whole but not fsynced: it sits on the
-    restore's critical path (two fsyncs were 10-15 ms of a 64 MB torch.load here), and readers
+    """The record of what an attempt restored is written whole but not fsynced: two fsyncs were
+    10-15 ms of a 64 MB torch.load here, the first save waits for the record, and readers
     already take a missing or torn record as "not restored yet"."""
     save(Checkpointer(file_uri, env=job_env(file_uri)), 10)
     synced: list[int] = []
